@@ -1,0 +1,571 @@
+"""The region catalogue: which places and periods ASMSpotter knows, and their overlays.
+
+The catalogue is a YAML file (``data/regions.yaml`` by default). :func:`load_catalogue`
+validates every entry and raises :class:`~asmspotter.errors.CatalogueError` naming the
+offending region and field. A new region is one entry away.
+
+Example:
+    >>> from asmspotter.catalogue import get_region
+    >>> region = get_region("la-pampa")
+    >>> [p.id for p in region.periods]
+    ['2019', '2021']
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from asmspotter import paths
+from asmspotter.errors import CatalogueError, DataError, InputError
+
+OverlayKind = Literal["protected_area", "indigenous_territory", "mining_zone", "other"]
+OVERLAY_KINDS: tuple[str, ...] = ("protected_area", "indigenous_territory", "mining_zone", "other")
+Radiometry = Literal["reflectance", "display"]
+
+DEFAULT_STAC_URL = "https://earth-search.aws.element84.com/v1"
+DEFAULT_COLLECTION = "sentinel-2-l2a"
+DEFAULT_L1C_COLLECTION = "sentinel-2-l1c"
+
+
+def default_catalogue_path() -> Path:
+    """Return the catalogue shipped with the project (``data/regions.yaml``)."""
+    return paths.project_data_dir() / "regions.yaml"
+
+
+@dataclass(frozen=True)
+class Period:
+    """A time window whose imagery is reduced to one composite.
+
+    Attributes:
+        id: short name used on the command line and in file names (``2019``, ``2020-Q3``).
+        start: first day, inclusive.
+        end: last day, inclusive.
+    """
+
+    id: str
+    start: dt.date
+    end: dt.date
+
+    def __post_init__(self) -> None:
+        if not self.id or not re.fullmatch(r"[A-Za-z0-9_.-]+", self.id):
+            raise ValueError(f"period id {self.id!r} must be letters, digits, '-', '_' or '.'")
+        if self.end < self.start:
+            raise ValueError(f"period {self.id!r}: end {self.end} is before start {self.start}")
+
+    @property
+    def mid(self) -> dt.date:
+        """The middle day of the period (used to measure time between periods)."""
+        return self.start + (self.end - self.start) // 2
+
+    @property
+    def days(self) -> int:
+        """Length of the period in days, both ends included."""
+        return (self.end - self.start).days + 1
+
+    def datetime_range(self) -> str:
+        """Return the period as a STAC ``datetime`` interval string."""
+        return f"{self.start.isoformat()}T00:00:00Z/{self.end.isoformat()}T23:59:59Z"
+
+    @classmethod
+    def parse(cls, spec: Any) -> Period:
+        """Build a period from a catalogue value.
+
+        Accepted forms: a year (``2019``), a quarter (``"2020-Q3"``), a month
+        (``"2020-07"``), a date range (``"2020-07-01/2020-09-30"``) or a mapping
+        ``{id, start, end}``.
+
+        Raises:
+            ValueError: the value is none of these or its dates are out of order.
+        """
+        if isinstance(spec, Mapping):
+            missing = {"start", "end"} - set(spec)
+            if missing:
+                raise ValueError(f"period {dict(spec)} lacks {', '.join(sorted(missing))}")
+            start, end = _as_date(spec["start"]), _as_date(spec["end"])
+            pid = str(spec.get("id") or f"{start.isoformat()}_{end.isoformat()}")
+            return cls(pid, start, end)
+        text = str(spec).strip()
+        if re.fullmatch(r"\d{4}", text):
+            year = int(text)
+            return cls(text, dt.date(year, 1, 1), dt.date(year, 12, 31))
+        m = re.fullmatch(r"(\d{4})-Q([1-4])", text, flags=re.IGNORECASE)
+        if m:
+            year, q = int(m.group(1)), int(m.group(2))
+            start = dt.date(year, 3 * q - 2, 1)
+            return cls(f"{year}-Q{q}", start, _month_end(year, 3 * q))
+        m = re.fullmatch(r"(\d{4})-(\d{2})", text)
+        if m:
+            year, month = int(m.group(1)), int(m.group(2))
+            if not 1 <= month <= 12:
+                raise ValueError(f"period {text!r}: month {month} does not exist")
+            return cls(text, dt.date(year, month, 1), _month_end(year, month))
+        if "/" in text:
+            a, b = text.split("/", 1)
+            start, end = _as_date(a), _as_date(b)
+            return cls(f"{start.isoformat()}_{end.isoformat()}", start, end)
+        raise ValueError(
+            f"period {text!r} is not a year, quarter (2020-Q3), month (2020-07), "
+            "date range (2020-07-01/2020-09-30) or {id, start, end}"
+        )
+
+
+def _month_end(year: int, month: int) -> dt.date:
+    first_next = dt.date(year + month // 12, month % 12 + 1, 1)
+    return first_next - dt.timedelta(days=1)
+
+
+def _as_date(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value).strip())
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)") from exc
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """A layer of zones to intersect mining with (protected areas, territories, ...).
+
+    Attributes:
+        id: short name (``protected-areas``).
+        kind: what the zones are; ``mining_zone`` marks legal mining areas.
+        label: human-readable name for reports.
+        path: local file, already resolved against the shared data folder, if any.
+        url: where to download the file from, if it is not local.
+        id_field: column holding each feature's id.
+        name_field: column holding each feature's name.
+        where: attribute filter applied after reading ({column: value}).
+    """
+
+    id: str
+    kind: OverlayKind
+    label: str
+    path: Path | None
+    url: str | None
+    id_field: str
+    name_field: str
+    where: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in OVERLAY_KINDS:
+            raise ValueError(f"overlay {self.id!r}: kind {self.kind!r} not in {OVERLAY_KINDS}")
+        if self.path is None and self.url is None:
+            raise ValueError(f"overlay {self.id!r} needs a file or a url")
+
+    def require_path(self) -> Path:
+        """Return the local file, raising :class:`DataError` if it is absent."""
+        if self.path is None or not self.path.is_file():
+            where = self.path if self.path is not None else self.url
+            raise DataError(f"overlay {self.id!r}: file not found: {where}")
+        return self.path
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a region's imagery comes from.
+
+    Attributes:
+        kind: ``stac`` (search a STAC API) or ``local`` (GeoTIFFs per period).
+        stac_url: STAC API root.
+        collection: L2A collection searched by default.
+        l1c_collection: collection for periods before ``l2a_from``.
+        l2a_from: first day the L2A archive covers the region (None: always L2A).
+        max_cloud: maximum scene cloud cover in percent for the search.
+        local_dir: folder of local GeoTIFFs (resolved against the shared data folder).
+        local_files: file name per period id.
+        bands: canonical band names of the local files, in order.
+        radiometry: how local values are to be read (``display`` or ``reflectance``).
+        fallback: ``stac`` to search the STAC API when local files are absent.
+    """
+
+    kind: Literal["stac", "local"] = "stac"
+    stac_url: str = DEFAULT_STAC_URL
+    collection: str = DEFAULT_COLLECTION
+    l1c_collection: str = DEFAULT_L1C_COLLECTION
+    l2a_from: dt.date | None = None
+    max_cloud: float = 40.0
+    local_dir: Path | None = None
+    local_files: Mapping[str, str] = field(default_factory=dict)
+    bands: tuple[str, ...] = ()
+    radiometry: Radiometry = "reflectance"
+    fallback: Literal["stac"] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("stac", "local"):
+            raise ValueError(f"source type {self.kind!r} must be 'stac' or 'local'")
+        if not 0 <= self.max_cloud <= 100:
+            raise ValueError(f"max_cloud {self.max_cloud} must be within 0..100")
+        if self.kind == "local":
+            if self.local_dir is None or not self.local_files:
+                raise ValueError("a local source needs 'dir' and 'files'")
+            if not self.bands:
+                raise ValueError("a local source needs its 'bands'")
+        if self.radiometry not in ("reflectance", "display"):
+            raise ValueError(f"radiometry {self.radiometry!r} must be reflectance or display")
+
+    def collection_for(self, period: Period) -> str:
+        """Return the collection to search for ``period`` (L1C before ``l2a_from``)."""
+        if self.l2a_from is not None and period.start < self.l2a_from:
+            return self.l1c_collection
+        return self.collection
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Reference footprints to compare detections with (e.g. Amazon Mining Watch).
+
+    Attributes:
+        label: who made them.
+        files: per period id, the files holding what is new since the previous period
+            (the first period's files hold everything up to it).
+        area_attribute: column carrying each polygon's mined area in hectares, if any.
+    """
+
+    label: str
+    files: Mapping[str, tuple[Path, ...]]
+    area_attribute: str | None = None
+
+
+@dataclass(frozen=True)
+class Region:
+    """A place to watch, with its periods, overlays and imagery source.
+
+    The outline is read lazily (it may live in a boundary file) and cached.
+    """
+
+    id: str
+    name: str
+    country: str
+    outline_spec: Mapping[str, Any]
+    crs: str
+    periods: tuple[Period, ...]
+    overlays: tuple[Overlay, ...] = ()
+    source: Source = field(default_factory=Source)
+    reference: Reference | None = None
+
+    def __post_init__(self) -> None:
+        ids = [p.id for p in self.periods]
+        if not ids:
+            raise ValueError("a region needs at least one period")
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"duplicate period ids {ids}")
+        starts = [p.start for p in self.periods]
+        if starts != sorted(starts):
+            raise ValueError(f"periods {ids} are not in chronological order")
+        oids = [o.id for o in self.overlays]
+        if len(set(oids)) != len(oids):
+            raise ValueError(f"duplicate overlay ids {oids}")
+
+    def period(self, period_id: str | int) -> Period:
+        """Return the period with this id.
+
+        Raises:
+            InputError: no such period, naming the known ones.
+        """
+        key = str(period_id)
+        for p in self.periods:
+            if p.id == key:
+                return p
+        known = ", ".join(p.id for p in self.periods)
+        raise InputError(f"region {self.id!r} has no period {key!r}; known periods: {known}")
+
+    def select_periods(self, period_ids: Sequence[str | int] | None) -> tuple[Period, ...]:
+        """Return the named periods (all when ``period_ids`` is empty or None)."""
+        if not period_ids:
+            return self.periods
+        return tuple(self.period(p) for p in period_ids)
+
+    def overlay(self, overlay_id: str) -> Overlay:
+        """Return the overlay with this id, raising :class:`InputError` if unknown."""
+        for o in self.overlays:
+            if o.id == overlay_id:
+                return o
+        known = ", ".join(o.id for o in self.overlays) or "none"
+        raise InputError(f"region {self.id!r} has no overlay {overlay_id!r}; known: {known}")
+
+    @functools.cached_property
+    def outline(self) -> Any:
+        """The region's outline as a shapely geometry in EPSG:4326."""
+        return _load_outline(self.id, self.outline_spec)
+
+    @property
+    def bbox(self) -> tuple[float, float, float, float]:
+        """(min lon, min lat, max lon, max lat) of the outline."""
+        return cast(tuple[float, float, float, float], tuple(self.outline.bounds))
+
+
+def _load_outline(region_id: str, spec: Mapping[str, Any]) -> Any:
+    from shapely.geometry import box
+
+    if "bbox" in spec:
+        return box(*spec["bbox"])
+    import geopandas as gpd
+    from shapely import make_valid, union_all
+
+    path = paths.shared_data_dir() / str(spec["file"])
+    if not path.is_file():
+        raise DataError(
+            f"region {region_id!r}: outline file not found: {path} "
+            f"(set {paths.SHARED_DATA_ENV} to the shared data folder)"
+        )
+    frame = gpd.read_file(path)
+    for column, value in (spec.get("where") or {}).items():
+        if column not in frame.columns:
+            raise CatalogueError(f"region {region_id!r}: outline file has no column {column!r}")
+        frame = frame[frame[column] == value]
+    if frame.empty:
+        raise CatalogueError(f"region {region_id!r}: no outline feature matches {spec.get('where')}")
+    if frame.crs is not None and not frame.crs.equals("EPSG:4326"):
+        frame = frame.to_crs("EPSG:4326")
+    return make_valid(union_all(frame.geometry.values))
+
+
+class Catalogue(Mapping[str, Region]):
+    """A validated, read-only mapping of region id to :class:`Region`."""
+
+    def __init__(self, regions: Mapping[str, Region], path: Path) -> None:
+        self._regions = dict(regions)
+        self.path = path
+
+    def __getitem__(self, region_id: str) -> Region:
+        try:
+            return self._regions[region_id]
+        except KeyError:
+            known = ", ".join(sorted(self._regions))
+            raise InputError(f"unknown region {region_id!r}; known regions: {known}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._regions)
+
+    def __len__(self) -> int:
+        return len(self._regions)
+
+
+def load_catalogue(path: str | Path | None = None, *, check_files: bool | None = None) -> Catalogue:
+    """Read and validate a region catalogue.
+
+    Args:
+        path: the YAML file; defaults to ``data/regions.yaml``.
+        check_files: check that overlay, outline and reference files exist. By default
+            they are checked when the shared data folder is present.
+
+    Raises:
+        CatalogueError: the file is unreadable or an entry is invalid; the message names
+            the region and the field.
+    """
+    import yaml
+
+    cat_path = Path(path) if path is not None else default_catalogue_path()
+    try:
+        doc = yaml.safe_load(cat_path.read_text())
+    except FileNotFoundError:
+        raise CatalogueError(f"region catalogue not found: {cat_path}") from None
+    except yaml.YAMLError as exc:
+        raise CatalogueError(f"{cat_path}: not valid YAML: {exc}") from None
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("regions"), Mapping):
+        raise CatalogueError(f"{cat_path}: expected a mapping with a 'regions' section")
+    if check_files is None:
+        check_files = paths.shared_data_available()
+    defaults = doc.get("defaults") or {}
+    regions: dict[str, Region] = {}
+    for region_id, entry in doc["regions"].items():
+        try:
+            regions[str(region_id)] = _parse_region(str(region_id), entry, defaults, check_files)
+        except CatalogueError as exc:
+            raise CatalogueError(f"{cat_path.name}: {exc}") from None
+        except (ValueError, TypeError, KeyError) as exc:
+            msg = exc.args[0] if exc.args else exc
+            raise CatalogueError(f"{cat_path.name}: region {region_id!r}: {msg}") from None
+    return Catalogue(regions, cat_path)
+
+
+def get_region(region_id: str, catalogue: str | Path | None = None) -> Region:
+    """Return one region of the catalogue, raising :class:`InputError` if unknown."""
+    return load_catalogue(catalogue)[region_id]
+
+
+_REGION_KEYS = {"name", "country", "outline", "crs", "periods", "overlays", "source", "reference"}
+
+
+def _parse_region(
+    region_id: str, entry: Any, defaults: Mapping[str, Any], check_files: bool
+) -> Region:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", region_id):
+        raise ValueError("region ids are lower-case letters, digits and '-'")
+    if not isinstance(entry, Mapping):
+        raise ValueError("entry must be a mapping")
+    unknown = set(entry) - _REGION_KEYS
+    if unknown:
+        raise ValueError(f"unknown field(s) {sorted(unknown)}; allowed: {sorted(_REGION_KEYS)}")
+    for key in ("name", "country", "outline", "periods"):
+        if key not in entry:
+            raise ValueError(f"missing field {key!r}")
+    outline = _parse_outline(entry["outline"], check_files)
+    periods = []
+    for spec in entry["periods"] or []:
+        try:
+            periods.append(Period.parse(spec))
+        except ValueError as exc:
+            raise ValueError(f"period {spec!r}: {exc}") from None
+    crs = str(entry.get("crs") or _utm_crs_for(outline))
+    _check_crs(crs)
+    overlays = tuple(_parse_overlay(o, check_files) for o in entry.get("overlays") or [])
+    source = _parse_source({**(defaults.get("source") or {}), **(entry.get("source") or {})})
+    for pid in source.local_files:
+        if pid not in {p.id for p in periods}:
+            raise ValueError(f"source: file for unknown period {pid!r}")
+    reference = _parse_reference(entry.get("reference"), {p.id for p in periods}, check_files)
+    return Region(
+        id=region_id,
+        name=str(entry["name"]),
+        country=str(entry["country"]),
+        outline_spec=outline,
+        crs=crs,
+        periods=tuple(periods),
+        overlays=overlays,
+        source=source,
+        reference=reference,
+    )
+
+
+def _parse_outline(spec: Any, check_files: bool) -> Mapping[str, Any]:
+    if not isinstance(spec, Mapping) or ("bbox" in spec) == ("file" in spec):
+        raise ValueError("outline must be {bbox: [...]} or {file: ..., where: {...}}")
+    if "bbox" in spec:
+        bbox = [float(v) for v in spec["bbox"]]
+        if len(bbox) != 4:
+            raise ValueError(f"outline bbox {bbox} must have 4 numbers")
+        x0, y0, x1, y1 = bbox
+        if not (-180 <= x0 < x1 <= 180 and -90 <= y0 < y1 <= 90):
+            raise ValueError(
+                f"invalid outline bbox {bbox}: expected min_lon < max_lon, min_lat < max_lat "
+                "within lon -180..180, lat -90..90"
+            )
+        return {"bbox": bbox}
+    if check_files:
+        _check_shared_file("outline", str(spec["file"]))
+    return dict(spec)
+
+
+def _bbox_center(spec: Mapping[str, Any]) -> tuple[float, float] | None:
+    if "bbox" in spec:
+        x0, y0, x1, y1 = spec["bbox"]
+        return (x0 + x1) / 2, (y0 + y1) / 2
+    return None
+
+
+def _utm_crs_for(outline: Mapping[str, Any]) -> str:
+    center = _bbox_center(outline)
+    if center is None:
+        raise ValueError("give a 'crs' for outlines read from files")
+    lon, lat = center
+    zone = int((lon + 180) // 6) + 1
+    return f"EPSG:{32600 + zone if lat >= 0 else 32700 + zone}"
+
+
+def _check_crs(crs: str) -> None:
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        parsed = CRS.from_user_input(crs)
+    except CRSError:
+        raise ValueError(f"crs {crs!r} is not a known coordinate reference system") from None
+    if not parsed.is_projected:
+        raise ValueError(f"crs {crs!r} must be projected in metres (UTM or equal-area)")
+
+
+def _check_shared_file(what: str, rel: str) -> Path:
+    path = paths.shared_data_dir() / rel
+    if not path.is_file():
+        raise ValueError(f"{what} file {rel!r} not found in {paths.shared_data_dir()}")
+    return path
+
+
+def _parse_overlay(spec: Any, check_files: bool) -> Overlay:
+    if not isinstance(spec, Mapping) or "id" not in spec:
+        raise ValueError(f"overlay {spec!r} must be a mapping with an 'id'")
+    oid = str(spec["id"])
+    for key in ("kind", "id_field", "name_field"):
+        if key not in spec:
+            raise ValueError(f"overlay {oid!r}: missing field {key!r}")
+    file = spec.get("file")
+    if file is not None and check_files:
+        try:
+            _check_shared_file("overlay", str(file))
+        except ValueError as exc:
+            raise ValueError(f"overlay {oid!r}: {exc}") from None
+    try:
+        return Overlay(
+            id=oid,
+            kind=cast(OverlayKind, str(spec["kind"])),
+            label=str(spec.get("label") or oid),
+            path=(paths.shared_data_dir() / str(file)) if file is not None else None,
+            url=spec.get("url"),
+            id_field=str(spec["id_field"]),
+            name_field=str(spec["name_field"]),
+            where=dict(spec["where"]) if spec.get("where") else None,
+        )
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+
+
+_SOURCE_KEYS = {
+    "type", "url", "collection", "l1c_collection", "l2a_from", "max_cloud",
+    "dir", "files", "bands", "radiometry", "fallback",
+}
+
+
+def _parse_source(spec: Mapping[str, Any]) -> Source:
+    unknown = set(spec) - _SOURCE_KEYS
+    if unknown:
+        raise ValueError(f"source: unknown field(s) {sorted(unknown)}")
+    try:
+        return Source(
+            kind=spec.get("type", "stac"),
+            stac_url=str(spec.get("url", DEFAULT_STAC_URL)),
+            collection=str(spec.get("collection", DEFAULT_COLLECTION)),
+            l1c_collection=str(spec.get("l1c_collection", DEFAULT_L1C_COLLECTION)),
+            l2a_from=_as_date(spec["l2a_from"]) if spec.get("l2a_from") else None,
+            max_cloud=float(spec.get("max_cloud", 40)),
+            local_dir=(paths.shared_data_dir() / str(spec["dir"])) if spec.get("dir") else None,
+            local_files={str(k): str(v) for k, v in (spec.get("files") or {}).items()},
+            bands=tuple(str(b) for b in spec.get("bands") or ()),
+            radiometry=spec.get("radiometry", "reflectance"),
+            fallback=spec.get("fallback"),
+        )
+    except ValueError as exc:
+        raise ValueError(f"source: {exc}") from None
+
+
+def _parse_reference(spec: Any, period_ids: set[str], check_files: bool) -> Reference | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("files"), Mapping):
+        raise ValueError("reference must be {label, files: {period: file(s)}, area_attribute}")
+    files: dict[str, tuple[Path, ...]] = {}
+    for pid, value in spec["files"].items():
+        if str(pid) not in period_ids:
+            raise ValueError(f"reference: file for unknown period {pid!r}")
+        rels = [value] if isinstance(value, str) else list(value)
+        if check_files:
+            for rel in rels:
+                try:
+                    _check_shared_file("reference", str(rel))
+                except ValueError as exc:
+                    raise ValueError(f"reference: {exc}") from None
+        files[str(pid)] = tuple(paths.shared_data_dir() / str(r) for r in rels)
+    return Reference(
+        label=str(spec.get("label", "reference")),
+        files=files,
+        area_attribute=spec.get("area_attribute"),
+    )

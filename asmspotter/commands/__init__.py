@@ -1,0 +1,1 @@
+"""Sub-commands of the ``asmspotter`` CLI, one module each (see :mod:`asmspotter.cli`)."""

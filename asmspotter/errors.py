@@ -1,0 +1,28 @@
+"""User-facing errors.
+
+Anything raised as an :class:`AsmSpotterError` is a problem the user can act on
+(bad input, missing data, an unreachable server). The CLI prints its message on
+one line and exits with status 2 instead of showing a traceback.
+"""
+
+from __future__ import annotations
+
+
+class AsmSpotterError(Exception):
+    """Base class of all errors whose message is meant for the user."""
+
+
+class InputError(AsmSpotterError):
+    """The user asked for something that does not exist or makes no sense."""
+
+
+class DataError(AsmSpotterError):
+    """A file is missing, corrupt, or does not hold what was expected."""
+
+
+class FetchError(AsmSpotterError):
+    """A server failed, timed out, or returned something unusable."""
+
+
+class CatalogueError(InputError):
+    """The region catalogue is invalid; the message names the offending entry."""
