@@ -9,6 +9,7 @@ Example:
     >>> region = get_region("la-pampa")
     >>> [p.id for p in region.periods]
     ['2019', '2021']
+
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Period:
         id: short name used on the command line and in file names (``2019``, ``2020-Q3``).
         start: first day, inclusive.
         end: last day, inclusive.
+
     """
 
     id: str
@@ -82,6 +84,7 @@ class Period:
 
         Raises:
             ValueError: the value is none of these or its dates are out of order.
+
         """
         if isinstance(spec, Mapping):
             missing = {"start", "end"} - set(spec)
@@ -144,6 +147,7 @@ class Overlay:
         id_field: column holding each feature's id.
         name_field: column holding each feature's name.
         where: attribute filter applied after reading ({column: value}).
+
     """
 
     id: str
@@ -185,6 +189,7 @@ class Source:
         bands: canonical band names of the local files, in order.
         radiometry: how local values are to be read (``display`` or ``reflectance``).
         fallback: ``stac`` to search the STAC API when local files are absent.
+
     """
 
     kind: Literal["stac", "local"] = "stac"
@@ -228,6 +233,7 @@ class Reference:
         files: per period id, the files holding what is new since the previous period
             (the first period's files hold everything up to it).
         area_attribute: column carrying each polygon's mined area in hectares, if any.
+
     """
 
     label: str
@@ -270,6 +276,7 @@ class Region:
 
         Raises:
             InputError: no such period, naming the known ones.
+
         """
         key = str(period_id)
         for p in self.periods:
@@ -323,7 +330,8 @@ def _load_outline(region_id: str, spec: Mapping[str, Any]) -> Any:
             raise CatalogueError(f"region {region_id!r}: outline file has no column {column!r}")
         frame = frame[frame[column] == value]
     if frame.empty:
-        raise CatalogueError(f"region {region_id!r}: no outline feature matches {spec.get('where')}")
+        where = spec.get("where")
+        raise CatalogueError(f"region {region_id!r}: no outline feature matches {where}")
     if frame.crs is not None and not frame.crs.equals("EPSG:4326"):
         frame = frame.to_crs("EPSG:4326")
     return make_valid(union_all(frame.geometry.values))
@@ -361,6 +369,7 @@ def load_catalogue(path: str | Path | None = None, *, check_files: bool | None =
     Raises:
         CatalogueError: the file is unreadable or an entry is invalid; the message names
             the region and the field.
+
     """
     import yaml
 

@@ -7,8 +7,8 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from asmspotter.geoio import atomic_output, provenance_base, read_json, write_cog, write_json
 from asmspotter.errors import DataError
+from asmspotter.geoio import atomic_output, provenance_base, read_json, write_cog, write_json
 
 
 def test_write_cog_round_trips_values_names_and_tags(tmp_path: Path) -> None:
@@ -25,7 +25,8 @@ def test_write_cog_round_trips_values_names_and_tags(tmp_path: Path) -> None:
         assert src.transform == transform
         assert src.descriptions == ("red", "green", "blue")
         assert src.tags()["ASMSPOTTER_RADIOMETRY"] == "reflectance"
-        assert src.block_shapes[0] == (256, 256) and src.overviews(1)  # cloud-optimised: tiled with overviews
+        assert src.block_shapes[0] == (256, 256)  # cloud-optimised: tiled ...
+        assert src.overviews(1)  # ... with overviews
         np.testing.assert_array_equal(src.read(), data)
     assert [p.name for p in tmp_path.iterdir()] == ["c.tif"]
 

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from asmspotter import paths
+from asmspotter.errors import DataError
+
+
+def test_locations_follow_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(paths.SHARED_DATA_ENV, str(tmp_path / "shared"))
+    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / "c"))
+    monkeypatch.setenv(paths.OUTPUT_ENV, str(tmp_path / "o"))
+    assert paths.shared_data_dir() == tmp_path / "shared"
+    assert paths.cache_dir() == tmp_path / "c"
+    assert paths.output_dir() == tmp_path / "o"
+    assert not paths.shared_data_available()
+    with pytest.raises(DataError, match="ASMSPOTTER_SHARED_DATA"):
+        paths.require_shared_data("scenes")
+
+
+def test_defaults_sit_beside_the_project(monkeypatch: pytest.MonkeyPatch) -> None:
+    for env in (paths.SHARED_DATA_ENV, paths.CACHE_ENV, paths.OUTPUT_ENV):
+        monkeypatch.delenv(env, raising=False)
+    assert paths.shared_data_dir() == (paths.PROJECT_ROOT.parent / "shared" / "data").resolve()
+    assert paths.cache_dir() == paths.PROJECT_ROOT / "cache"
+    assert paths.output_dir() == paths.PROJECT_ROOT / "reports"
+    assert (paths.project_data_dir() / "regions.yaml").is_file()
