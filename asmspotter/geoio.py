@@ -35,6 +35,7 @@ def atomic_output(path: str | os.PathLike[str], suffix: str | None = None) -> It
 
     Yields:
         A path in the same folder as ``path`` to write to.
+
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +98,7 @@ def provenance_base() -> dict[str, Any]:
     return {
         "software": "asmspotter",
         "version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
     }
@@ -132,6 +133,7 @@ def write_cog(
 
     Returns:
         The final path.
+
     """
     arr = data[np.newaxis] if data.ndim == 2 else data
     if arr.ndim != 3:

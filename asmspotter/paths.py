@@ -53,6 +53,7 @@ def require_shared_data(*parts: str) -> Path:
 
     Raises:
         DataError: the file or folder is absent, with a hint about the variable.
+
     """
     path = shared_data_dir().joinpath(*parts)
     if not path.exists():
