@@ -1,0 +1,290 @@
+"""Writing an analysis: CSV tables, a GeoPackage and ``analysis.json``, all atomically.
+
+Layout of ``reports/<region>/analysis/``:
+
+=========================  =========================================================
+``periods.csv``            per period: cumulative, new (active, stopped) hectares
+``expansion.csv``          every pair of periods: factors and yearly growth
+``overlay_layers.csv``     per layer and period: inside / outside the layer
+``overlay_features.csv``   per layer, feature and period: inside / new inside
+``reference.csv``          agreement with the reference (when compared)
+``analysis.gpkg``          ``period_<id>`` (new area of that period; stopped area for
+                           per-period masks) and ``overlay_<id>`` layers, region CRS
+``analysis.json``          provenance and the whole result (the ``--json`` output)
+=========================  =========================================================
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import shapely
+
+from asmspotter.analyse.accounting import M2_PER_HA
+from asmspotter.analyse.pipeline import AnalysisResult
+from asmspotter.geoio import atomic_output, provenance_base, write_json
+
+
+def analysis_dir(region_id: str, base: str | os.PathLike[str] | None = None) -> Path:
+    """Return ``<output dir>/<region>/analysis``."""
+    from asmspotter import paths
+
+    root = Path(base) if base is not None else paths.output_dir()
+    return root / region_id / "analysis"
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
+    with atomic_output(path) as tmp:
+        with tmp.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            for row in rows:
+                writer.writerow(["" if v is None else v for v in row])
+    return path
+
+
+def _num(value: float | None, digits: int = 4) -> float | None:
+    if value is None or value != value:
+        return None
+    return round(float(value), digits)
+
+
+def layer_name(prefix: str, ident: str) -> str:
+    """Return a GeoPackage-safe layer name such as ``period_2020_Q3``."""
+    return f"{prefix}_{re.sub(r'[^A-Za-z0-9_]+', '_', ident)}"
+
+
+def _frame(rows: dict[str, list[Any]], geoms: list[Any], src_crs: Any, dst_crs: Any) -> Any:
+    frame = gpd.GeoDataFrame(rows, geometry=gpd.GeoSeries(geoms, crs=src_crs))
+    return frame.to_crs(dst_crs) if dst_crs is not None else frame
+
+
+def write_geopackage(result: AnalysisResult, path: Path, crs: Any | None = None) -> Path:
+    """Write the period and overlay layers to one GeoPackage, atomically.
+
+    Args:
+        result: the analysis.
+        path: destination ``.gpkg``.
+        crs: CRS of the layers (default: the analysis's equal-area CRS).
+
+    """
+    import pyogrio
+
+    acc = result.accounting
+    piece_ha = acc.piece_ha()
+    geom_ha = np.asarray(shapely.area(acc.pieces), dtype=float) / M2_PER_HA
+    layers: list[tuple[str, Any]] = []
+    for k, period in enumerate(acc.periods):
+        sel = np.flatnonzero(acc.piece_period == k)
+        geoms = list(acc.pieces[sel])
+        rows: dict[str, list[Any]] = {
+            "period": [period.id] * len(sel),
+            "status": ["new"] * len(sel),
+            "area_ha": [round(float(v), 4) for v in piece_ha[sel]],
+            "polygon_ha": [round(float(v), 4) for v in geom_ha[sel]],
+        }
+        if acc.stopped is not None and acc.stopped[k] is not None:
+            for part in shapely.get_parts(acc.stopped[k]):
+                if part.geom_type != "Polygon" or part.area <= 0:
+                    continue
+                geoms.append(part)
+                rows["period"].append(period.id)
+                rows["status"].append("stopped")
+                ha = round(part.area / M2_PER_HA, 4)
+                rows["area_ha"].append(ha)
+                rows["polygon_ha"].append(ha)
+        layers.append((layer_name("period", period.id), _frame(rows, geoms, acc.crs, crs)))
+    for o in result.overlays:
+        rows = {"feature_id": [], "name": [], "area_ha": []}
+        for pid in acc.period_ids:
+            rows[f"inside_ha_{pid}"] = []
+            rows[f"new_inside_ha_{pid}"] = []
+        for f in o.features:
+            rows["feature_id"].append(f.id)
+            rows["name"].append(f.name)
+            rows["area_ha"].append(round(f.area_ha, 4))
+            for z in f.periods:
+                rows[f"inside_ha_{z.period}"].append(round(z.inside_ha, 4))
+                rows[f"new_inside_ha_{z.period}"].append(round(z.new_inside_ha, 4))
+        geoms = list(result.overlay_geoms.get(o.id, [None] * len(o.features)))
+        layers.append((layer_name("overlay", o.id), _frame(rows, geoms, acc.crs, crs)))
+    with atomic_output(path) as tmp:
+        for i, (name, frame) in enumerate(layers):
+            pyogrio.write_dataframe(
+                frame,
+                tmp,
+                layer=name,
+                driver="GPKG",
+                append=i > 0,
+                promote_to_multi=True,
+                geometry_type="MultiPolygon",
+            )
+    return path
+
+
+def write_analysis(
+    result: AnalysisResult,
+    out_dir: str | os.PathLike[str],
+    *,
+    crs: Any | None = None,
+    arguments: dict[str, Any] | None = None,
+) -> list[Path]:
+    """Write every output of an analysis into ``out_dir`` (atomically, file by file).
+
+    Args:
+        result: the analysis.
+        out_dir: the folder (``reports/<region>/analysis``); created if needed.
+        crs: CRS of the GeoPackage layers (the region's working CRS).
+        arguments: the command's arguments, for the provenance record.
+
+    Returns:
+        The files written, ``analysis.json`` last.
+
+    """
+    out = Path(out_dir)
+    acc = result.accounting
+    active = acc.kind == "active"
+    written: list[Path] = []
+
+    header = ["period", "start", "end", "cumulative_ha", "new_ha"]
+    if active:
+        header += ["active_ha", "stopped_ha"]
+    rows = []
+    for f in acc.figures:
+        row = [
+            f.period,
+            f.start.isoformat(),
+            f.end.isoformat(),
+            _num(f.cumulative_ha),
+            _num(f.new_ha),
+        ]
+        if active:
+            row += [_num(f.active_ha), _num(f.stopped_ha)]
+        rows.append(row)
+    written.append(_write_csv(out / "periods.csv", header, rows))
+
+    header = [
+        "from",
+        "to",
+        "years",
+        "cumulative_factor",
+        "cumulative_growth_per_year",
+        "new_ha_per_year",
+    ]
+    if active:
+        header.append("active_factor")
+    rows = []
+    for p in result.expansion.pairs:
+        row = [
+            p.from_period,
+            p.to_period,
+            _num(p.years),
+            _num(p.cumulative_factor, 6),
+            _num(p.cumulative_growth_per_year, 6),
+            _num(p.new_ha_per_year),
+        ]
+        if active:
+            row.append(_num(p.active_factor, 6))
+        rows.append(row)
+    written.append(_write_csv(out / "expansion.csv", header, rows))
+
+    header = [
+        "layer",
+        "kind",
+        "period",
+        "inside_ha",
+        "outside_ha",
+        "new_inside_ha",
+        "new_outside_ha",
+    ] + (["active_inside_ha"] if active else [])
+    rows = []
+    for o in result.overlays:
+        for z in o.layer:
+            row = [
+                o.id,
+                o.kind,
+                z.period,
+                _num(z.inside_ha),
+                _num(z.outside_ha),
+                _num(z.new_inside_ha),
+                _num(z.new_outside_ha),
+            ]
+            if active:
+                row.append(_num(z.active_inside_ha))
+            rows.append(row)
+    written.append(_write_csv(out / "overlay_layers.csv", header, rows))
+
+    header = ["layer", "kind", "feature_id", "name", "period", "inside_ha", "new_inside_ha"]
+    header += ["active_inside_ha"] if active else []
+    rows = []
+    for o in result.overlays:
+        for feat in o.features:
+            for z in feat.periods:
+                row = [
+                    o.id,
+                    o.kind,
+                    feat.id,
+                    feat.name,
+                    z.period,
+                    _num(z.inside_ha),
+                    _num(z.new_inside_ha),
+                ]
+                if active:
+                    row.append(_num(z.active_inside_ha))
+                rows.append(row)
+    written.append(_write_csv(out / "overlay_features.csv", header, rows))
+
+    ref_csv = out / "reference.csv"
+    if result.reference is not None:
+        header = [
+            "period",
+            "reference_period",
+            "ours_ha",
+            "reference_ha",
+            "ours_inside_reference_ha",
+            "ours_outside_reference_ha",
+            "reference_missed_ha",
+            "share_of_ours_in_reference",
+            "share_of_reference_found",
+        ]
+        items = list(result.reference.periods)
+        if result.reference.overall is not None:
+            items.append(result.reference.overall)
+        rows = [
+            [
+                a.period,
+                a.reference_period,
+                _num(a.ours_ha),
+                _num(a.reference_ha),
+                _num(a.ours_inside_reference_ha),
+                _num(a.ours_outside_reference_ha),
+                _num(a.reference_missed_ha),
+                _num(a.share_of_ours_in_reference, 6),
+                _num(a.share_of_reference_found, 6),
+            ]
+            for a in items
+        ]
+        written.append(_write_csv(ref_csv, header, rows))
+    elif ref_csv.exists():
+        ref_csv.unlink()  # a stale comparison from an earlier run would mislead
+
+    written.append(write_geopackage(result, out / "analysis.gpkg", crs=crs))
+
+    record = {
+        "provenance": {
+            **provenance_base(),
+            "stage": "analyse",
+            "arguments": arguments,
+            "outputs": [p.name for p in written] + ["analysis.json"],
+            "gpkg_crs": str(crs) if crs is not None else acc.crs.srs,
+        },
+        **result.to_dict(),
+    }
+    written.append(write_json(out / "analysis.json", record))
+    return written

@@ -1,0 +1,202 @@
+"""``asmspotter analyse``: areas, expansion and overlay statistics for a region."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+DESCRIPTION = """\
+Turn per-period mining footprints into the figures a briefing quotes: cumulative and new
+mined area per period (hectares, equal-area projection), expansion factors and yearly
+growth, and mined area inside and outside each overlay layer of the region (protected
+areas, indigenous territories, legal mining zones), per feature.
+
+Without --footprints it reads the detector's outputs for every period of the region
+(reports/<region>/<period>/mining.gpkg, or mining_mask.tif). With --footprints it reads
+the given files; each file's period is taken from --periods, else from a 'year' column
+(a file may hold several years; years outside the catalogue are analysed as calendar
+years), else from the catalogue's periods in order (one file per period).
+
+Results go to reports/<region>/analysis/ (CSV tables, analysis.gpkg with one layer per
+period plus the overlays, analysis.json with provenance).
+"""
+
+EPILOG = """\
+examples:
+  asmspotter analyse madre-de-dios
+  asmspotter analyse madre-de-dios --reference
+  asmspotter analyse madre-de-dios --area-attribute "Mined area (ha)" \\
+      --footprints ../shared/data/amw/footprints/mining_20{18,19,20,21}00.geojson
+  asmspotter analyse la-pampa --footprints a.gpkg b.gpkg --periods 2019 2021 --kind active
+"""
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the ``analyse`` sub-command."""
+    p = subparsers.add_parser(
+        "analyse",
+        help="areas, expansion factors and overlay statistics per period",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("region", metavar="REGION", help="region id from the catalogue")
+    p.add_argument(
+        "--footprints",
+        nargs="+",
+        metavar="FILE",
+        help="footprint files (GeoJSON, GeoPackage, ...) instead of the detector's outputs; "
+        "one per period or with a 'year' column",
+    )
+    p.add_argument(
+        "--periods",
+        nargs="+",
+        metavar="PERIOD",
+        help="the period of each --footprints file (catalogue id, or a year such as 2018); "
+        "without --footprints: analyse only these periods of the detector's outputs",
+    )
+    p.add_argument(
+        "--area-attribute",
+        metavar="NAME",
+        help="column with each polygon's mined area in hectares (e.g. 'Mined area (ha)'); "
+        "apportioned to zones by area share instead of measuring polygon areas",
+    )
+    p.add_argument(
+        "--kind",
+        choices=("new", "active"),
+        help="what each period's layer holds: 'active' = all mining visible in that period "
+        "(gives active and stopped areas; default for detector outputs), 'new' = only new "
+        "detections, the first period holding everything up to it (default for --footprints)",
+    )
+    overlay_group = p.add_mutually_exclusive_group()
+    overlay_group.add_argument(
+        "--overlays",
+        nargs="+",
+        metavar="ID",
+        help="analyse only these overlay layers of the region (see `asmspotter regions`)",
+    )
+    overlay_group.add_argument(
+        "--no-overlays", action="store_true", help="skip the overlay statistics"
+    )
+    p.add_argument(
+        "--reference",
+        nargs="*",
+        metavar="FILE",
+        help="compare with reference footprints: the catalogue's reference (no FILE) or "
+        "these files (new detections per period, periods chosen as for --footprints)",
+    )
+    p.add_argument(
+        "--reference-periods",
+        nargs="+",
+        metavar="PERIOD",
+        help="the period of each --reference file",
+    )
+    p.add_argument("--catalogue", help="catalogue YAML file (default: data/regions.yaml)")
+    p.add_argument(
+        "--json", action="store_true", help="print the whole result as JSON on standard output"
+    )
+    p.add_argument(
+        "--no-write", action="store_true", help="do not write the CSV / GeoPackage / JSON files"
+    )
+    p.set_defaults(func=run)
+
+
+def _format_table(result: Any) -> str:
+    data = result.to_dict()
+    active = data["area_method"]["footprint_kind"] == "active"
+    method = data["area_method"]
+    how = (
+        f"from {method['area_attribute']!r} by area share"
+        if method["area_attribute"]
+        else "polygon areas, equal-area projection"
+    )
+    name = data["region"]["name"] or data["region"]["id"]
+    lines = [
+        f"{name}: mined area per period ({how})",
+        f"  {'period':<12}{'cumulative ha':>15}{'new ha':>12}"
+        + (f"{'active ha':>12}{'stopped ha':>12}" if active else ""),
+    ]
+
+    def f(v: float | None) -> str:
+        return "-" if v is None else f"{v:,.1f}"
+
+    for row in data["periods"]:
+        line = f"  {row['period']:<12}{f(row['cumulative_ha']):>15}{f(row['new_ha']):>12}"
+        if active:
+            line += f"{f(row['active_ha']):>12}{f(row['stopped_ha']):>12}"
+        lines.append(line)
+    ef = data["expansion_factor"]
+    if ef["value"] is not None:
+        head = next(g for g in data["growth"] if g["from"] == ef["from"] and g["to"] == ef["to"])
+        rate = head["cumulative_growth_per_year"]
+        lines.append(
+            f"  expansion {ef['from']} -> {ef['to']}: cumulative area x{ef['value']:.3f}"
+            + (f" ({rate * 100:+.1f} % a year)" if rate is not None else "")
+            + f"; {f(head['new_ha_per_year'])} ha newly mined a year"
+        )
+    for oid, layer in data["overlays"].items():
+        last = layer["layer"][-1] if layer["layer"] else None
+        if last is None:
+            continue
+        lines.append(
+            f"  {layer['label']} ({oid}): {f(last['inside_ha'])} ha inside, "
+            f"{f(last['outside_ha'])} ha outside by {last['period']}; "
+            f"{layer['features_in_region']} feature(s) in the region"
+        )
+        top = sorted(
+            layer["features"].items(),
+            key=lambda kv: -(kv[1]["periods"][-1]["inside_ha"] or 0),
+        )[:5]
+        for fid, feat in top:
+            inside = feat["periods"][-1]["inside_ha"] or 0
+            if inside <= 0:
+                continue
+            lines.append(f"      {feat['name'] or fid} [{fid}]: {f(inside)} ha")
+    ref = data.get("reference")
+    if ref and ref["overall"]:
+        o = ref["overall"]
+        lines.append(
+            f"  vs {ref['label']} (polygon areas): {f(o['ours_inside_reference_ha'])} ha of ours "
+            f"inside the reference, {f(o['ours_outside_reference_ha'])} ha outside, "
+            f"{f(o['reference_missed_ha'])} ha of the reference missed"
+        )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the analysis and write or print its results."""
+    from asmspotter.analyse import analyse_region, analysis_dir, write_analysis
+    from asmspotter.catalogue import load_catalogue
+
+    region = load_catalogue(args.catalogue)[args.region]
+    reference: bool | list[str] = False
+    if args.reference is not None:
+        reference = list(args.reference) if args.reference else True
+    result = analyse_region(
+        region,
+        footprints=args.footprints,
+        period_ids=args.periods,
+        area_attribute=args.area_attribute,
+        kind=args.kind,
+        overlay_ids=args.overlays,
+        use_overlays=not args.no_overlays,
+        reference=reference,
+        reference_period_ids=args.reference_periods,
+    )
+    for warning in result.warnings:
+        print(f"asmspotter: warning: {warning}", file=sys.stderr)
+    written = []
+    if not args.no_write:
+        arguments = {k: v for k, v in vars(args).items() if k != "func"}
+        written = write_analysis(
+            result, analysis_dir(region.id), crs=region.crs, arguments=arguments
+        )
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        print(_format_table(result))
+        if written:
+            print(f"  written to {written[0].parent}/ ({', '.join(p.name for p in written)})")
+    return 0
