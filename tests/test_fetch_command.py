@@ -1,0 +1,96 @@
+"""``asmspotter fetch`` (asmspotter/commands/fetch.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from asmspotter.cli import main
+from asmspotter.testing.stac_server import StacServer, forbid_remote_connections
+from asmspotter.testing.synthetic import make_scenes
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setenv("ASMSPOTTER_HTTP_TIMEOUT", "2")
+    monkeypatch.setenv("ASMSPOTTER_HTTP_RETRIES", "1")
+    monkeypatch.setenv("ASMSPOTTER_HTTP_BACKOFF", "0.01")
+    with forbid_remote_connections():
+        yield
+
+
+def _one_line_error(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("asmspotter: error: ") and "Traceback" not in err
+    return lines[0]
+
+
+def test_fetch_la_pampa_writes_both_composites(
+    shared_data: Path, workdirs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fetch", "la-pampa"]) == 0
+    out = capsys.readouterr().out
+    for period in ("2019", "2021"):
+        folder = workdirs["cache"] / "la-pampa" / period
+        assert (folder / "composite.tif").is_file() and (folder / "composite.json").is_file()
+        assert f"la-pampa {period}: wrote {folder / 'composite.tif'}" in out
+    assert "clear 100.0%" in out
+    assert main(["fetch", "la-pampa", "--period", "2021"]) == 0
+    out = capsys.readouterr().out
+    assert "la-pampa 2021: reused cached" in out and "2019" not in out
+    assert main(["fetch", "la-pampa", "-p", "2021", "--refresh"]) == 0
+    assert "la-pampa 2021: wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["fetch", "atlantis"], "unknown region 'atlantis'"),
+        (["fetch", "la-pampa", "--period", "2030"], "has no period '2030'"),
+        (["fetch", "la-pampa", "--max-cloud", "120"], "--max-cloud must be within 0..100"),
+        (["fetch", "madre-de-dios", "--stac-url", "ftp://x"], "must start with http"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(
+    argv: list[str], message: str, workdirs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert message in _one_line_error(capsys.readouterr().err)
+
+
+def test_fetch_from_a_stac_api(
+    tmp_path: Path, workdirs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenes = make_scenes(tmp_path / "scenes", seed=8)
+    with StacServer(scenes.items, scenes.files) as server:
+        catalogue = tmp_path / "regions.yaml"
+        catalogue.write_text(yaml.safe_dump({"regions": {"loop": {
+            "name": "Loopback", "country": "Nowhere",
+            "outline": {"bbox": list(scenes.inner_bbox())},
+            "periods": [2019, {"id": "winter", "start": "2021-12-01", "end": "2022-03-31"}],
+            "source": {"type": "stac", "url": server.url},
+        }}}))
+        assert main(["fetch", "loop", "--catalogue", str(catalogue), "-p", "winter"]) == 0
+        out = capsys.readouterr().out
+        assert "loop winter: wrote" in out and "3 scenes from sentinel-2-l2a" in out
+        assert (workdirs["cache"] / "loop" / "winter" / "composite.json").is_file()
+        assert main(["fetch", "loop", "--catalogue", str(catalogue), "-p", "2019"]) == 2
+        line = _one_line_error(capsys.readouterr().err)
+        assert "no Sentinel-2 scenes found for region 'loop' period '2019'" in line
+        server.fail_next(100, status=500)
+        assert main(["fetch", "loop", "--catalogue", str(catalogue), "--refresh"]) == 2
+        assert "HTTP 500" in _one_line_error(capsys.readouterr().err)
+
+
+def test_help_lists_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["fetch", "--help"])
+    out = capsys.readouterr().out
+    for option in ("--period", "--refresh", "--stac-url", "--collection", "--max-cloud"):
+        assert option in out

@@ -1,0 +1,143 @@
+"""The loopback STAC server and the synthetic scene generator (asmspotter.testing)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import requests
+
+from asmspotter.testing.stac_server import StacServer, forbid_remote_connections
+from asmspotter.testing.synthetic import SyntheticScenes, make_scenes
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    with forbid_remote_connections():
+        yield
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> SyntheticScenes:
+    return make_scenes(tmp_path_factory.mktemp("scenes"), seed=1)
+
+
+@pytest.fixture()
+def server(scenes: SyntheticScenes) -> Iterator[StacServer]:
+    with StacServer(scenes.items, scenes.files) as srv:
+        yield srv
+
+
+def _client(server: StacServer):  # noqa: ANN202
+    from pystac_client import Client
+    from pystac_client.stac_api_io import StacApiIO
+
+    return Client.open(server.url, stac_io=StacApiIO(timeout=5, max_retries=None))
+
+
+def test_generator_is_seeded_and_georeferenced(tmp_path: Path, scenes: SyntheticScenes) -> None:
+    again = make_scenes(tmp_path, seed=1)
+    for a, b in zip(scenes.scenes, again.scenes, strict=True):
+        for key in a.files:
+            digest = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (a.files[key],
+                                                                           b.files[key])]
+            assert digest[0] == digest[1], key
+    with rasterio.open(scenes.scenes[0].files["red"]) as src:
+        assert src.crs.to_epsg() == 32719
+        assert src.transform == scenes.transform
+        assert (src.height, src.width) == scenes.shape
+        assert src.profile["tiled"]
+    with rasterio.open(scenes.scenes[0].files["scl"]) as src:
+        assert src.res == (20.0, 20.0)
+        scl = src.read(1)
+    assert (scl == 9).sum() == 64  # the 8 x 8 cloud box (20 m pixels)
+    lon0, lat0, lon1, lat1 = scenes.footprint
+    assert -70 < lon0 < lon1 < -69.8 and -13.1 < lat0 < lat1 < -12.9
+
+
+def test_generator_offsets_follow_the_processing_baseline(scenes: SyntheticScenes) -> None:
+    for scene in scenes.scenes:
+        raster = scene.item["assets"]["red"]["raster:bands"][0]
+        new = scene.date >= dt.date(2022, 1, 25)
+        assert scene.item["properties"]["s2:processing_baseline"] == ("04.00" if new else "03.01")
+        assert raster["offset"] == pytest.approx(-0.1 if new else 0.0)
+        assert raster["scale"] == pytest.approx(1e-4)
+        with rasterio.open(scene.files["red"]) as src:
+            dn = src.read(1).astype(float)
+        index = list(scenes.scenes).index(scene)
+        truth = scenes.reflectance["red"][index]
+        ok = scenes.clear[index]
+        assert np.allclose(dn[ok] * raster["scale"] + raster["offset"], truth[ok])
+
+
+def test_landing_page_search_and_paging(server: StacServer, scenes: SyntheticScenes) -> None:
+    client = _client(server)
+    found = list(client.search(collections=["sentinel-2-l2a"], bbox=scenes.footprint,
+                               max_items=10).items())
+    assert [i.id for i in found] == [s.item_id for s in scenes.scenes]
+    assert all(a.href.startswith(server.url + "/data/") for a in found[0].assets.values())
+    server.page_size = 1  # pystac-client follows the next links
+    paged = list(client.search(collections=["sentinel-2-l2a"], datetime="2022-01-01/2022-12-31",
+                               method="POST").items())
+    assert [i.id for i in paged] == [s.item_id for s in scenes.scenes[1:]]
+    paged_get = list(client.search(collections=["sentinel-2-l2a"], method="GET").items())
+    assert len(paged_get) == 3
+    cloudy = client.search(collections=["sentinel-2-l2a"],
+                           query={"eo:cloud_cover": {"lte": 10}}).item_collection()
+    assert [i.properties["eo:cloud_cover"] for i in cloudy] == [8.0]
+    assert not list(client.search(collections=["sentinel-2-l1c"]).items())
+    far = list(client.search(bbox=[10, 10, 11, 11]).items())
+    assert far == []
+
+
+def test_range_requests_and_head(server: StacServer, scenes: SyntheticScenes) -> None:
+    path = scenes.scenes[0].files["red"]
+    data = path.read_bytes()
+    url = f"{server.url}/data/{path.name}"
+    part = requests.get(url, headers={"Range": "bytes=10-19"}, timeout=5)
+    assert part.status_code == 206 and part.content == data[10:20]
+    assert part.headers["Content-Range"] == f"bytes 10-19/{len(data)}"
+    assert requests.get(url, headers={"Range": "bytes=-5"}, timeout=5).content == data[-5:]
+    beyond = requests.get(url, headers={"Range": f"bytes={len(data) + 5}-"}, timeout=5)
+    assert beyond.status_code == 416
+    head = requests.head(url, timeout=5)
+    assert head.status_code == 200 and int(head.headers["Content-Length"]) == len(data)
+    assert requests.get(f"{server.url}/data/nothing.tif", timeout=5).status_code == 404
+    assert [r.range for r in server.requests][:2] == ["bytes=10-19", "bytes=-5"]
+    # GDAL reads the COG through the server (in-process servers need EMPTY_DIR: GDAL lists
+    # folders while holding the GIL)
+    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), rasterio.open(url) as src:
+        assert src.read(1).shape == scenes.shape
+
+
+def test_faults(server: StacServer, scenes: SyntheticScenes) -> None:
+    server.fail_next(2, status=503, path_prefix="/search")
+    assert requests.get(server.url, timeout=5).status_code == 200  # other paths unaffected
+    assert requests.get(f"{server.url}/search", timeout=5).status_code == 503
+    assert requests.get(f"{server.url}/search", timeout=5).status_code == 503
+    assert requests.get(f"{server.url}/search", timeout=5).status_code == 200
+    server.hang_next(1, seconds=3)
+    with pytest.raises(requests.Timeout):
+        requests.get(f"{server.url}/conformance", timeout=0.3)
+    name = scenes.scenes[0].files["red"].name
+    server.truncate(name, 100)
+    assert len(requests.get(f"{server.url}/data/{name}", timeout=5).content) == 100
+    server.remove_band("green")
+    item = requests.get(f"{server.url}/search", timeout=5).json()["features"][0]
+    assert "green" not in item["assets"] and "red" in item["assets"]
+    green = scenes.scenes[0].files["green"].name
+    assert requests.get(f"{server.url}/data/{green}", timeout=5).status_code == 404
+
+
+def test_server_binds_loopback_only_and_guard_blocks_remote(scenes: SyntheticScenes) -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        StacServer(scenes.items, scenes.files, host="0.0.0.0")
+    with pytest.raises(requests.ConnectionError):
+        requests.get("http://192.0.2.1/", timeout=1)
