@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "evaluate_chips",
     "detect",
     "analyse",
+    "run",
 )
 
 DESCRIPTION = """\
@@ -38,6 +39,7 @@ The chain, one command per stage:
   asmspotter fetch REGION            cloud-free Sentinel-2 composites per period (cached)
   asmspotter detect REGION           mining probability, mask and polygons per period
   asmspotter analyse REGION          areas, expansion factors and overlay statistics
+  asmspotter run [REGION]            all of the above (default: the offline demo, la-pampa)
 
 Environment: ASMSPOTTER_SHARED_DATA (shared real data, default ../shared/data),
 ASMSPOTTER_CACHE (composites, default ./cache), ASMSPOTTER_OUTPUT (results, default ./reports).

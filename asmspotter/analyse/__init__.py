@@ -48,7 +48,12 @@ from asmspotter.analyse.layers import (
     read_vector,
     vectorise_mask,
 )
-from asmspotter.analyse.output import analysis_dir, write_analysis, write_geopackage
+from asmspotter.analyse.output import (
+    analysis_dir,
+    format_summary,
+    write_analysis,
+    write_geopackage,
+)
 from asmspotter.analyse.overlays import (
     AgreementFigures,
     FeatureFigures,
@@ -89,6 +94,7 @@ __all__ = [
     "clean_polygons",
     "detector_layers",
     "expansion",
+    "format_summary",
     "layers_from_files",
     "load_overlay",
     "order_periods",

@@ -103,71 +103,9 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _format_table(result: Any) -> str:
-    data = result.to_dict()
-    active = data["area_method"]["footprint_kind"] == "active"
-    method = data["area_method"]
-    how = (
-        f"from {method['area_attribute']!r} by area share"
-        if method["area_attribute"]
-        else "polygon areas, equal-area projection"
-    )
-    name = data["region"]["name"] or data["region"]["id"]
-    lines = [
-        f"{name}: mined area per period ({how})",
-        f"  {'period':<12}{'cumulative ha':>15}{'new ha':>12}"
-        + (f"{'active ha':>12}{'stopped ha':>12}" if active else ""),
-    ]
-
-    def f(v: float | None) -> str:
-        return "-" if v is None else f"{v:,.1f}"
-
-    for row in data["periods"]:
-        line = f"  {row['period']:<12}{f(row['cumulative_ha']):>15}{f(row['new_ha']):>12}"
-        if active:
-            line += f"{f(row['active_ha']):>12}{f(row['stopped_ha']):>12}"
-        lines.append(line)
-    ef = data["expansion_factor"]
-    if ef["value"] is not None:
-        head = next(g for g in data["growth"] if g["from"] == ef["from"] and g["to"] == ef["to"])
-        rate = head["cumulative_growth_per_year"]
-        lines.append(
-            f"  expansion {ef['from']} -> {ef['to']}: cumulative area x{ef['value']:.3f}"
-            + (f" ({rate * 100:+.1f} % a year)" if rate is not None else "")
-            + f"; {f(head['new_ha_per_year'])} ha newly mined a year"
-        )
-    for oid, layer in data["overlays"].items():
-        last = layer["layer"][-1] if layer["layer"] else None
-        if last is None:
-            continue
-        lines.append(
-            f"  {layer['label']} ({oid}): {f(last['inside_ha'])} ha inside, "
-            f"{f(last['outside_ha'])} ha outside by {last['period']}; "
-            f"{layer['features_in_region']} feature(s) in the region"
-        )
-        top = sorted(
-            layer["features"].items(),
-            key=lambda kv: -(kv[1]["periods"][-1]["inside_ha"] or 0),
-        )[:5]
-        for fid, feat in top:
-            inside = feat["periods"][-1]["inside_ha"] or 0
-            if inside <= 0:
-                continue
-            lines.append(f"      {feat['name'] or fid} [{fid}]: {f(inside)} ha")
-    ref = data.get("reference")
-    if ref and ref["overall"]:
-        o = ref["overall"]
-        lines.append(
-            f"  vs {ref['label']} (polygon areas): {f(o['ours_inside_reference_ha'])} ha of ours "
-            f"inside the reference, {f(o['ours_outside_reference_ha'])} ha outside, "
-            f"{f(o['reference_missed_ha'])} ha of the reference missed"
-        )
-    return "\n".join(lines)
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the analysis and write or print its results."""
-    from asmspotter.analyse import analyse_region, analysis_dir, write_analysis
+    from asmspotter.analyse import analyse_region, analysis_dir, format_summary, write_analysis
     from asmspotter.catalogue import load_catalogue
 
     region = load_catalogue(args.catalogue)[args.region]
@@ -196,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
     else:
-        print(_format_table(result))
+        print(format_summary(result))
         if written:
             print(f"  written to {written[0].parent}/ ({', '.join(p.name for p in written)})")
     return 0
