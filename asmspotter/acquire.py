@@ -12,6 +12,13 @@ HTTP behaviour is set by :class:`HttpSettings` (environment: ``ASMSPOTTER_HTTP_T
 ``ASMSPOTTER_HTTP_RETRIES``, ``ASMSPOTTER_HTTP_BACKOFF``); :meth:`HttpSettings.gdal_options`
 gives the matching GDAL settings for reading the scenes' COGs.
 
+Microsoft Planetary Computer keeps its assets in Azure blob storage that can only be read
+with a SAS token: :class:`PlanetaryComputerSigner` asks the SAS API (``GET
+{sas_url}/token/{collection}``; ``ASMSPOTTER_PC_SAS_URL`` points it elsewhere) for a token
+per collection, with the same timeouts and retries, caches it until shortly before it
+expires and appends it to the asset hrefs. Queries sign automatically when the STAC URL's
+host is planetarycomputer.microsoft.com (:func:`resolve_signing`).
+
 Example:
     >>> from asmspotter.catalogue import get_region
     >>> region = get_region("brokopondo")
@@ -22,16 +29,19 @@ Example:
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from asmspotter import paths
-from asmspotter.catalogue import Period, Radiometry, Region
+from asmspotter.catalogue import SIGN_METHODS, Period, Radiometry, Region
 from asmspotter.errors import DataError, FetchError, InputError
 
 if TYPE_CHECKING:
@@ -45,6 +55,14 @@ BACKOFF_ENV = "ASMSPOTTER_HTTP_BACKOFF"
 
 #: HTTP status codes that are retried (server trouble and rate limiting).
 RETRY_STATUS: tuple[int, ...] = (429, 500, 502, 503, 504)
+
+#: Host of Microsoft Planetary Computer's APIs; STAC URLs on it sign assets by default.
+PC_HOST = "planetarycomputer.microsoft.com"
+#: Planetary Computer's SAS API (tokens at ``{url}/token/{collection}``).
+PC_SAS_URL = "https://planetarycomputer.microsoft.com/api/sas/v1"
+PC_SAS_URL_ENV = "ASMSPOTTER_PC_SAS_URL"
+#: Signing methods a query resolves to (``auto`` is resolved by :func:`resolve_signing`).
+SIGNING: tuple[str, ...] = ("none", "planetary-computer")
 
 #: Sentinel-2 band ids per canonical (Earth Search v1) asset key, for STAC APIs that key
 #: their assets by band id (Planetary Computer: ``B04``, ``SCL``).
@@ -155,6 +173,9 @@ class StacQuery:
         end: last day (ISO date), inclusive.
         max_cloud: maximum ``eo:cloud_cover`` in percent.
         level: ``L2A`` (SCL masks) or ``L1C`` (s2cloudless or QA60 masks).
+        sign: how the found items' asset hrefs are signed before reading (``none`` or
+            ``planetary-computer``). Not part of :meth:`as_dict`: signing changes how
+            the files are read, not their values.
 
     """
 
@@ -167,12 +188,14 @@ class StacQuery:
     end: str
     max_cloud: float
     level: str = "L2A"
+    sign: str = "none"
 
     def __post_init__(self) -> None:
         assert self.stac_url.startswith(("http://", "https://")), self.stac_url
         assert self.start <= self.end, (self.start, self.end)
         assert 0 <= self.max_cloud <= 100, self.max_cloud
         assert self.level in ("L2A", "L1C"), self.level
+        assert self.sign in SIGNING, self.sign
 
     @property
     def datetime(self) -> str:
@@ -255,14 +278,16 @@ def stac_query(
     stac_url: str | None = None,
     collection: str | None = None,
     max_cloud: float | None = None,
+    sign: str | None = None,
 ) -> StacQuery:
     """Build the STAC search for a region and period from its source (overridable).
 
     Periods before the source's ``l2a_from`` search its L1C collection unless a collection
-    is given.
+    is given. ``sign`` (default: the source's) is resolved with :func:`resolve_signing`.
 
     Raises:
-        InputError: the URL is not http(s) or ``max_cloud`` is outside 0..100.
+        InputError: the URL is not http(s), ``max_cloud`` is outside 0..100 or ``sign``
+            is not a signing method.
 
     """
     source = region.source
@@ -284,7 +309,28 @@ def stac_query(
         end=period.end.isoformat(),
         max_cloud=cloud,
         level=level,
+        sign=resolve_signing(sign or source.sign, url),
     )
+
+
+def resolve_signing(sign: str, stac_url: str) -> str:
+    """Return the signing method (one of :data:`SIGNING`) for a STAC API.
+
+    ``auto`` signs for Planetary Computer when the URL's host is (a subdomain of)
+    planetarycomputer.microsoft.com and does not sign otherwise.
+
+    Raises:
+        InputError: ``sign`` is not one of the catalogue's sign methods.
+
+    """
+    if sign not in SIGN_METHODS:
+        raise InputError(
+            f"unknown signing method {sign!r}; expected one of {', '.join(SIGN_METHODS)}"
+        )
+    if sign != "auto":
+        return sign
+    host = (urlsplit(stac_url).hostname or "").lower()
+    return "planetary-computer" if host == PC_HOST or host.endswith("." + PC_HOST) else "none"
 
 
 def local_scene(region: Region, period: Period) -> LocalScene | None:
@@ -323,18 +369,20 @@ def plan_source(
     stac_url: str | None = None,
     collection: str | None = None,
     max_cloud: float | None = None,
+    sign: str | None = None,
 ) -> LocalScene | StacQuery:
     """Decide where a period's imagery comes from, without any network access.
 
     Local sources use their file when present; otherwise (and for STAC sources) the
-    region's STAC API is searched, with ``stac_url``, ``collection`` and ``max_cloud``
-    overriding the catalogue.
+    region's STAC API is searched, with ``stac_url``, ``collection``, ``max_cloud`` and
+    ``sign`` overriding the catalogue.
     """
     local = local_scene(region, period)
     if local is not None:
         return local
     return stac_query(
-        region, period, stac_url=stac_url, collection=collection, max_cloud=max_cloud
+        region, period, stac_url=stac_url, collection=collection, max_cloud=max_cloud,
+        sign=sign,
     )
 
 
@@ -393,11 +441,17 @@ def find_scenes(
     stac_url: str | None = None,
     collection: str | None = None,
     max_cloud: float | None = None,
+    sign: str | None = None,
     http: HttpSettings | None = None,
 ) -> LocalScene | StacScenes:
-    """Return a period's imagery: the local GeoTIFF, or the items a STAC search found."""
+    """Return a period's imagery: the local GeoTIFF, or the items a STAC search found.
+
+    Found items are returned as the API gave them; :class:`PlanetaryComputerSigner` signs
+    their hrefs when ``StacScenes.query.sign`` asks for it.
+    """
     plan = plan_source(
-        region, period, stac_url=stac_url, collection=collection, max_cloud=max_cloud
+        region, period, stac_url=stac_url, collection=collection, max_cloud=max_cloud,
+        sign=sign,
     )
     if isinstance(plan, LocalScene):
         return plan
@@ -456,8 +510,9 @@ BASELINE_04_FROM = "2022-01-25"
 def band_scaling(item: pystac.Item, key: str) -> BandScaling:
     """Return the scale and offset of asset ``key`` of ``item``.
 
-    Uses the asset's ``raster:bands`` metadata; without it, falls back on the item's
-    ``s2:processing_baseline`` (or its date) to apply the -0.1 offset of baseline 04.00.
+    Uses the asset's ``raster:bands`` metadata; without scale or offset there (Planetary
+    Computer's items), falls back on the item's ``s2:processing_baseline`` (or, without
+    one, its date) to apply the -0.1 offset of baseline 04.00 and later.
     """
     raster = item.assets[key].extra_fields.get("raster:bands") or []
     if raster and ("scale" in raster[0] or "offset" in raster[0]):
@@ -465,13 +520,21 @@ def band_scaling(item: pystac.Item, key: str) -> BandScaling:
             float(raster[0].get("scale", 1.0)), float(raster[0].get("offset", 0.0)),
             "raster:bands",
         )
-    baseline = str(item.properties.get("s2:processing_baseline") or "")
-    if baseline:
-        new = baseline >= "04.00"
+    baseline = _baseline_number(item.properties.get("s2:processing_baseline"))
+    if baseline is not None:
+        new = baseline >= 4.0
     else:
         when = item.datetime
         new = when is not None and when.date().isoformat() >= BASELINE_04_FROM
     return BandScaling(1e-4, -0.1 if new else 0.0, "processing baseline")
+
+
+def _baseline_number(value: Any) -> float | None:
+    """``s2:processing_baseline`` as a number (``"05.09"``, ``"4.00"``, ``"N0400"``)."""
+    import re
+
+    m = re.fullmatch(r"N?(\d{1,2})\.?(\d{2})", str(value or "").strip())
+    return int(m.group(1)) + int(m.group(2)) / 100 if m else None
 
 
 def _cloud_cover(item: pystac.Item) -> float:
@@ -523,3 +586,209 @@ def require_assets(items: Sequence[pystac.Item], bands: Sequence[str]) -> dict[s
                     f"{item.id}); search one collection at a time"
                 )
     return keys
+
+
+# -- Planetary Computer signing -------------------------------------------------------------
+
+#: A cached token is renewed when fewer seconds than this remain before it expires.
+TOKEN_MARGIN_S = 300.0
+#: How long a token is assumed to last when the SAS API gives no readable ``msft:expiry``.
+DEFAULT_TOKEN_LIFETIME_S = 600.0
+
+
+@dataclass(frozen=True)
+class SasToken:
+    """A Planetary Computer SAS token granting read access to one collection's assets.
+
+    Attributes:
+        collection: the collection.
+        token: the query string appended to asset hrefs. A secret: it is never logged,
+            recorded in provenance or shown in error messages.
+        expiry: when it expires (UTC).
+
+    """
+
+    collection: str
+    token: str = field(repr=False)
+    expiry: dt.datetime
+
+    def remaining(self, now: dt.datetime) -> float:
+        """Seconds left before the token expires (negative once expired)."""
+        return (self.expiry - now).total_seconds()
+
+
+_TOKEN_CACHE: dict[tuple[str, str], SasToken] = {}
+_TOKEN_LOCK = threading.Lock()
+
+
+def clear_token_cache() -> None:
+    """Forget every cached SAS token (the next signing asks the SAS API again)."""
+    with _TOKEN_LOCK:
+        _TOKEN_CACHE.clear()
+
+
+class PlanetaryComputerSigner:
+    """Sign asset hrefs with Planetary Computer SAS tokens.
+
+    Tokens come from ``GET {sas_url}/token/{collection}`` (JSON ``{"msft:expiry": ...,
+    "token": ...}``), requested with :class:`HttpSettings`' timeout and retries with
+    backoff, and are cached per SAS API and collection (shared by all signers of the
+    process) until fewer than ``margin`` seconds of their life remain.
+
+    Args:
+        sas_url: SAS API root (default: ``ASMSPOTTER_PC_SAS_URL``, else :data:`PC_SAS_URL`).
+        http: timeouts and retries of the token requests (default from the environment).
+        margin: seconds before expiry from which a cached token is renewed.
+        clock: returns the current time as an aware datetime (for tests).
+
+    Raises:
+        InputError: the SAS API URL is not http(s).
+
+    """
+
+    method = "planetary-computer"
+
+    def __init__(
+        self,
+        sas_url: str | None = None,
+        http: HttpSettings | None = None,
+        *,
+        margin: float = TOKEN_MARGIN_S,
+        clock: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        url = (sas_url or os.environ.get(PC_SAS_URL_ENV) or PC_SAS_URL).rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise InputError(
+                f"Planetary Computer SAS API URL ({PC_SAS_URL_ENV}) must start with http:// "
+                f"or https://, got {url!r}"
+            )
+        self.sas_url = url
+        self.http = http or HttpSettings.from_env()
+        self.margin = float(margin)
+        self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self._used: dict[str, SasToken] = {}
+
+    def token(self, collection: str) -> SasToken:
+        """Return a token for ``collection``: the cached one unless it expires soon.
+
+        Raises:
+            FetchError: the SAS API failed, timed out or answered no token.
+
+        """
+        key = (self.sas_url, collection)
+        with _TOKEN_LOCK:
+            cached = _TOKEN_CACHE.get(key)
+        if cached is None or cached.remaining(self._clock()) <= self.margin:
+            cached = self._request(collection)
+            with _TOKEN_LOCK:
+                _TOKEN_CACHE[key] = cached
+        self._used[collection] = cached
+        return cached
+
+    def sign_href(self, href: str, collection: str) -> str:
+        """Return ``href`` with the collection's token appended to its query.
+
+        Hrefs that are not http(s) or already carry a SAS signature are returned unchanged.
+        """
+        if not href.startswith(("http://", "https://")) or is_signed(href):
+            return href
+        token = self.token(collection).token
+        sep = "" if href.endswith(("?", "&")) else ("&" if "?" in href else "?")
+        return f"{href}{sep}{token}"
+
+    def sign_item(
+        self, item: pystac.Item, keys: Sequence[str] | None = None, *, collection: str = ""
+    ) -> pystac.Item:
+        """Return a copy of ``item`` with the hrefs of its assets ``keys`` (default all) signed.
+
+        The item's own collection is used, else ``collection``.
+
+        Raises:
+            DataError: the item names no collection and none is given.
+            FetchError: no token could be had.
+
+        """
+        coll = item.collection_id or collection
+        if not coll:
+            raise DataError(f"scene {item.id} names no collection to get a SAS token for")
+        signed = item.clone()
+        for key, asset in signed.assets.items():
+            if keys is None or key in keys:
+                asset.href = self.sign_href(asset.href, coll)
+        return signed
+
+    def provenance(self) -> dict[str, Any]:
+        """Return what was signed, for provenance: never the tokens, only their expiry."""
+        return {
+            "method": self.method,
+            "sas_url": self.sas_url,
+            "collections": {
+                c: {"token_expiry": t.expiry.isoformat()} for c, t in sorted(self._used.items())
+            },
+        }
+
+    def _request(self, collection: str) -> SasToken:
+        import requests
+
+        http = self.http
+        url = f"{self.sas_url}/token/{collection}"
+        what = f"Planetary Computer SAS API {url}"
+        tries = f"{http.retries + 1} tries"
+        try:
+            with http.session() as session:
+                response = session.get(url, timeout=http.timeout)
+        except requests.RequestException as exc:
+            text = str(exc).lower()
+            if isinstance(exc, requests.Timeout) or "timed out" in text or "timeout" in text:
+                raise FetchError(
+                    f"{what} did not answer within {http.timeout:g} s ({tries}); set "
+                    f"{TIMEOUT_ENV} for a longer timeout"
+                ) from None
+            raise FetchError(f"cannot reach {what} ({tries}): {_first_line(exc)}") from None
+        status = response.status_code
+        if status != 200:
+            tried = f" ({tries})" if status in RETRY_STATUS else ""
+            raise FetchError(
+                f"{what} answered HTTP {status}{tried} when asked for a token for collection "
+                f"{collection!r}"
+            )
+        try:
+            body = response.json()
+            token = body["token"]
+            if not isinstance(token, str) or not token.strip("?&"):
+                raise TypeError("empty token")
+        except (ValueError, KeyError, TypeError):
+            raise FetchError(
+                f"{what} answered something that is not a SAS token (expected JSON with "
+                "'token' and 'msft:expiry')"
+            ) from None
+        expiry = _parse_expiry(body.get("msft:expiry"))
+        if expiry is None:
+            log.warning("%s gave no readable msft:expiry; assuming %g s", what,
+                        DEFAULT_TOKEN_LIFETIME_S)
+            expiry = self._clock() + dt.timedelta(seconds=DEFAULT_TOKEN_LIFETIME_S)
+        log.info("got a SAS token for %s from %s (expires %s)", collection, self.sas_url,
+                 expiry.isoformat())
+        return SasToken(collection, token.strip("?&"), expiry)
+
+
+def is_signed(href: str) -> bool:
+    """Return whether an href already carries a SAS signature (a ``sig`` parameter)."""
+    from urllib.parse import parse_qs
+
+    return "sig" in parse_qs(urlsplit(href).query)
+
+
+def strip_query(href: str) -> str:
+    """Return ``href`` without its query string (which may hold a SAS token)."""
+    return href.split("?", 1)[0]
+
+
+def _parse_expiry(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)

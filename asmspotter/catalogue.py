@@ -28,6 +28,10 @@ from asmspotter.errors import CatalogueError, DataError, InputError
 OverlayKind = Literal["protected_area", "indigenous_territory", "mining_zone", "other"]
 OVERLAY_KINDS: tuple[str, ...] = ("protected_area", "indigenous_territory", "mining_zone", "other")
 Radiometry = Literal["reflectance", "display"]
+#: How asset hrefs are signed before they are read: ``auto`` signs for Planetary Computer
+#: when the STAC URL's host is planetarycomputer.microsoft.com, ``none`` never signs.
+SignMethod = Literal["auto", "none", "planetary-computer"]
+SIGN_METHODS: tuple[str, ...] = ("auto", "none", "planetary-computer")
 
 DEFAULT_STAC_URL = "https://earth-search.aws.element84.com/v1"
 DEFAULT_COLLECTION = "sentinel-2-l2a"
@@ -189,6 +193,9 @@ class Source:
         bands: canonical band names of the local files, in order.
         radiometry: how local values are to be read (``display`` or ``reflectance``).
         fallback: ``stac`` to search the STAC API when local files are absent.
+        sign: how asset hrefs are signed (:data:`SIGN_METHODS`): ``auto`` (Planetary
+            Computer SAS tokens when the STAC URL's host is planetarycomputer.microsoft.com),
+            ``planetary-computer`` or ``none``.
 
     """
 
@@ -203,6 +210,7 @@ class Source:
     bands: tuple[str, ...] = ()
     radiometry: Radiometry = "reflectance"
     fallback: Literal["stac"] | None = None
+    sign: SignMethod = "auto"
 
     def __post_init__(self) -> None:
         if self.kind not in ("stac", "local"):
@@ -216,6 +224,8 @@ class Source:
                 raise ValueError("a local source needs its 'bands'")
         if self.radiometry not in ("reflectance", "display"):
             raise ValueError(f"radiometry {self.radiometry!r} must be reflectance or display")
+        if self.sign not in SIGN_METHODS:
+            raise ValueError(f"sign {self.sign!r} must be one of {', '.join(SIGN_METHODS)}")
 
     def collection_for(self, period: Period) -> str:
         """Return the collection to search for ``period`` (L1C before ``l2a_from``)."""
@@ -530,7 +540,7 @@ def _parse_overlay(spec: Any, check_files: bool) -> Overlay:
 
 _SOURCE_KEYS = {
     "type", "url", "collection", "l1c_collection", "l2a_from", "max_cloud",
-    "dir", "files", "bands", "radiometry", "fallback",
+    "dir", "files", "bands", "radiometry", "fallback", "sign",
 }
 
 
@@ -551,9 +561,16 @@ def _parse_source(spec: Mapping[str, Any]) -> Source:
             bands=tuple(str(b) for b in spec.get("bands") or ()),
             radiometry=spec.get("radiometry", "reflectance"),
             fallback=spec.get("fallback"),
+            sign=_sign_method(spec.get("sign", "auto")),
         )
     except ValueError as exc:
         raise ValueError(f"source: {exc}") from None
+
+
+def _sign_method(value: Any) -> SignMethod:
+    if value is False or value is None:  # YAML ``sign: false`` / ``sign: null``
+        return "none"
+    return cast(SignMethod, str(value))
 
 
 def _parse_reference(spec: Any, period_ids: set[str], check_files: bool) -> Reference | None:

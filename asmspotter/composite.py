@@ -9,7 +9,9 @@
   processing baseline 04.00 offset of -1000 DN from 25 Jan 2022 on), cloud, cloud shadow,
   cirrus, snow, no-data and saturated pixels are masked with the SCL band (L2A) or with
   s2cloudless / QA60 (L1C), and the per-pixel median over the period is written window by
-  window (bounded memory, a progress bar while the scenes load), then made a COG.
+  window (bounded memory, a progress bar while the scenes load), then made a COG. Assets of
+  Planetary Computer (or of sources with ``sign: planetary-computer``) are read through hrefs
+  signed with SAS tokens; the provenance says so under ``signing`` (never the token).
 - Local sources (the La Pampa demo): the period's GeoTIFF is copied to the cache keeping its
   grid, CRS and values exactly.
 
@@ -45,9 +47,11 @@ from asmspotter import geoio, paths
 from asmspotter.acquire import (
     HttpSettings,
     LocalScene,
+    PlanetaryComputerSigner,
     StacQuery,
     StacScenes,
     band_scaling,
+    clear_token_cache,
     plan_source,
     require_assets,
     search_stac,
@@ -154,6 +158,7 @@ def fetch_composite(
     stac_url: str | None = None,
     collection: str | None = None,
     max_cloud: float | None = None,
+    sign: str | None = None,
     bands: Sequence[str] | None = None,
     http: HttpSettings | None = None,
     chunk_size: int = CHUNK_SIZE,
@@ -169,6 +174,11 @@ def fetch_composite(
             when the local scene is absent).
         collection: collection to search instead of the region's.
         max_cloud: maximum scene cloud cover in percent instead of the region's.
+        sign: how asset hrefs are signed instead of the region's source says: ``auto``
+            (Planetary Computer SAS tokens when the STAC URL's host is
+            planetarycomputer.microsoft.com), ``planetary-computer`` (the SAS API is
+            ``ASMSPOTTER_PC_SAS_URL`` or Planetary Computer's) or ``none``. Signing is not
+            part of the cache key: signed and unsigned reads give the same values.
         bands: canonical bands the composite must hold (default :data:`DETECTOR_BANDS`);
             true colour is always added for STAC sources.
         http: timeouts and retries (default from the environment).
@@ -187,7 +197,9 @@ def fetch_composite(
     reg = region if isinstance(region, Region) else get_region(region)
     per = period if isinstance(period, Period) else reg.period(period)
     wanted = _check_bands(bands)
-    plan = plan_source(reg, per, stac_url=stac_url, collection=collection, max_cloud=max_cloud)
+    plan = plan_source(
+        reg, per, stac_url=stac_url, collection=collection, max_cloud=max_cloud, sign=sign
+    )
     out_bands = (
         tuple(b for b in CANONICAL_BANDS if b in {*wanted, *TRUE_COLOUR})
         if isinstance(plan, StacQuery) else wanted
@@ -442,6 +454,13 @@ def _build_stac(
             ) from None
         raise
     scaling = {i.id: {b: band_scaling(i, keys[b]) for b in refl_bands} for i in items}
+    load_keys = list(dict.fromkeys(keys[b] for b in [*refl_bands, *mask_bands[method]]))
+    signing: dict[str, Any] = {"method": "none"}
+    signer = None
+    if query.sign == "planetary-computer":
+        signer = PlanetaryComputerSigner(http=http)
+        items = [signer.sign_item(i, load_keys, collection=query.collection) for i in items]
+        signing = signer.provenance()
     geobox = GeoBox.from_geopolygon(
         Geometry(region.outline, "EPSG:4326"), resolution=RESOLUTION, crs=region.crs
     )
@@ -453,7 +472,6 @@ def _build_stac(
         sig = tuple((scaling[item.id][b].scale, scaling[item.id][b].offset) for b in refl_bands)
         groups.setdefault(sig, []).append(item)
     stacks, clears = [], []
-    load_keys = list(dict.fromkeys(keys[b] for b in [*refl_bands, *mask_bands[method]]))
     for sig, group in groups.items():
         ds = odc.stac.load(
             group,
@@ -494,13 +512,19 @@ def _build_stac(
     tags = {RADIOMETRY_TAG: "reflectance", "ASMSPOTTER_REGION": region.id,
             "ASMSPOTTER_PERIOD": query.period}
     desc = f"{region.id} {query.period}: {len(items)} scenes"
-    n_clear = _write_blocks(
-        tif, median.data, clear_any.data, list(bands), geobox, tags, desc, progress,
-        query,
-    )
+    try:
+        n_clear = _write_blocks(
+            tif, median.data, clear_any.data, list(bands), geobox, tags, desc, progress,
+            query,
+        )
+    except FetchError:
+        if signer is not None:  # a refused or expired token: ask for fresh ones next time
+            clear_token_cache()
+        raise
     return {
         "source": {"type": "stac", "stac_url": query.stac_url, "collection": query.collection},
         "query": query.as_dict(),
+        "signing": signing,
         "items": [i.id for i in items],
         "n_scenes": len(items),
         "scaling": {
@@ -706,18 +730,34 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300]
 
 
+def _access_hint(query: StacQuery) -> str:
+    if query.sign == "none":
+        return (
+            "its assets need signed URLs: for Planetary Computer pass --sign "
+            "planetary-computer (or set 'sign: planetary-computer' in the region's source)"
+        )
+    return (
+        "the Planetary Computer SAS token was refused (expired, or not for this "
+        "collection); run again for a fresh token"
+    )
+
+
 def _read_error(
     exc: BaseException, query: StacQuery, logged: Sequence[str] = ()
 ) -> AsmSpotterError:
     """Turn a failed scene read into a one-line FetchError or DataError."""
     import re
+    from urllib.parse import urlsplit
+
+    def redact(text: str) -> str:  # drop URL queries: they may hold a SAS token
+        return re.sub(r"(https?://[^\s'\"?]+)\?[^\s'\"]*", r"\1", text)
 
     chain: list[str] = []
     seen: BaseException | None = exc
     while seen is not None and len(chain) < 5:
-        chain.append(str(seen))
+        chain.append(redact(str(seen)))
         seen = seen.__cause__ or seen.__context__
-    text = " | ".join([*chain, *logged])
+    text = " | ".join([*chain, *(redact(line) for line in logged)])
     m = re.search(r"(https?://[^\s'\"]+)", text)
     where = re.sub(r":\d+$", "", m.group(1).rstrip(":.,")) if m else (
         f"a scene of {query.describe()}"
@@ -728,6 +768,13 @@ def _read_error(
     code = re.search(r"http (?:response )?(?:code|status)\D{0,3}(\d{3})", low)
     if code and code.group(1).startswith("5"):
         return FetchError(f"server error HTTP {code.group(1)} reading {where} (after retries)")
+    azure = (urlsplit(where).hostname or "").endswith(".blob.core.windows.net")
+    if code and (code.group(1) in ("401", "403") or (
+        azure and query.sign == "none" and code.group(1) in ("404", "409")
+    )):
+        return FetchError(
+            f"access denied (HTTP {code.group(1)}) reading {where}; {_access_hint(query)}"
+        )
     if (code and code.group(1) == "404") or "does not exist" in low or "no such file" in low:
         return DataError(f"scene file missing (HTTP 404): {where}")
     detail = next((c for c in reversed(chain) if c.strip()), "")

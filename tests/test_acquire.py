@@ -11,6 +11,7 @@ import pystac
 import pytest
 
 from asmspotter.acquire import (
+    BandScaling,
     HttpSettings,
     LocalScene,
     StacQuery,
@@ -23,7 +24,7 @@ from asmspotter.acquire import (
 from asmspotter.catalogue import DEFAULT_STAC_URL, get_region
 from asmspotter.errors import DataError, FetchError, InputError
 from asmspotter.testing.stac_server import StacServer, forbid_remote_connections
-from asmspotter.testing.synthetic import SyntheticScenes, make_scenes
+from asmspotter.testing.synthetic import SyntheticScenes, make_scenes, planetary_computer_item
 
 FAST = HttpSettings(timeout=1.0, retries=2, backoff=0.01)
 
@@ -168,6 +169,22 @@ def test_asset_keys_and_scaling(scenes: SyntheticScenes) -> None:
     assert band_scaling(pystac.Item.from_dict(old), "B04").offset == 0.0
     with pytest.raises(DataError, match="no 'nir08' band"):
         asset_key(item, "nir08")
+
+
+@pytest.mark.parametrize(
+    ("baseline", "offset"),
+    [("05.09", -0.1), ("04.00", -0.1), ("4.00", -0.1), ("N0400", -0.1), ("03.01", 0.0),
+     ("3.01", 0.0), ("02.14", 0.0)],
+)
+def test_planetary_computer_items(scenes: SyntheticScenes, baseline: str, offset: float) -> None:
+    # PC's L2A items: band-id keys, eo:bands with common names, no raster:bands at all
+    pc = planetary_computer_item(scenes.items[0])
+    pc["properties"]["s2:processing_baseline"] = baseline
+    item = pystac.Item.from_dict(pc)
+    keys = {b: asset_key(item, b) for b in ("blue", "green", "red", "nir", "scl")}
+    assert keys == {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08", "scl": "SCL"}
+    assert "raster:bands" not in pc["assets"]["B04"]
+    assert band_scaling(item, "B04") == BandScaling(1e-4, offset, "processing baseline")
 
 
 def test_http_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -90,7 +90,21 @@ def test_new_region_is_one_entry(tmp_path: Path) -> None:
     region = load_catalogue(_write(tmp_path, GOOD))["test-area"]
     assert region.crs == "EPSG:32719"  # UTM zone from the outline's centre
     assert region.source.kind == "stac"
+    assert region.source.sign == "auto"
     assert region.outline.bounds == (-70.0, -13.1, -69.9, -13.0)
+
+
+@pytest.mark.parametrize(
+    ("value", "sign"),
+    [("planetary-computer", "planetary-computer"), ("none", "none"), ("false", "none"),
+     ("auto", "auto")],
+)
+def test_source_sign(tmp_path: Path, value: str, sign: str) -> None:
+    body = GOOD + (
+        "    source: {url: 'https://planetarycomputer.microsoft.com/api/stac/v1', "
+        f"sign: {value}}}\n"
+    )
+    assert load_catalogue(_write(tmp_path, body))["test-area"].source.sign == sign
 
 
 @pytest.mark.parametrize(
@@ -108,6 +122,8 @@ def test_new_region_is_one_entry(tmp_path: Path) -> None:
          " id_field: id, name_field: name}\n", "region 'test-area': .*kind 'park'"),
         (GOOD + "    crs: EPSG:4326\n", "region 'test-area': crs .* projected"),
         (GOOD + "    colour: blue\n", "region 'test-area': unknown field"),
+        (GOOD + "    source: {sign: azure}\n",
+         "region 'test-area': source: sign 'azure' must be one of auto, none"),
         ("regions: [1, 2]\n", "expected a mapping"),
         ("regions: {a: [\n", "not valid YAML"),
     ],

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from asmspotter.acquire import PC_SAS_URL_ENV, clear_token_cache
 from asmspotter.cli import main
 from asmspotter.testing.stac_server import StacServer, forbid_remote_connections
-from asmspotter.testing.synthetic import make_scenes
+from asmspotter.testing.synthetic import make_scenes, planetary_computer_item
 
 
 @pytest.fixture(autouse=True)
@@ -88,9 +89,39 @@ def test_fetch_from_a_stac_api(
         assert "HTTP 500" in _one_line_error(capsys.readouterr().err)
 
 
+def test_fetch_from_a_planetary_computer_like_api(
+    tmp_path: Path, workdirs: dict[str, Path], capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scenes = make_scenes(tmp_path / "scenes", seed=10)
+    items = [planetary_computer_item(i) for i in scenes.items]
+    clear_token_cache()
+    with StacServer(items, scenes.files, sas=True) as server:
+        monkeypatch.setenv(PC_SAS_URL_ENV, server.sas_url)
+        catalogue = tmp_path / "regions.yaml"
+        catalogue.write_text(yaml.safe_dump({"regions": {"loop": {
+            "name": "Loopback", "country": "Nowhere",
+            "outline": {"bbox": list(scenes.inner_bbox())},
+            "periods": [{"id": "winter", "start": "2021-12-01", "end": "2022-03-31"}],
+            "source": {"type": "stac", "url": server.url},
+        }}}))
+        argv = ["fetch", "loop", "--catalogue", str(catalogue)]
+        assert main(argv) == 2  # the loopback URL is not Planetary Computer's: no signing
+        line = _one_line_error(capsys.readouterr().err)
+        assert "access denied (HTTP 403)" in line and "--sign planetary-computer" in line
+        assert main([*argv, "--sign", "planetary-computer"]) == 0
+        out = capsys.readouterr().out
+        assert "3 scenes from sentinel-2-l2a, signed (planetary-computer)" in out
+        assert len(server.issued_tokens()) == 1
+        prov = (workdirs["cache"] / "loop" / "winter" / "composite.json").read_text()
+        assert server.issued_tokens()[0] not in prov
+    clear_token_cache()
+
+
 def test_help_lists_options(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["fetch", "--help"])
     out = capsys.readouterr().out
-    for option in ("--period", "--refresh", "--stac-url", "--collection", "--max-cloud"):
+    for option in ("--period", "--refresh", "--stac-url", "--collection", "--max-cloud",
+                   "--sign", "planetary-computer", "ASMSPOTTER_PC_SAS_URL"):
         assert option in out

@@ -136,6 +136,35 @@ def test_faults(server: StacServer, scenes: SyntheticScenes) -> None:
     assert requests.get(f"{server.url}/data/{green}", timeout=5).status_code == 404
 
 
+def test_planetary_computer_mode(scenes: SyntheticScenes) -> None:
+    name = scenes.scenes[0].files["red"].name
+    with StacServer(scenes.items, scenes.files, sas=True, token_lifetime=600) as srv:
+        url = f"{srv.url}/data/{name}"
+        # search stays open; assets need a token
+        assert requests.get(f"{srv.url}/search", timeout=5).status_code == 200
+        refused = requests.get(url, timeout=5)
+        assert refused.status_code == 403 and "AuthenticationFailed" in refused.text
+        answer = requests.get(f"{srv.sas_url}/token/sentinel-2-l2a", timeout=5).json()
+        token = answer["token"]
+        assert srv.issued_tokens() == [token] and "sig=" in token
+        expiry = dt.datetime.fromisoformat(answer["msft:expiry"].replace("Z", "+00:00"))
+        assert 590 < (expiry - dt.datetime.now(dt.UTC)).total_seconds() <= 600
+        assert requests.get(f"{url}?{token}", timeout=5).content == scenes.files[name].read_bytes()
+        assert srv.requests[-1].query == token
+        assert requests.get(f"{url}?sig=forged", timeout=5).status_code == 403
+        assert requests.get(f"{srv.sas_url}/token/nothing", timeout=5).status_code == 404
+        srv.garble_next(1, path_prefix="/token")
+        garbled = requests.get(f"{srv.sas_url}/token/sentinel-2-l2a", timeout=5)
+        assert garbled.status_code == 200 and garbled.headers["Content-Type"] == "text/html"
+        srv.expire_tokens()
+        expired = requests.get(f"{url}?{token}", timeout=5)
+        assert expired.status_code == 403 and "expired" in expired.text
+    # without sas=True: no token endpoint, open assets
+    with StacServer(scenes.items, scenes.files) as srv:
+        assert requests.get(f"{srv.url}/token/sentinel-2-l2a", timeout=5).status_code == 404
+        assert requests.get(f"{srv.url}/data/{name}", timeout=5).status_code == 200
+
+
 def test_server_binds_loopback_only_and_guard_blocks_remote(scenes: SyntheticScenes) -> None:
     with pytest.raises(ValueError, match="loopback"):
         StacServer(scenes.items, scenes.files, host="0.0.0.0")

@@ -17,10 +17,20 @@ before the region's l2a_from date) for scenes under the cloud limit, mask clouds
 cirrus, snow and no-data, apply each scene's scale and offset and take the per-pixel median.
 Local regions (la-pampa) copy their GeoTIFFs, or search the STAC API when those are absent.
 
+Microsoft Planetary Computer (--stac-url https://planetarycomputer.microsoft.com/api/stac/v1)
+keeps its assets in Azure blob storage that is read with a SAS token: with --sign auto (the
+default, unless the region's source says otherwise) asset URLs are signed whenever the STAC
+URL's host is planetarycomputer.microsoft.com; --sign planetary-computer signs for any URL and
+--sign none never signs. Tokens come from the SAS API, one per collection, and are reused until
+shortly before they expire; the composite's provenance records that assets were signed (never
+the token).
+
 A second run reuses the cache; --refresh rebuilds it.
 
 Environment: ASMSPOTTER_CACHE (cache folder), ASMSPOTTER_SHARED_DATA (local scenes),
-ASMSPOTTER_HTTP_TIMEOUT (seconds, default 30), ASMSPOTTER_HTTP_RETRIES (default 4).
+ASMSPOTTER_HTTP_TIMEOUT (seconds, default 30), ASMSPOTTER_HTTP_RETRIES (default 4),
+ASMSPOTTER_PC_SAS_URL (SAS token API, default
+https://planetarycomputer.microsoft.com/api/sas/v1).
 """
 
 EXAMPLES = """\
@@ -28,12 +38,15 @@ examples:
   asmspotter fetch la-pampa
   asmspotter fetch madre-de-dios --period 2019 --period 2021
   asmspotter fetch cuyuni-mazaruni --max-cloud 60 --refresh
-  asmspotter fetch brokopondo --stac-url https://planetarycomputer.microsoft.com/api/stac/v1
+  asmspotter fetch brokopondo --stac-url https://planetarycomputer.microsoft.com/api/stac/v1 \\
+      --collection sentinel-2-l2a --period 2019 --period 2020
 """
 
 
 def add_parser(subparsers: Any) -> None:
     """Register the ``fetch`` sub-command."""
+    from asmspotter.catalogue import SIGN_METHODS
+
     p = subparsers.add_parser(
         "fetch",
         help="build (or reuse) cloud-free composites per period",
@@ -53,6 +66,10 @@ def add_parser(subparsers: Any) -> None:
                    help="STAC collection to search instead of the region's")
     p.add_argument("--max-cloud", type=float, metavar="N",
                    help="maximum scene cloud cover in percent (default: the region's, 40)")
+    p.add_argument("--sign", choices=SIGN_METHODS,
+                   help="sign asset URLs before reading: auto (Planetary Computer SAS tokens "
+                   "when the STAC URL's host is planetarycomputer.microsoft.com), "
+                   "planetary-computer or none (default: the region's source, auto)")
     p.add_argument("--catalogue", help="catalogue YAML file (default: data/regions.yaml)")
     p.set_defaults(func=run)
 
@@ -77,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
                 stac_url=args.stac_url,
                 collection=args.collection,
                 max_cloud=args.max_cloud,
+                sign=args.sign,
             )
         prov = result.provenance
         what = "reused cached" if result.reused else "wrote"
@@ -85,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
             origin = f"local scene {os.path.basename(str(source.get('file')))}"
         else:
             origin = f"{prov.get('n_scenes')} scenes from {source.get('collection')}"
+            signing = (prov.get("signing") or {}).get("method", "none")
+            if signing != "none":
+                origin += f", signed ({signing})"
         rows, cols = prov.get("shape", ["?", "?"])
         print(
             f"{region.id} {period.id}: {what} {result.path} "

@@ -7,10 +7,19 @@ and the assets under ``/data/<file>`` with HTTP range requests, so that pystac-c
 GDAL's ``/vsicurl/`` talk to it as to Earth Search. Asset hrefs in the served items point at
 the server itself.
 
+With ``sas=True`` the server acts like Microsoft Planetary Computer: ``/token/<collection>``
+hands out SAS tokens (JSON ``{"msft:expiry", "token"}``, the SAS API root being
+:attr:`StacServer.sas_url`) and asset requests whose query lacks a valid, unexpired token of
+the asset's collection are refused with HTTP 403, as Azure blob storage refuses unsigned
+reads.
+
 Faults, for testing error handling: :meth:`StacServer.fail_next` (answer N requests with an
 HTTP error), :meth:`StacServer.hang_next` (sleep before answering, longer than a client
-timeout), :meth:`StacServer.truncate` (serve only the first bytes of a file) and
-:meth:`StacServer.remove_band` (drop a band's asset from the items and its files).
+timeout), :meth:`StacServer.garble_next` (answer 200 with a body that is not what was asked),
+:meth:`StacServer.truncate` (serve only the first bytes of a file),
+:meth:`StacServer.remove_band` (drop a band's asset from the items and its files) and
+:meth:`StacServer.expire_tokens` (refuse the SAS tokens handed out so far). All but the
+last two take a ``path_prefix``; ``"/token"`` aims them at the SAS token endpoint.
 
 GDAL clients in the same process must set ``GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR`` (as
 :meth:`asmspotter.acquire.HttpSettings.gdal_options` does): GDAL lists the folder of a file
@@ -28,13 +37,14 @@ import copy
 import datetime as dt
 import json
 import re
+import secrets
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 CONFORMANCE: tuple[str, ...] = (
     "https://api.stacspec.org/v1.0.0/core",
@@ -54,18 +64,20 @@ class RequestRecord:
         method: HTTP method.
         path: URL path without the query string.
         range: the ``Range`` header, if any.
+        query: the query string (where signed asset requests carry their SAS token).
 
     """
 
     method: str
     path: str
     range: str | None = None
+    query: str = ""
 
 
 @dataclass
 class _Fault:
     remaining: int
-    kind: str  # "status" or "hang"
+    kind: str  # "status", "hang" or "garbage"
     status: int = 500
     seconds: float = 0.0
     path_prefix: str | None = None
@@ -82,6 +94,9 @@ class StacServer:
         files: file name -> local path (or bytes) served under ``/data/<file>``.
         host: interface to bind (loopback only).
         page_size: default number of items per search page.
+        sas: act like Planetary Computer: serve SAS tokens at ``/token/<collection>`` and
+            refuse (403) asset requests without a valid token of the asset's collection.
+        token_lifetime: seconds the SAS tokens handed out are valid.
 
     """
 
@@ -92,6 +107,8 @@ class StacServer:
         *,
         host: str = "127.0.0.1",
         page_size: int = 10,
+        sas: bool = False,
+        token_lifetime: float = 3600.0,
     ) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the test STAC server only binds to the loopback interface")
@@ -105,6 +122,13 @@ class StacServer:
         self._log: list[RequestRecord] = []
         self._stop = threading.Event()
         self.page_size = page_size
+        self.sas = sas
+        self.token_lifetime = token_lifetime
+        self._tokens: dict[str, tuple[str, str, dt.datetime]] = {}  # sig -> (coll, token, end)
+        self._file_collection = {
+            Path(a["href"]).name: str(i.get("collection"))
+            for i in self._items for a in i.get("assets", {}).values()
+        }
         self._httpd = ThreadingHTTPServer((host, 0), _make_handler(self))
         self._httpd.daemon_threads = True
         self._httpd.block_on_close = False
@@ -140,7 +164,17 @@ class StacServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @property
+    def sas_url(self) -> str:
+        """Root of the SAS API (``sas=True``): tokens at ``{sas_url}/token/<collection>``."""
+        return self.url
+
     # -- inspection -------------------------------------------------------------------------
+
+    def issued_tokens(self, collection: str | None = None) -> list[str]:
+        """Return the SAS tokens handed out so far (of one collection, or all), oldest first."""
+        with self._lock:
+            return [t for c, t, _ in self._tokens.values() if collection in (None, c)]
 
     @property
     def requests(self) -> list[RequestRecord]:
@@ -165,6 +199,17 @@ class StacServer:
         with self._lock:
             self._faults.append(_Fault(n, "hang", seconds=seconds, path_prefix=path_prefix))
 
+    def garble_next(self, n: int = 1, path_prefix: str | None = None) -> None:
+        """Answer the next ``n`` requests with HTTP 200 and a body that is not JSON or data."""
+        with self._lock:
+            self._faults.append(_Fault(n, "garbage", path_prefix=path_prefix))
+
+    def expire_tokens(self) -> None:
+        """Make every SAS token handed out so far expired (assets refuse them with 403)."""
+        past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+        with self._lock:
+            self._tokens = {s: (c, t, past) for s, (c, t, _) in self._tokens.items()}
+
     def truncate(self, name: str, size: int | None = None) -> None:
         """Serve only the first ``size`` bytes of a file (default: half of it)."""
         with self._lock:
@@ -188,9 +233,11 @@ class StacServer:
 
     # -- request handling (called from the handler threads) ---------------------------------
 
-    def _record(self, method: str, path: str, range_: str | None) -> _Fault | None:
+    def _record(
+        self, method: str, path: str, range_: str | None, query: str = ""
+    ) -> _Fault | None:
         with self._lock:
-            self._log.append(RequestRecord(method, path, range_))
+            self._log.append(RequestRecord(method, path, range_, query))
             for fault in self._faults:
                 if fault.remaining > 0 and fault.matches(path):
                     fault.remaining -= 1
@@ -203,6 +250,40 @@ class StacServer:
     def _file(self, name: str) -> bytes | None:
         with self._lock:
             return self._files.get(name)
+
+    def _issue_token(self, collection: str) -> dict[str, str] | None:
+        """Hand out a Planetary-Computer-like SAS token, None for an unknown collection."""
+        with self._lock:
+            known = {str(i.get("collection")) for i in self._items}
+        if collection not in known:
+            return None
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        end = now + dt.timedelta(seconds=self.token_lifetime)
+        sig = secrets.token_urlsafe(24)
+        token = urlencode({
+            "st": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "se": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "sp": "rl", "sv": "2021-06-08", "sr": "c", "skoid": secrets.token_hex(8),
+            "sig": sig,
+        })
+        with self._lock:
+            self._tokens[sig] = (collection, token, end)
+        return {"msft:expiry": end.strftime("%Y-%m-%dT%H:%M:%SZ"), "token": token}
+
+    def _token_problem(self, name: str, query: str) -> str | None:
+        """Why an asset request may not be served (``sas=True``), None when it may."""
+        if not self.sas:
+            return None
+        sig = parse_qs(query).get("sig", [""])[-1]
+        with self._lock:
+            found = self._tokens.get(sig)
+            collection = self._file_collection.get(name)
+        if not sig or found is None:
+            return "AuthenticationFailed: no valid SAS token in the request"
+        if found[0] != collection:
+            return f"AuthorizationFailure: the SAS token is for collection {found[0]}"
+        if found[2] <= dt.datetime.now(dt.UTC):
+            return "AuthenticationFailed: the SAS token has expired"
+        return None
 
     def _served_item(self, item: Mapping[str, Any]) -> dict[str, Any]:
         out = copy.deepcopy(dict(item))
@@ -382,10 +463,13 @@ def _make_handler(server: StacServer) -> type[BaseHTTPRequestHandler]:
             if method == "POST":
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-            fault = server._record(method, path, self.headers.get("Range"))
+            fault = server._record(method, path, self.headers.get("Range"), parts.query)
             if fault is not None:
                 if fault.kind == "hang":
                     server._wait(fault.seconds)
+                elif fault.kind == "garbage":
+                    self._send_garbage(head=method == "HEAD")
+                    return
                 else:
                     self._error(fault.status, f"injected fault: HTTP {fault.status}")
                     return
@@ -415,9 +499,30 @@ def _make_handler(server: StacServer) -> type[BaseHTTPRequestHandler]:
                 params = json.loads(body or b"{}") if method == "POST" else _get_params(query)
                 self._send_json(server._search(params, method), head=head)
             elif path.startswith("/data/"):
-                self._send_file(path[len("/data/"):], head)
+                name = path[len("/data/"):]
+                problem = server._token_problem(name, query)
+                if problem is not None:
+                    self._error(403, problem)
+                else:
+                    self._send_file(name, head)
+            elif server.sas and path.startswith("/token/"):
+                collection = path[len("/token/"):]
+                token = server._issue_token(collection)
+                if token is None:
+                    self._error(404, f"no collection {collection}")
+                else:
+                    self._send_json(token, head=head)
             else:
                 self._error(404, f"not found: {path}")
+
+        def _send_garbage(self, head: bool) -> None:
+            body = b"<html><body>Service temporarily rerouted</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if not head:
+                self.wfile.write(body)
 
         def _send_file(self, name: str, head: bool) -> None:
             data = server._file(name)

@@ -416,3 +416,27 @@ def _asset(
     if band in LAND_DN:
         asset["eo:bands"] = [{"name": band, "common_name": band}]
     return asset
+
+
+def planetary_computer_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of a synthetic item shaped like Planetary Computer's Sentinel-2 L2A items.
+
+    Assets are keyed by band id (``B04``, ``SCL``) with ``eo:bands`` naming the band id and
+    its common name, and carry no ``raster:bands`` (so no scale or offset): readers must
+    take the offset from ``s2:processing_baseline``, as with Planetary Computer. Hrefs and
+    files are unchanged.
+    """
+    import copy
+
+    from asmspotter.acquire import S2_BAND_IDS
+
+    out = copy.deepcopy(dict(item))
+    assets: dict[str, Any] = {}
+    for key, asset in out["assets"].items():
+        band_id = S2_BAND_IDS.get(key, key)
+        asset.pop("raster:bands", None)
+        if "eo:bands" in asset:
+            asset["eo:bands"] = [{"name": band_id, "common_name": key}]
+        assets[band_id] = asset
+    out["assets"] = assets
+    return out
