@@ -1,0 +1,43 @@
+"""``asmspotter evaluate-chips DIR``: chip sensitivity and specificity of the shipped model."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the ``evaluate-chips`` sub-command."""
+    p = subparsers.add_parser(
+        "evaluate-chips",
+        help="score a folder of labelled chip galleries with the shipped model",
+        description=(
+            "Score every gallery PNG of DIR (grids of 48 x 48 px Sentinel-2 chips in the "
+            "value/3000 scaling; empty black cells are skipped; the label comes from the file "
+            "name: *positives* = mining, *negatives* = not) with the shipped model at its "
+            "card's chip threshold, and print TP, FN, TN, FP, sensitivity and specificity per "
+            "file and in total."
+        ),
+    )
+    p.add_argument("dir", metavar="DIR", help="folder of gallery PNGs")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--model", help="model name in data/models or a card path")
+    p.add_argument("--threshold", type=float, help="chip threshold (default: the card's)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate and print."""
+    import json
+
+    from asmspotter.detect.evaluate import evaluate_directory
+    from asmspotter.errors import InputError
+
+    if args.threshold is not None and not 0.0 < args.threshold <= 1.0:
+        raise InputError(f"--threshold must be in (0, 1], got {args.threshold}")
+    result = evaluate_directory(args.dir, args.model, args.threshold)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(result.format_table())
+    return 0

@@ -1,0 +1,234 @@
+"""Chip evaluation: score labelled chips with a model and count TP / FN / TN / FP.
+
+Metric definitions (also in the model card):
+
+- a chip's score is the mean of the top ``chip_topk_fraction`` of its pixel probabilities;
+- a chip is called mining when its score is >= the card's chip threshold;
+- sensitivity = TP / (TP + FN) over mining chips; specificity = TN / (TN + FP) over
+  non-mining chips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from asmspotter.detect.chips import CHIP_REFLECTANCE_SCALE, Gallery
+
+if TYPE_CHECKING:
+    import torch
+
+    from asmspotter.detect.card import ModelCard
+    from asmspotter.detect.model import MiningNet
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Confusion counts of chip calls.
+
+    Attributes:
+        tp: mining chips called mining.
+        fn: mining chips missed.
+        tn: non-mining chips called not mining.
+        fp: non-mining chips called mining.
+
+    """
+
+    tp: int = 0
+    fn: int = 0
+    tn: int = 0
+    fp: int = 0
+
+    @property
+    def n_pos(self) -> int:
+        """Number of mining chips."""
+        return self.tp + self.fn
+
+    @property
+    def n_neg(self) -> int:
+        """Number of non-mining chips."""
+        return self.tn + self.fp
+
+    @property
+    def sensitivity(self) -> float | None:
+        """TP / (TP + FN), or None without mining chips."""
+        return self.tp / self.n_pos if self.n_pos else None
+
+    @property
+    def specificity(self) -> float | None:
+        """TN / (TN + FP), or None without non-mining chips."""
+        return self.tn / self.n_neg if self.n_neg else None
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(
+            self.tp + other.tp, self.fn + other.fn, self.tn + other.tn, self.fp + other.fp
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form with counts, sensitivity and specificity."""
+        return {
+            "tp": self.tp,
+            "fn": self.fn,
+            "tn": self.tn,
+            "fp": self.fp,
+            "n_pos": self.n_pos,
+            "n_neg": self.n_neg,
+            "sensitivity": self.sensitivity,
+            "specificity": self.specificity,
+        }
+
+
+def count(labels: np.ndarray, calls: np.ndarray) -> Counts:
+    """Confusion counts from 0/1 labels and boolean calls."""
+    labels = np.asarray(labels).astype(bool)
+    calls = np.asarray(calls).astype(bool)
+    return Counts(
+        tp=int(np.sum(labels & calls)),
+        fn=int(np.sum(labels & ~calls)),
+        tn=int(np.sum(~labels & ~calls)),
+        fp=int(np.sum(~labels & calls)),
+    )
+
+
+def topk_mean(prob: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Mean of the top ``fraction`` of values over the last two dims of (n, rows, cols)."""
+    import torch
+
+    flat = prob.reshape(prob.shape[0], -1)
+    k = max(1, int(round(fraction * flat.shape[1])))
+    return torch.topk(flat, k, dim=1).values.mean(dim=1)
+
+
+def chip_scores(
+    model: MiningNet,
+    chips: np.ndarray,
+    topk_fraction: float,
+    padding: int = 24,
+    batch_size: int = 256,
+    device: str = "cpu",
+) -> np.ndarray:
+    """Score uint8 chips (n, 48, 48, 3) in the chips' value/3000 scaling.
+
+    Each chip is reflect-padded by ``padding`` px, run through the model, and the pixel
+    probabilities of the chip itself are reduced with :func:`topk_mean`.
+
+    Returns:
+        float32 (n,) chip scores in [0, 1].
+
+    """
+    import torch
+    import torch.nn.functional as F
+
+    out = np.zeros(len(chips), np.float32)
+    model.eval()
+    with torch.inference_mode():
+        for i in range(0, len(chips), batch_size):
+            x = torch.from_numpy(chips[i : i + batch_size]).to(device)
+            x = x.permute(0, 3, 1, 2).float() * (CHIP_REFLECTANCE_SCALE / 255.0)
+            if padding:
+                x = F.pad(x, (padding,) * 4, mode="reflect")
+            p = torch.sigmoid(model(x)[:, 0].float())
+            if padding:
+                p = p[:, padding:-padding, padding:-padding]
+            out[i : i + len(x)] = topk_mean(p, topk_fraction).cpu().numpy()
+    return out
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """Evaluation of one gallery file."""
+
+    name: str
+    label: int
+    counts: Counts
+
+
+@dataclass(frozen=True)
+class ChipEvaluation:
+    """Per-file and total counts at one threshold."""
+
+    files: tuple[FileResult, ...]
+    threshold: float
+    model: str
+
+    @property
+    def total(self) -> Counts:
+        """Counts summed over all files."""
+        t = Counts()
+        for f in self.files:
+            t = t + f.counts
+        return t
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: totals at the top level, then per-file counts."""
+        d = {"model": self.model, "threshold": self.threshold}
+        d.update(self.total.to_dict())
+        d["files"] = [{"file": f.name, "label": f.label, **f.counts.to_dict()} for f in self.files]
+        return d
+
+    def format_table(self) -> str:
+        """Return a plain-text table, one line per file and a total."""
+
+        def fmt(x: float | None) -> str:
+            return "  n/a" if x is None else f"{x:5.3f}"
+
+        width = max([len(f.name) for f in self.files] + [5])
+        head = f"{'file':<{width}}  label    TP    FN    TN    FP   sens   spec"
+        rows = [head, "-" * len(head)]
+        for f in self.files:
+            c = f.counts
+            lab = "mine" if f.label else "other"
+            rows.append(
+                f"{f.name:<{width}}  {lab:<5} {c.tp:5d} {c.fn:5d} {c.tn:5d} {c.fp:5d}  "
+                f"{fmt(c.sensitivity)}  {fmt(c.specificity)}"
+            )
+        t = self.total
+        rows.append("-" * len(head))
+        rows.append(
+            f"{'total':<{width}}        {t.tp:5d} {t.fn:5d} {t.tn:5d} {t.fp:5d}  "
+            f"{fmt(t.sensitivity)}  {fmt(t.specificity)}"
+        )
+        rows.append(f"model {self.model}, chip threshold {self.threshold:.3f}")
+        return "\n".join(rows)
+
+
+def evaluate_galleries(
+    galleries: Sequence[Gallery],
+    model: MiningNet,
+    card: ModelCard,
+    threshold: float | None = None,
+) -> ChipEvaluation:
+    """Evaluate a model on galleries at the card's (or a given) chip threshold."""
+    thr = card.chip_threshold if threshold is None else threshold
+    results = []
+    for g in galleries:
+        scores = chip_scores(model, g.chips, card.chip_topk_fraction, card.chip_padding)
+        results.append(
+            FileResult(g.name, g.label, count(np.full(len(scores), g.label), scores >= thr))
+        )
+    return ChipEvaluation(tuple(results), thr, card.name)
+
+
+def evaluate_directory(
+    directory: str | Path, model_name: str | Path | None = None, threshold: float | None = None
+) -> ChipEvaluation:
+    """Evaluate the shipped (or named) model on every gallery PNG of a folder.
+
+    Raises:
+        InputError: the folder has no galleries or a name carries no label.
+        DataError: a gallery or the model cannot be read.
+
+    """
+    from asmspotter.detect.card import load_card, weights_path
+    from asmspotter.detect.chips import list_galleries, read_gallery
+    from asmspotter.detect.model import load_weights
+
+    files = list_galleries(directory)
+    galleries = [read_gallery(f) for f in files]
+    card, cpath = load_card(model_name)
+    model = load_weights(weights_path(card, cpath))
+    return evaluate_galleries(galleries, model, card, threshold)

@@ -1,0 +1,182 @@
+"""The mining segmentation network: a small fully convolutional encoder-decoder in plain torch.
+
+The network maps ``(batch, bands, rows, cols)`` model input (see :mod:`asmspotter.detect.card`
+for how rasters become model input) to per-pixel mining logits of the same size at 10 m.
+The band set, widths and normalisation are configuration (:class:`ModelConfig`), stored with
+the weights, so the same code trains and runs an RGB model or a 10-band L2A model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from asmspotter.errors import DataError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and input bands of a :class:`MiningNet`.
+
+    Attributes:
+        bands: canonical band names of the input channels, in order.
+        widths: channels at full, 1/2, 1/4 and 1/8 resolution.
+        mean: per-band mean of the model input (subtracted first).
+        std: per-band standard deviation of the model input.
+
+    """
+
+    bands: tuple[str, ...] = ("red", "green", "blue")
+    widths: tuple[int, int, int, int] = (16, 24, 32, 48)
+    mean: tuple[float, ...] = field(default=(0.06, 0.07, 0.07))
+    std: tuple[float, ...] = field(default=(0.04, 0.03, 0.025))
+
+    def __post_init__(self) -> None:
+        if not self.bands:
+            raise ValueError("a model needs at least one input band")
+        if len(self.mean) != len(self.bands) or len(self.std) != len(self.bands):
+            raise ValueError("mean and std need one value per band")
+        if len(self.widths) != 4:
+            raise ValueError("widths needs four values (1, 1/2, 1/4, 1/8 resolution)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-friendly dict."""
+        return {k: list(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
+        """Build from :meth:`to_dict` output."""
+        return cls(
+            bands=tuple(str(b) for b in d["bands"]),
+            widths=tuple(int(w) for w in d["widths"]),  # type: ignore[arg-type]
+            mean=tuple(float(x) for x in d["mean"]),
+            std=tuple(float(x) for x in d["std"]),
+        )
+
+
+def _cbr(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class MiningNet(nn.Module):
+    """Encoder-decoder FCN producing per-pixel mining logits at the input resolution.
+
+    Args:
+        config: bands, widths and input normalisation.
+
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        w0, w1, w2, w3 = config.widths
+        n = len(config.bands)
+        self.register_buffer("mean", torch.tensor(config.mean).view(1, n, 1, 1))
+        self.register_buffer("std", torch.tensor(config.std).view(1, n, 1, 1))
+        self.stem = _cbr(n, w0)
+        self.down1 = nn.Sequential(_cbr(w0, w1, stride=2), _cbr(w1, w1))
+        self.down2 = nn.Sequential(_cbr(w1, w2, stride=2), _cbr(w2, w2), _cbr(w2, w2, dilation=2))
+        self.down3 = nn.Sequential(_cbr(w2, w3, stride=2), _cbr(w3, w3), _cbr(w3, w3, dilation=2))
+        self.lat2 = nn.Conv2d(w2, w3, 1)
+        self.fuse2 = _cbr(w3, w2)
+        self.lat1 = nn.Conv2d(w1, w2, 1)
+        self.fuse1 = _cbr(w2, w1)
+        self.lat0 = nn.Conv2d(w0, w1, 1)
+        self.head = nn.Conv2d(w1, 1, 1)
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        """Input band names, in channel order."""
+        return self.config.bands
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return logits (batch, 1, rows, cols) for input (batch, bands, rows, cols).
+
+        Any size works; sizes that are not multiples of 8 are padded internally.
+        """
+        if x.ndim != 4 or x.shape[1] != len(self.config.bands):
+            raise ValueError(
+                f"expected input (batch, {len(self.config.bands)}, rows, cols) for bands "
+                f"{', '.join(self.config.bands)}; got {tuple(x.shape)}"
+            )
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % 8, (-w) % 8
+        mean, std = self.get_buffer("mean"), self.get_buffer("std")
+        x = (x - mean) / std
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        f0 = self.stem(x)
+        f1 = self.down1(f0)
+        f2 = self.down2(f1)
+        f3 = self.down3(f2)
+        y = F.interpolate(f3, size=f2.shape[-2:], mode="bilinear", align_corners=False)
+        y = self.fuse2(y + self.lat2(f2))
+        y = F.interpolate(y, size=f1.shape[-2:], mode="bilinear", align_corners=False)
+        y = self.fuse1(y + self.lat1(f1))
+        y = F.interpolate(y, size=f0.shape[-2:], mode="bilinear", align_corners=False)
+        y = self.head(F.relu(y + self.lat0(f0)))
+        return y[..., :h, :w]
+
+
+def build_model(config: ModelConfig | None = None) -> MiningNet:
+    """Return a freshly initialised network for ``config`` (RGB defaults)."""
+    return MiningNet(config or ModelConfig())
+
+
+def save_weights(model: MiningNet, path: str | Path) -> Path:
+    """Save the weights and configuration atomically (a torch ``.pt`` file)."""
+    from asmspotter.geoio import atomic_output
+
+    final = Path(path)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    with atomic_output(final) as tmp:
+        torch.save({"config": model.config.to_dict(), "state_dict": state}, tmp)
+    return final
+
+
+def load_weights(path: str | Path, map_location: str | torch.device = "cpu") -> MiningNet:
+    """Load a network saved by :func:`save_weights`, in eval mode.
+
+    Raises:
+        DataError: the file is missing or does not hold a MiningNet checkpoint.
+
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"model weights not found: {p} (rebuild them with `asmspotter train`)")
+    try:
+        blob = torch.load(p, map_location=map_location, weights_only=True)
+        model = MiningNet(ModelConfig.from_dict(blob["config"]))
+        model.load_state_dict(blob["state_dict"])
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise DataError(f"not a valid ASMSpotter model file: {p} ({exc})") from exc
+    return model.eval()
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Return the number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def select_bands(available: Sequence[str], wanted: Sequence[str]) -> list[int]:
+    """Return 1-based indexes of ``wanted`` bands within ``available`` descriptions.
+
+    Raises:
+        KeyError: with the missing band names.
+
+    """
+    lower = [a.lower() if a else "" for a in available]
+    missing = [b for b in wanted if b.lower() not in lower]
+    if missing:
+        raise KeyError(", ".join(missing))
+    return [lower.index(b.lower()) + 1 for b in wanted]

@@ -1,0 +1,164 @@
+"""Speed and memory of ``detect`` on seeded synthetic composites.
+
+Runs the full detection (tiled blended inference, probability and mask COGs, polygons,
+provenance) with the shipped model over seeded 2048², 4096² and 8192² px reflectance
+composites, each in a fresh process so that peak RSS is measured per size, and prints
+Mpx/s, km²/s (10 m pixels: 1 km² = 10,000 px) and peak RSS.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_detect.py [--sizes 2048 4096 8192] [--device cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def _make(size: int, path: Path) -> None:
+    """Write a seeded size x size reflectance composite, 256 rows at a time."""
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    from asmspotter.detect.synthetic import DEFAULT_CRS, DEFAULT_ORIGIN, make_scene
+
+    profile = {
+        "driver": "GTiff",
+        "width": size,
+        "height": size,
+        "count": 3,
+        "dtype": "float32",
+        "crs": DEFAULT_CRS,
+        "transform": from_origin(*DEFAULT_ORIGIN, 10.0, 10.0),
+        "nodata": float("nan"),
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "compress": "DEFLATE",
+        "BIGTIFF": "IF_SAFER",
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        for r in range(0, size, 256):
+            n = min(256, size - r)
+            block = make_scene(n, size, seed=r, n_patches=max(1, size // 128))
+            dst.write(block, window=Window(0, r, size, n))
+        dst.update_tags(ASMSPOTTER_RADIOMETRY="reflectance")
+        for i, b in enumerate(("red", "green", "blue"), start=1):
+            dst.set_band_description(i, b)
+
+
+def _run(path: Path, device: str | None, threads: int) -> None:
+    """Detect on ``path`` and print one JSON line of figures."""
+    import resource
+
+    import torch
+
+    from asmspotter.detect.inference import detect_composite, load_detector
+
+    if threads:
+        torch.set_num_threads(threads)
+    det = load_detector(device=device)
+    with rasterio_size(path) as size:
+        t0 = time.perf_counter()
+        res = detect_composite(path, path.parent / "out", detector=det, progress=False)
+        dt = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    mpx = size * size / 1e6
+    row = {
+        "size": size,
+        "seconds": round(dt, 2),
+        "mpx_per_s": round(mpx / dt, 3),
+        "km2_per_s": round(mpx * 100 / dt, 2),
+        "peak_rss_mib": round(rss, 1),
+        "device": det.device,
+        "threads": torch.get_num_threads(),
+        "polygons": res.n_polygons,
+    }
+    print(json.dumps(row))
+
+
+@contextlib.contextmanager
+def rasterio_size(path: Path) -> Iterator[int]:
+    """Yield the width of a raster."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        width = src.width
+    yield width
+
+
+def _record(rows: list[dict[str, object]]) -> None:
+    """Store the figures under ``metrics.speed`` of the shipped card (and its Markdown)."""
+    import os
+    import platform
+
+    from asmspotter.detect.card import card_from_dict, load_card, render_markdown
+    from asmspotter.geoio import atomic_output, read_json, write_json
+
+    _, path = load_card()
+    d = read_json(path)
+    d.setdefault("metrics", {})["speed"] = {
+        "script": "benchmarks/bench_detect.py",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs visible",
+        "runs": rows,
+    }
+    write_json(path, d)
+    card = card_from_dict(d, str(path))
+    with atomic_output(path.with_name(f"{card.name}.md")) as tmp:
+        tmp.write_text(render_markdown(card))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096, 8192])
+    ap.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    ap.add_argument(
+        "--record", action="store_true", help="write the figures into the shipped model card"
+    )
+    ap.add_argument("--make", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--run", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.make:
+        _make(args.make, Path(args.run))
+        return 0
+    if args.run:
+        _run(Path(args.run), args.device, args.threads)
+        return 0
+    rows = []
+    for size in args.sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            comp = Path(tmp) / "composite.tif"
+            base = [sys.executable, __file__]
+            subprocess.run(base + ["--make", str(size), "--run", str(comp)], check=True)
+            cmd = base + ["--run", str(comp), "--threads", str(args.threads)]
+            if args.device:
+                cmd += ["--device", args.device]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        row = json.loads(out.strip().splitlines()[-1])
+        rows.append(row)
+        print(
+            f"{size:>5}² px: {row['seconds']:8.2f} s  {row['mpx_per_s']:7.3f} Mpx/s  "
+            f"{row['km2_per_s']:8.2f} km²/s  peak RSS {row['peak_rss_mib']:7.1f} MiB  "
+            f"[{row['device']}, {row['threads']} threads]",
+            flush=True,
+        )
+    if args.record:
+        _record(rows)
+    if len(rows) > 1:
+        ratio = rows[-1]["peak_rss_mib"] / rows[0]["peak_rss_mib"]
+        print(f"peak RSS ratio largest/smallest: {ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

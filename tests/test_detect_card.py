@@ -1,0 +1,62 @@
+"""Tests of asmspotter.detect.card and of the shipped model card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asmspotter.detect.card import (
+    card_from_dict,
+    load_card,
+    render_markdown,
+    sha256_of,
+    to_model_input,
+    weights_path,
+)
+from asmspotter.errors import DataError, InputError
+
+
+def test_shipped_card_is_valid_and_matches_weights() -> None:
+    card, path = load_card()
+    assert card.bands == ("red", "green", "blue")
+    w = weights_path(card, path)
+    assert w.stat().st_size < 20 * 1024 * 1024
+    assert sha256_of(w) == card.sha256
+    d = json.loads(path.read_text())
+    assert set(d["input_scaling"]) == {"reflectance", "display"}
+    assert "test_chips" in d["metrics"]
+    assert "definitions" in d
+    assert "# Model card" in render_markdown(card)
+
+
+def test_invalid_cards() -> None:
+    with pytest.raises(DataError, match="lacks"):
+        card_from_dict({"name": "x"})
+    bad = {
+        "name": "x",
+        "weights": "x.pt",
+        "bands": ["red"],
+        "pixel_threshold": 1.5,
+        "chip_score": {"topk_fraction": 0.05, "threshold": 0.5},
+    }
+    with pytest.raises(DataError, match="thresholds"):
+        card_from_dict(bad)
+    with pytest.raises(DataError, match="not found"):
+        load_card(Path("/nonexistent/model.card.json"))
+
+
+def test_input_scaling() -> None:
+    disp = np.array([[[0, 255]], [[0, 85]], [[0, 0]]], np.uint8)
+    x, valid = to_model_input(disp, "display")
+    assert valid.tolist() == [[False, True]]
+    assert x[:, 0, 1] == pytest.approx([0.3, 0.1, 0.0])
+    refl = np.array([[[np.nan, 0.5]], [[0.1, 0.05]], [[0.1, -0.1]]], np.float32)
+    x, valid = to_model_input(refl, "reflectance")
+    assert valid.tolist() == [[False, True]]
+    assert x[:, 0, 1] == pytest.approx([0.3, 0.05, 0.0])
+    assert np.all(x[:, 0, 0] == 0)
+    with pytest.raises(InputError, match="radiometry"):
+        to_model_input(refl, "dn")

@@ -1,0 +1,109 @@
+"""Tests of asmspotter.detect.train and the ``train`` / ``evaluate-chips`` commands."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from asmspotter.detect.card import load_card
+from asmspotter.detect.synthetic import make_gallery
+from asmspotter.detect.train import (
+    TrainConfig,
+    make_batch,
+    mil_loss,
+    random_stretch,
+    threshold_for_specificity,
+    train,
+)
+
+
+@pytest.fixture(scope="module")
+def chips_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("chips")
+    make_gallery(d / "a_positives_S2L1C_clear0.75_2019.png", [True] * 24, cols=6, seed=1)
+    make_gallery(d / "b_negatives_S2L1C_clear0.05_2019.png", [False] * 20, cols=6, seed=2)
+    make_gallery(d / "b_negatives_S2L1C_clear0.75_2019.png", [False] * 20, cols=6, seed=3)
+    make_gallery(d / "c_positives_S2L1C_clear0.75_2019.png", [True] * 8, cols=4, seed=4)
+    make_gallery(d / "d_negatives_S2L1C_clear0.75_2019.png", [False] * 8, cols=4, seed=5)
+    return d
+
+
+def test_mosaic_batch_layout() -> None:
+    imgs = np.zeros((4, 48, 48, 3), np.uint8)
+    for i in range(4):
+        imgs[i] = 60 * (i + 1)
+    x = make_batch(imgs, np.array([[0, 1, 2, 3]]), torch.Generator(), augment=False)
+    assert x.shape == (1, 3, 96, 96)
+    quads = [x[0, 0, :48, :48], x[0, 0, :48, 48:], x[0, 0, 48:, :48], x[0, 0, 48:, 48:]]
+    for i, q in enumerate(quads):
+        assert torch.allclose(q, torch.full_like(q, 60 * (i + 1) / 255 * 0.3))
+
+
+def test_mil_loss_prefers_right_answer() -> None:
+    labels = torch.tensor([[1, 0, 0, 1]])
+    good = torch.full((1, 1, 96, 96), -5.0)
+    good[..., :48, :48] = 5.0
+    good[..., 48:, 48:] = 5.0
+    bad = -good
+    assert mil_loss(good, labels, 0.05, 0.5) < mil_loss(bad, labels, 0.05, 0.5)
+
+
+def test_stretch_stays_in_range_and_varies() -> None:
+    g = torch.Generator().manual_seed(0)
+    t = torch.rand(16, 3, 8, 8)
+    s = random_stretch(t, g)
+    assert s.min() >= 0 and s.max() <= 1
+    assert not torch.allclose(s, t)
+
+
+def test_threshold_for_specificity() -> None:
+    neg = np.linspace(0, 1, 100, dtype=np.float32)
+    thr = threshold_for_specificity(neg, 0.97)
+    assert np.mean(neg < thr) >= 0.97
+    assert np.mean(neg < thr) < 0.99
+
+
+def test_short_training_lowers_loss_and_writes_card(chips_dir: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig.smoke_config(
+        max_steps=40, epochs=40, batch_mosaics=4, test_sets=("d_neg", "c_pos"), val_sets=()
+    )
+    result = train(cfg, chips_dir, tmp_path / "out")
+    losses = result.losses
+    assert len(losses) >= 30
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+    card, path = load_card(result.card)
+    assert card.bands == ("red", "green", "blue")
+    assert (path.parent / card.weights).is_file()
+    assert (tmp_path / "out" / "asm-rgb-v1.md").read_text().startswith("# Model card")
+    assert result.metrics["test_chips"]["n_pos"] == 8
+    assert result.metrics["test_chips"]["n_neg"] == 8
+
+
+def test_training_is_seeded(chips_dir: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig.smoke_config(max_steps=3)
+    a = train(cfg, chips_dir, tmp_path / "a")
+    b = train(cfg, chips_dir, tmp_path / "b")
+    assert a.losses == b.losses
+    c = train(replace(cfg, seed=1), chips_dir, tmp_path / "c")
+    assert c.losses != a.losses
+
+
+def test_cli_train_smoke_and_evaluate(chips_dir: Path, tmp_path: Path, capsys) -> None:
+    from asmspotter.cli import main
+
+    out = tmp_path / "models"
+    assert main(["train", "--smoke", "--chips", str(chips_dir), "--out", str(out)]) == 0
+    card = out / "asm-rgb-v1.card.json"
+    assert card.is_file()
+    capsys.readouterr()
+    assert main(["evaluate-chips", str(chips_dir), "--json", "--model", str(card)]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert (res["n_pos"], res["n_neg"]) == (32, 48)
+    assert {"sensitivity", "specificity"} <= set(res)
+    assert len(res["files"]) == 5
+    assert main(["evaluate-chips", str(tmp_path / "nowhere")]) == 2
