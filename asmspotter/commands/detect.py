@@ -52,7 +52,10 @@ def run(args: argparse.Namespace) -> int:
     region = get_region(args.region)
     periods = region.select_periods(args.period) if args.period else region.periods
     todo = [(p, composite_path(region.id, p.id)) for p in periods]
-    missing = [str(c) for _, c in todo if not c.is_file()]
+    # a composite counts only once its provenance is written beside it (fetch writes it last)
+    missing = [
+        str(c) for _, c in todo if not (c.is_file() and c.with_name("composite.json").is_file())
+    ]
     if missing:
         raise DataError(
             f"composite not found: {missing[0]} (run `asmspotter fetch {region.id}` first)"

@@ -637,8 +637,22 @@ def polygonize_mask(mask_path: str | Path, min_area_ha: float = 0.0, rows: int =
         merged = shapely.union_all(edge)
         edge = list(getattr(merged, "geoms", [merged]))
     polys = inner + [p for p in edge if not p.is_empty]
+    # 8-connected pixel groups that touch only at a corner give self-touching rings:
+    # repair them so that every written polygon is valid.
+    polys = [q for p in polys for q in _valid_parts(p)]
     min_m2 = min_area_ha * 1e4
     return [p for p in polys if p.area >= min_m2 and p.area > 0]
+
+
+def _valid_parts(poly: Any) -> list[Any]:
+    """Return ``poly`` made valid, as a list of polygons (unchanged when already valid)."""
+    import shapely
+
+    if poly.is_valid:
+        return [poly]
+    fixed = shapely.make_valid(poly)
+    parts = getattr(fixed, "geoms", [fixed])
+    return [g for g in parts if g.geom_type == "Polygon" and not g.is_empty]
 
 
 def _polygons_frame(polys: list[Any], crs: Any, region: str, period: str) -> Any:
@@ -671,9 +685,9 @@ def _write_vector(gdf: Any, path: Path, driver: str, layer: str | None = None) -
 
 def composite_path(region: str, period: str) -> Path:
     """Return the contract location of a composite: ``cache/<region>/<period>/composite.tif``."""
-    from asmspotter import paths
+    from asmspotter.composite import composite_path as _composite_path
 
-    return paths.cache_dir() / region / period / "composite.tif"
+    return _composite_path(region, period)
 
 
 def detection_dir(region: str, period: str) -> Path:
