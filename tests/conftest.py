@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from asmspotter import paths
+
+if TYPE_CHECKING:
+    from asmspotter.testing.stac_server import StacServer
+    from asmspotter.testing.synthetic import SyntheticScenes
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +38,34 @@ def workdirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[s
     monkeypatch.setenv(paths.CACHE_ENV, str(cache))
     monkeypatch.setenv(paths.OUTPUT_ENV, str(output))
     yield {"cache": cache, "output": output}
+
+
+@pytest.fixture()
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Refuse every connection that does not go to 127.0.0.1 for the test's duration."""
+    from asmspotter.testing.stac_server import forbid_remote_connections
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    with forbid_remote_connections():
+        yield
+
+
+@pytest.fixture(scope="module")
+def scenes(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> SyntheticScenes:
+    """Seeded synthetic Sentinel-2 scenes and STAC items (seed: the module's SCENE_SEED)."""
+    from asmspotter.testing.synthetic import make_scenes
+
+    seed = getattr(request.module, "SCENE_SEED", 0)
+    return make_scenes(tmp_path_factory.mktemp("scenes"), seed=seed)
+
+
+@pytest.fixture()
+def server(scenes: SyntheticScenes) -> Iterator[StacServer]:
+    """A loopback STAC API serving ``scenes`` (with fault injection)."""
+    from asmspotter.testing.stac_server import StacServer
+
+    with StacServer(scenes.items, scenes.files) as srv:
+        yield srv

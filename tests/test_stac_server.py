@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,27 +11,13 @@ import pytest
 import rasterio
 import requests
 
-from asmspotter.testing.stac_server import StacServer, forbid_remote_connections
+from asmspotter.testing.stac_server import StacServer
 from asmspotter.testing.synthetic import SyntheticScenes, make_scenes
 
-
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    with forbid_remote_connections():
-        yield
-
-
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory: pytest.TempPathFactory) -> SyntheticScenes:
-    return make_scenes(tmp_path_factory.mktemp("scenes"), seed=1)
-
-
-@pytest.fixture()
-def server(scenes: SyntheticScenes) -> Iterator[StacServer]:
-    with StacServer(scenes.items, scenes.files) as srv:
-        yield srv
+# the loopback STAC fixtures (`scenes`, `server`, no remote connections) are in
+# conftest.py; this module's synthetic scenes use this seed
+pytestmark = pytest.mark.usefixtures("loopback_only")
+SCENE_SEED = 1
 
 
 def _client(server: StacServer):  # noqa: ANN202
