@@ -646,50 +646,15 @@ def test_cli_table_output_and_errors(tmp_path: Path, workdirs, capsys) -> None:
     rc = main(["analyse", "test-region", "--catalogue", str(cat)])
     err = capsys.readouterr().err
     assert rc == 2 and "no detector outputs" in err and "asmspotter detect test-region" in err
-    rc = main(
-        [
-            "analyse",
-            "test-region",
-            "--catalogue",
-            str(cat),
-            "--footprints",
-            str(f1),
-            "--periods",
-            "2019",
-            "--overlays",
-            "nope",
-        ]
-    )
-    assert rc == 2 and "no overlay 'nope'" in capsys.readouterr().err
-    rc = main(
-        [
-            "analyse",
-            "test-region",
-            "--catalogue",
-            str(cat),
-            "--footprints",
-            str(f1),
-            "--periods",
-            "2019",
-            "--reference",
-        ]
-    )
-    assert rc == 2 and "no reference footprints" in capsys.readouterr().err
-    rc = main(
-        [
-            "analyse",
-            "test-region",
-            "--catalogue",
-            str(cat),
-            "--footprints",
-            str(f1),
-            "--periods",
-            "2019",
-            "--area-attribute",
-            "Mined area (ha)",
-        ]
-    )
-    assert rc == 2 and "no area attribute 'Mined area (ha)'" in capsys.readouterr().err
+    base = ["analyse", "test-region", "--catalogue", str(cat), "--footprints", str(f1),
+            "--periods", "2019"]
+    for extra, message in [
+        (["--overlays", "nope"], "no overlay 'nope'"),
+        (["--reference"], "no reference footprints"),
+        (["--area-attribute", "Mined area (ha)"], "no area attribute 'Mined area (ha)'"),
+    ]:
+        rc = main(base + extra)
+        assert rc == 2 and message in capsys.readouterr().err, extra
 
 
 def test_cli_help_is_cheap() -> None:
