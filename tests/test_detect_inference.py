@@ -22,6 +22,7 @@ from asmspotter.detect.inference import (
 from asmspotter.detect.model import ModelConfig, build_model
 from asmspotter.detect.synthetic import make_scene, write_composite
 from asmspotter.errors import DataError
+from asmspotter.geoio import write_json
 
 OUT_FILES = {
     "mining_probability.tif",
@@ -225,6 +226,10 @@ def test_cli_detect_uses_catalogue_paths(workdirs: dict[str, Path], capsys) -> N
 
     comp = workdirs["cache"] / "la-pampa" / "2019" / "composite.tif"
     write_composite(comp, make_scene(120, 90, seed=7), radiometry="display")
+    # a composite without its provenance is an unfinished cache entry: refused
+    assert main(["detect", "la-pampa", "--period", "2019", "--no-progress"]) == 2
+    assert "asmspotter fetch la-pampa" in capsys.readouterr().err
+    write_json(comp.with_name("composite.json"), {"clear_fraction": 1.0})
     assert main(["detect", "la-pampa", "--period", "2019", "--no-progress"]) == 0
     out = workdirs["output"] / "la-pampa" / "2019"
     assert {p.name for p in out.iterdir()} == OUT_FILES
