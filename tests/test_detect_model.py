@@ -82,3 +82,17 @@ def test_select_bands() -> None:
     assert select_bands(["blue", "green", "red", "nir"], ["red", "green", "blue"]) == [3, 2, 1]
     with pytest.raises(KeyError, match="blue"):
         select_bands(["red", "green"], ["red", "green", "blue"])
+
+
+def test_architecture_versions() -> None:
+    v1 = ModelConfig(widths=(4, 4, 4, 4), version=1)
+    d = v1.to_dict()
+    del d["version"]  # weight files written before versions existed
+    assert ModelConfig.from_dict(d).version == 1
+    assert ModelConfig.from_dict(TINY.to_dict()) == TINY
+    x = torch.rand(1, 3, 40, 56) * 0.3
+    for cfg in (v1, TINY):
+        with torch.inference_mode():
+            assert build_model(cfg).eval()(x).shape == (1, 1, 40, 56)
+    with pytest.raises(ValueError, match="version"):
+        ModelConfig(version=3)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from asmspotter.detect.card import load_card
+from asmspotter.detect.model import ModelConfig
 from asmspotter.detect.synthetic import make_gallery
 from asmspotter.detect.train import (
     TrainConfig,
@@ -107,3 +108,14 @@ def test_cli_train_smoke_and_evaluate(chips_dir: Path, tmp_path: Path, capsys) -
     assert {"sensitivity", "specificity"} <= set(res)
     assert len(res["files"]) == 5
     assert main(["evaluate-chips", str(tmp_path / "nowhere")]) == 2
+
+
+def test_context_model_with_weight_averaging_trains(chips_dir: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig.smoke_config(
+        max_steps=4, ema_decay=0.9, topk_fraction=0.5, model=ModelConfig(widths=(8, 8, 8, 8))
+    )
+    result = train(cfg, chips_dir, tmp_path / "out")
+    card, _ = load_card(result.card)
+    assert card.training["config"]["model"]["version"] == 2
+    assert "moving average" in card.training["method"]
+    assert "context block" in card.training["architecture"]

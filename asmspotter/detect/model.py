@@ -29,13 +29,17 @@ class ModelConfig:
         widths: channels at full, 1/2, 1/4 and 1/8 resolution.
         mean: per-band mean of the model input (subtracted first).
         std: per-band standard deviation of the model input.
+        version: architecture generation: 1 = the small FCN of the first models (kept so older
+            weight files still load); 2 = deeper encoder-decoder with a 1/8-resolution context
+            block (dilated convolutions and wide average pooling, receptive field > 150 px).
 
     """
 
     bands: tuple[str, ...] = ("red", "green", "blue")
-    widths: tuple[int, int, int, int] = (16, 24, 32, 48)
+    widths: tuple[int, int, int, int] = (16, 32, 64, 128)
     mean: tuple[float, ...] = field(default=(0.06, 0.07, 0.07))
     std: tuple[float, ...] = field(default=(0.04, 0.03, 0.025))
+    version: int = 2
 
     def __post_init__(self) -> None:
         if not self.bands:
@@ -44,10 +48,12 @@ class ModelConfig:
             raise ValueError("mean and std need one value per band")
         if len(self.widths) != 4:
             raise ValueError("widths needs four values (1, 1/2, 1/4, 1/8 resolution)")
+        if self.version not in (1, 2):
+            raise ValueError(f"unknown architecture version {self.version} (1 or 2)")
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-friendly dict."""
-        return {k: list(v) for k, v in asdict(self).items()}
+        return {k: v if isinstance(v, int) else list(v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
@@ -57,6 +63,7 @@ class ModelConfig:
             widths=tuple(int(w) for w in d["widths"]),  # type: ignore[arg-type]
             mean=tuple(float(x) for x in d["mean"]),
             std=tuple(float(x) for x in d["std"]),
+            version=int(d.get("version", 1)),
         )
 
 
@@ -83,6 +90,9 @@ class MiningNet(nn.Module):
         n = len(config.bands)
         self.register_buffer("mean", torch.tensor(config.mean).view(1, n, 1, 1))
         self.register_buffer("std", torch.tensor(config.std).view(1, n, 1, 1))
+        if config.version == 2:
+            self._init_v2(n)
+            return
         self.stem = _cbr(n, w0)
         self.down1 = nn.Sequential(_cbr(w0, w1, stride=2), _cbr(w1, w1))
         self.down2 = nn.Sequential(_cbr(w1, w2, stride=2), _cbr(w2, w2), _cbr(w2, w2, dilation=2))
@@ -93,6 +103,41 @@ class MiningNet(nn.Module):
         self.fuse1 = _cbr(w2, w1)
         self.lat0 = nn.Conv2d(w0, w1, 1)
         self.head = nn.Conv2d(w1, 1, 1)
+
+    def _init_v2(self, n: int) -> None:
+        w0, w1, w2, w3 = self.config.widths
+        self.stem = _cbr(n, w0)
+        self.down1 = nn.Sequential(_cbr(w0, w1, stride=2), _cbr(w1, w1))
+        self.down2 = nn.Sequential(_cbr(w1, w2, stride=2), _cbr(w2, w2))
+        self.down3 = nn.Sequential(_cbr(w2, w3, stride=2), _cbr(w3, w3))
+        # Context at 1/8 resolution: dilated residual convolutions and a wide local mean
+        # (7 x 7 cells = 560 m), so each pixel sees more than a whole 48-px chip.
+        self.ctx1 = _cbr(w3, w3, dilation=2)
+        self.ctx2 = _cbr(w3, w3, dilation=4)
+        self.ctx_pool = nn.Sequential(nn.Conv2d(w3, w3, 1, bias=False), nn.BatchNorm2d(w3))
+        self.ctx_fuse = _cbr(w3, w3)
+        self.lat2 = nn.Conv2d(w2, w3, 1)
+        self.fuse2 = _cbr(w3, w2)
+        self.lat1 = nn.Conv2d(w1, w2, 1)
+        self.fuse1 = _cbr(w2, w1)
+        self.lat0 = nn.Conv2d(w0, w1, 1)
+        self.head = nn.Conv2d(w1, 1, 1)
+
+    def _forward_v2(self, x: torch.Tensor) -> torch.Tensor:
+        f0 = self.stem(x)
+        f1 = self.down1(f0)
+        f2 = self.down2(f1)
+        f3 = self.down3(f2)
+        c = f3 + self.ctx1(f3)
+        c = c + self.ctx2(c)
+        pooled = F.avg_pool2d(c, 7, stride=1, padding=3, count_include_pad=False)
+        c = self.ctx_fuse(c + F.relu(self.ctx_pool(pooled)))
+        y = F.interpolate(c, size=f2.shape[-2:], mode="bilinear", align_corners=False)
+        y = self.fuse2(y + self.lat2(f2))
+        y = F.interpolate(y, size=f1.shape[-2:], mode="bilinear", align_corners=False)
+        y = self.fuse1(y + self.lat1(f1))
+        y = F.interpolate(y, size=f0.shape[-2:], mode="bilinear", align_corners=False)
+        return self.head(F.relu(y + self.lat0(f0)))
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -115,6 +160,8 @@ class MiningNet(nn.Module):
         x = (x - mean) / std
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        if self.config.version == 2:
+            return self._forward_v2(x)[..., :h, :w]
         f0 = self.stem(x)
         f1 = self.down1(f0)
         f2 = self.down2(f1)
