@@ -323,9 +323,17 @@ def _request(plan: LocalScene | StacQuery, bands: Sequence[str]) -> dict[str, An
     return {"type": "stac", **plan.as_dict(), "bands": list(bands), "resolution": RESOLUTION}
 
 
+def composite_complete(tif: Path) -> bool:
+    """Return True when a cached composite and its provenance (written last) both exist.
+
+    A ``composite.tif`` without its ``composite.json`` is an unfinished cache entry.
+    """
+    return tif.is_file() and tif.with_name(PROVENANCE_NAME).is_file()
+
+
 def _cached_provenance(tif: Path, meta: Path) -> dict[str, Any] | None:
     """Return the provenance of a complete cache entry, None when absent or incomplete."""
-    if not (tif.is_file() and meta.is_file()):
+    if not composite_complete(tif):
         return None
     try:
         prov = geoio.read_json(meta)

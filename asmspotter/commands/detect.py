@@ -37,46 +37,30 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Detect mining for each requested period."""
     from asmspotter.catalogue import get_region
-    from asmspotter.detect.inference import (
-        composite_path,
-        detect_composite,
-        detection_dir,
-        load_detector,
-    )
-    from asmspotter.errors import DataError, InputError
+    from asmspotter.detect.inference import detect_region
+    from asmspotter.errors import InputError
 
     if args.threshold is not None and not 0.0 < args.threshold < 1.0:
         raise InputError(f"--threshold must be between 0 and 1, got {args.threshold}")
     if args.min_area_ha is not None and args.min_area_ha < 0:
         raise InputError(f"--min-area-ha must be >= 0, got {args.min_area_ha}")
     region = get_region(args.region)
-    periods = region.select_periods(args.period) if args.period else region.periods
-    todo = [(p, composite_path(region.id, p.id)) for p in periods]
-    # a composite counts only once its provenance is written beside it (fetch writes it last)
-    missing = [
-        str(c) for _, c in todo if not (c.is_file() and c.with_name("composite.json").is_file())
-    ]
-    if missing:
-        raise DataError(
-            f"composite not found: {missing[0]} (run `asmspotter fetch {region.id}` first)"
-        )
-    detector = load_detector(args.model, args.device)
-    for period, comp in todo:
-        result = detect_composite(
-            comp,
-            detection_dir(region.id, period.id),
-            detector=detector,
-            region=region.id,
-            period=period.id,
-            region_crs=region.crs,
-            threshold=args.threshold,
-            min_area_ha=args.min_area_ha,
-            tile_size=args.tile_size,
-            progress=not args.no_progress,
-        )
+    periods = region.select_periods(args.period)
+    results = detect_region(
+        region,
+        periods,
+        model=args.model,
+        device=args.device,
+        threshold=args.threshold,
+        min_area_ha=args.min_area_ha,
+        tile_size=args.tile_size,
+        progress=not args.no_progress,
+    )
+    for period, result in zip(periods, results, strict=True):
         print(
             f"{region.id} {period.id}: {result.polygon_area_ha:.1f} ha of mining in "
             f"{result.n_polygons} polygons ({result.mining_area_ha:.1f} ha above the threshold) "
-            f"-> {result.out_dir} [{detector.device}, {result.seconds:.1f} s]"
+            f"-> {result.out_dir} [{result.provenance['inference']['device']}, "
+            f"{result.seconds:.1f} s]"
         )
     return 0

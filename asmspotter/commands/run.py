@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from asmspotter.analyse import analyse_region, analysis_dir, format_summary, write_analysis
     from asmspotter.catalogue import load_catalogue
     from asmspotter.composite import fetch_composite
-    from asmspotter.detect.inference import detect_composite, detection_dir, load_detector
+    from asmspotter.detect.inference import detect_region
 
     region = load_catalogue(args.catalogue)[args.region]
     periods = region.select_periods(args.period)
@@ -59,17 +59,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"   {period.id}: {action} {comp.path} (clear {comp.clear_fraction:.1%})")
 
     print("-- detect: mining probability, mask and polygons")
-    detector = load_detector(args.model, args.device)
-    for period, comp in zip(periods, composites, strict=True):
-        det = detect_composite(
-            comp.path,
-            detection_dir(region.id, period.id),
-            detector=detector,
-            region=region.id,
-            period=period.id,
-            region_crs=region.crs,
-            progress=not args.no_progress,
-        )
+    results = detect_region(
+        region,
+        periods,
+        model=args.model,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    for period, det in zip(periods, results, strict=True):
         print(
             f"   {period.id}: {det.polygon_area_ha:,.1f} ha of mining in {det.n_polygons} "
             f"polygons -> {det.out_dir}"

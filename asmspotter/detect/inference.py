@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -683,15 +683,64 @@ def _write_vector(gdf: Any, path: Path, driver: str, layer: str | None = None) -
         gdf.to_file(tmp, **kw)
 
 
-def composite_path(region: str, period: str) -> Path:
-    """Return the contract location of a composite: ``cache/<region>/<period>/composite.tif``."""
-    from asmspotter.composite import composite_path as _composite_path
-
-    return _composite_path(region, period)
-
-
 def detection_dir(region: str, period: str) -> Path:
     """Return the contract folder of a detection: ``reports/<region>/<period>/``."""
     from asmspotter import paths
 
     return paths.output_dir() / region / period
+
+
+def detect_region(
+    region: Any,
+    periods: Sequence[Any],
+    *,
+    model: str | Path | None = None,
+    device: str | None = None,
+    threshold: float | None = None,
+    min_area_ha: float | None = None,
+    tile_size: int | None = None,
+    progress: bool = True,
+) -> list[DetectionResult]:
+    """Detect mining on the cached composite of each period of a catalogue region.
+
+    Every composite is checked before any work starts, so a missing one fails fast.
+
+    Args:
+        region: a catalogue ``Region``.
+        periods: its periods to process.
+        model: model name in data/models or a card path (default: the shipped one),
+            loaded once the composites are known to exist.
+        device: torch device (default: cuda when available, else cpu).
+        threshold: pixel probability threshold (default: the card's).
+        min_area_ha: minimum mapping unit (default: the card's).
+        tile_size: tile size in px (default: the card's).
+        progress: show a progress bar per period.
+
+    Raises:
+        DataError: a composite is absent or unfinished (names the ``fetch`` to run).
+
+    """
+    from asmspotter.composite import composite_complete, composite_path
+
+    todo = [(p, composite_path(region.id, p.id)) for p in periods]
+    missing = [str(c) for _, c in todo if not composite_complete(c)]
+    if missing:
+        raise DataError(
+            f"composite not found: {missing[0]} (run `asmspotter fetch {region.id}` first)"
+        )
+    det = load_detector(model, device)
+    return [
+        detect_composite(
+            comp,
+            detection_dir(region.id, period.id),
+            detector=det,
+            region=region.id,
+            period=period.id,
+            region_crs=region.crs,
+            threshold=threshold,
+            min_area_ha=min_area_ha,
+            tile_size=tile_size,
+            progress=progress,
+        )
+        for period, comp in todo
+    ]
