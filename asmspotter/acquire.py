@@ -67,9 +67,21 @@ SIGNING: tuple[str, ...] = ("none", "planetary-computer")
 #: Sentinel-2 band ids per canonical (Earth Search v1) asset key, for STAC APIs that key
 #: their assets by band id (Planetary Computer: ``B04``, ``SCL``).
 S2_BAND_IDS: Mapping[str, str] = {
-    "coastal": "B01", "blue": "B02", "green": "B03", "red": "B04", "rededge1": "B05",
-    "rededge2": "B06", "rededge3": "B07", "nir": "B08", "nir08": "B8A", "nir09": "B09",
-    "cirrus": "B10", "swir16": "B11", "swir22": "B12", "scl": "SCL", "qa60": "QA60",
+    "coastal": "B01",
+    "blue": "B02",
+    "green": "B03",
+    "red": "B04",
+    "rededge1": "B05",
+    "rededge2": "B06",
+    "rededge3": "B07",
+    "nir": "B08",
+    "nir08": "B8A",
+    "nir09": "B09",
+    "cirrus": "B10",
+    "swir16": "B11",
+    "swir22": "B12",
+    "scl": "SCL",
+    "qa60": "QA60",
 }
 
 
@@ -381,7 +393,11 @@ def plan_source(
     if local is not None:
         return local
     return stac_query(
-        region, period, stac_url=stac_url, collection=collection, max_cloud=max_cloud,
+        region,
+        period,
+        stac_url=stac_url,
+        collection=collection,
+        max_cloud=max_cloud,
         sign=sign,
     )
 
@@ -420,8 +436,7 @@ def search_stac(query: StacQuery, http: HttpSettings | None = None) -> StacScene
         raise FetchError(_api_error_message(query, exc, http)) from None
     except (pystac.STACError, ValueError, KeyError, TypeError) as exc:
         raise FetchError(
-            f"STAC API {query.stac_url} answered something that is not STAC: "
-            f"{_first_line(exc)}"
+            f"STAC API {query.stac_url} answered something that is not STAC: {_first_line(exc)}"
         ) from None
     items = [i for i in items if _cloud_cover(i) <= query.max_cloud]
     if not items:
@@ -450,7 +465,11 @@ def find_scenes(
     their hrefs when ``StacScenes.query.sign`` asks for it.
     """
     plan = plan_source(
-        region, period, stac_url=stac_url, collection=collection, max_cloud=max_cloud,
+        region,
+        period,
+        stac_url=stac_url,
+        collection=collection,
+        max_cloud=max_cloud,
         sign=sign,
     )
     if isinstance(plan, LocalScene):
@@ -517,7 +536,8 @@ def band_scaling(item: pystac.Item, key: str) -> BandScaling:
     raster = item.assets[key].extra_fields.get("raster:bands") or []
     if raster and ("scale" in raster[0] or "offset" in raster[0]):
         return BandScaling(
-            float(raster[0].get("scale", 1.0)), float(raster[0].get("offset", 0.0)),
+            float(raster[0].get("scale", 1.0)),
+            float(raster[0].get("offset", 0.0)),
             "raster:bands",
         )
     baseline = _baseline_number(item.properties.get("s2:processing_baseline"))
@@ -764,11 +784,16 @@ class PlanetaryComputerSigner:
             ) from None
         expiry = _parse_expiry(body.get("msft:expiry"))
         if expiry is None:
-            log.warning("%s gave no readable msft:expiry; assuming %g s", what,
-                        DEFAULT_TOKEN_LIFETIME_S)
+            log.warning(
+                "%s gave no readable msft:expiry; assuming %g s", what, DEFAULT_TOKEN_LIFETIME_S
+            )
             expiry = self._clock() + dt.timedelta(seconds=DEFAULT_TOKEN_LIFETIME_S)
-        log.info("got a SAS token for %s from %s (expires %s)", collection, self.sas_url,
-                 expiry.isoformat())
+        log.info(
+            "got a SAS token for %s from %s (expires %s)",
+            collection,
+            self.sas_url,
+            expiry.isoformat(),
+        )
         return SasToken(collection, token.strip("?&"), expiry)
 
 

@@ -539,8 +539,18 @@ def _parse_overlay(spec: Any, check_files: bool) -> Overlay:
 
 
 _SOURCE_KEYS = {
-    "type", "url", "collection", "l1c_collection", "l2a_from", "max_cloud",
-    "dir", "files", "bands", "radiometry", "fallback", "sign",
+    "type",
+    "url",
+    "collection",
+    "l1c_collection",
+    "l2a_from",
+    "max_cloud",
+    "dir",
+    "files",
+    "bands",
+    "radiometry",
+    "fallback",
+    "sign",
 }
 
 

@@ -66,8 +66,19 @@ log = logging.getLogger(__name__)
 
 #: Canonical band names (Earth Search v1 asset keys), in spectral order.
 CANONICAL_BANDS: tuple[str, ...] = (
-    "coastal", "blue", "green", "red", "rededge1", "rededge2", "rededge3", "nir", "nir08",
-    "nir09", "cirrus", "swir16", "swir22",
+    "coastal",
+    "blue",
+    "green",
+    "red",
+    "rededge1",
+    "rededge2",
+    "rededge3",
+    "nir",
+    "nir08",
+    "nir09",
+    "cirrus",
+    "swir16",
+    "swir22",
 )
 #: Bands the detector needs (its model card); composites hold these plus true colour.
 DETECTOR_BANDS: tuple[str, ...] = ("red", "green", "blue")
@@ -79,10 +90,21 @@ SCL_MASKED: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
 QA60_BITS: tuple[int, ...] = (10, 11)
 #: s2cloudless input bands (B01 B02 B04 B05 B08 B8A B09 B10 B11 B12) and its 10 m settings.
 S2CLOUDLESS_BANDS: tuple[str, ...] = (
-    "coastal", "blue", "red", "rededge1", "nir", "nir08", "nir09", "cirrus", "swir16", "swir22",
+    "coastal",
+    "blue",
+    "red",
+    "rededge1",
+    "nir",
+    "nir08",
+    "nir09",
+    "cirrus",
+    "swir16",
+    "swir22",
 )
 S2CLOUDLESS_SETTINGS: Mapping[str, Any] = {
-    "threshold": 0.4, "average_over": 22, "dilation_size": 11,
+    "threshold": 0.4,
+    "average_over": 22,
+    "dilation_size": 11,
 }
 #: Dataset tag saying how to read the composite's values.
 RADIOMETRY_TAG = "ASMSPOTTER_RADIOMETRY"
@@ -202,7 +224,8 @@ def fetch_composite(
     )
     out_bands = (
         tuple(b for b in CANONICAL_BANDS if b in {*wanted, *TRUE_COLOUR})
-        if isinstance(plan, StacQuery) else wanted
+        if isinstance(plan, StacQuery)
+        else wanted
     )
     request = _request(plan, out_bands)
     tif = composite_path(reg.id, per.id)
@@ -228,8 +251,15 @@ def fetch_composite(
     else:
         scenes = search_stac(plan, http)
         prov.update(
-            _build_stac(reg, scenes, out_bands, tif, http or HttpSettings.from_env(),
-                        chunk_size=chunk_size, progress=progress)
+            _build_stac(
+                reg,
+                scenes,
+                out_bands,
+                tif,
+                http or HttpSettings.from_env(),
+                chunk_size=chunk_size,
+                progress=progress,
+            )
         )
     geoio.write_json(meta, prov)
     if prov["clear_fraction"] < LOW_CLEAR_FRACTION:
@@ -363,9 +393,7 @@ def _build_local(scene: LocalScene, wanted: Sequence[str], tif: Path) -> dict[st
 
     missing = [b for b in wanted if b not in scene.bands]
     if missing:
-        raise DataError(
-            f"{scene.path} holds {', '.join(scene.bands)}, not {', '.join(missing)}"
-        )
+        raise DataError(f"{scene.path} holds {', '.join(scene.bands)}, not {', '.join(missing)}")
     try:
         with rasterio.open(scene.path) as src:
             if src.count != len(scene.bands):
@@ -387,17 +415,27 @@ def _build_local(scene: LocalScene, wanted: Sequence[str], tif: Path) -> dict[st
         nodata: float | None = 0
         valid = (data != 0).any(axis=0)
     else:
-        nodata = src_nodata if src_nodata is not None else (
-            float("nan") if np.issubdtype(data.dtype, np.floating) else None
+        nodata = (
+            src_nodata
+            if src_nodata is not None
+            else (float("nan") if np.issubdtype(data.dtype, np.floating) else None)
         )
         valid = np.ones(data.shape[1:], dtype=bool)
         if nodata is not None:
             same = np.isnan(data) if np.isnan(nodata) else data == nodata
             valid = ~same.all(axis=0)
     geoio.write_cog(
-        tif, data, crs=crs, transform=transform, nodata=nodata, band_names=scene.bands,
-        tags={RADIOMETRY_TAG: scene.radiometry, "ASMSPOTTER_REGION": scene.region,
-              "ASMSPOTTER_PERIOD": scene.period},
+        tif,
+        data,
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+        band_names=scene.bands,
+        tags={
+            RADIOMETRY_TAG: scene.radiometry,
+            "ASMSPOTTER_REGION": scene.region,
+            "ASMSPOTTER_PERIOD": scene.period,
+        },
     )
     return {
         "source": scene.as_dict(),
@@ -449,11 +487,18 @@ def _build_stac(
     query = scenes.query
     method = _mask_method(query.level)
     mask_bands = {"scl": ["scl"], "qa60": ["qa60"], "s2cloudless": list(S2CLOUDLESS_BANDS)}
-    refl_bands = list(dict.fromkeys([*bands, *(S2CLOUDLESS_BANDS if method == "s2cloudless"
-                                                 else ())]))
+    refl_bands = list(
+        dict.fromkeys([*bands, *(S2CLOUDLESS_BANDS if method == "s2cloudless" else ())])
+    )
     try:
-        keys = require_assets(items, [*refl_bands, *(["scl"] if method == "scl" else []),
-                                      *(["qa60"] if method == "qa60" else [])])
+        keys = require_assets(
+            items,
+            [
+                *refl_bands,
+                *(["scl"] if method == "scl" else []),
+                *(["qa60"] if method == "qa60" else []),
+            ],
+        )
     except DataError as exc:
         if method == "qa60" and "'qa60'" in str(exc):
             raise DataError(
@@ -517,12 +562,22 @@ def _build_stac(
     median = median.chunk({"band": -1})
 
     rows, cols = geobox.shape.y, geobox.shape.x
-    tags = {RADIOMETRY_TAG: "reflectance", "ASMSPOTTER_REGION": region.id,
-            "ASMSPOTTER_PERIOD": query.period}
+    tags = {
+        RADIOMETRY_TAG: "reflectance",
+        "ASMSPOTTER_REGION": region.id,
+        "ASMSPOTTER_PERIOD": query.period,
+    }
     desc = f"{region.id} {query.period}: {len(items)} scenes"
     try:
         n_clear = _write_blocks(
-            tif, median.data, clear_any.data, list(bands), geobox, tags, desc, progress,
+            tif,
+            median.data,
+            clear_any.data,
+            list(bands),
+            geobox,
+            tags,
+            desc,
+            progress,
             query,
         )
     except FetchError:
@@ -536,8 +591,11 @@ def _build_stac(
         "items": [i.id for i in items],
         "n_scenes": len(items),
         "scaling": {
-            iid: {b: {"scale": s.scale, "offset": s.offset, "origin": s.origin}
-                  for b, s in per.items() if b in bands}
+            iid: {
+                b: {"scale": s.scale, "offset": s.offset, "origin": s.origin}
+                for b, s in per.items()
+                if b in bands
+            }
             for iid, per in scaling.items()
         },
         "mask": _mask_provenance(method),
@@ -557,15 +615,24 @@ def _build_stac(
 
 def _mask_provenance(method: str) -> dict[str, Any]:
     if method == "scl":
-        return {"method": "scl", "masked_classes": list(SCL_MASKED),
-                "note": "no-data, saturated, cloud shadow, cloud medium/high, cirrus, snow"}
+        return {
+            "method": "scl",
+            "masked_classes": list(SCL_MASKED),
+            "note": "no-data, saturated, cloud shadow, cloud medium/high, cirrus, snow",
+        }
     if method == "qa60":
-        return {"method": "qa60", "masked_bits": list(QA60_BITS),
-                "note": "opaque clouds and cirrus; s2cloudless not installed"}
+        return {
+            "method": "qa60",
+            "masked_bits": list(QA60_BITS),
+            "note": "opaque clouds and cirrus; s2cloudless not installed",
+        }
     import s2cloudless
 
-    return {"method": "s2cloudless", "version": getattr(s2cloudless, "__version__", None),
-            **S2CLOUDLESS_SETTINGS}
+    return {
+        "method": "s2cloudless",
+        "version": getattr(s2cloudless, "__version__", None),
+        **S2CLOUDLESS_SETTINGS,
+    }
 
 
 def _s2cloudless_clouds(refl: Mapping[str, xr.DataArray]) -> xr.DataArray:
@@ -585,9 +652,15 @@ def _s2cloudless_clouds(refl: Mapping[str, xr.DataArray]) -> xr.DataArray:
             return detector.get_cloud_masks(block.astype(np.float32)).astype(bool)
 
     data = da.map_blocks(detect, stack.data, drop_axis=3, dtype=bool)
-    return xr.DataArray(data, dims=("time", "y", "x"), coords={
-        "time": stack.time, "y": stack.y, "x": stack.x,
-    })
+    return xr.DataArray(
+        data,
+        dims=("time", "y", "x"),
+        coords={
+            "time": stack.time,
+            "y": stack.y,
+            "x": stack.x,
+        },
+    )
 
 
 class _WindowWriter:
@@ -625,8 +698,13 @@ def _progress(desc: str, enabled: bool) -> Iterator[None]:
 
     class _Bar(Callback):
         def _start_state(self, dsk: Any, state: Any) -> None:
-            self.bar = tqdm(total=len(dsk), desc=desc, unit="task",
-                            disable=None if enabled else True, leave=False)
+            self.bar = tqdm(
+                total=len(dsk),
+                desc=desc,
+                unit="task",
+                disable=None if enabled else True,
+                leave=False,
+            )
 
         def _posttask(self, *args: Any) -> None:
             self.bar.update(1)
@@ -707,19 +785,32 @@ def _write_blocks(
     counter = _Counter()
     try:
         with rasterio.open(
-            work, "w", driver="GTiff", width=geobox.shape.x, height=geobox.shape.y,
-            count=len(bands), dtype="float32", crs=geobox.crs.to_wkt(),
-            transform=geobox.transform, nodata=float("nan"), tiled=True, blockxsize=256,
-            blockysize=256, compress="DEFLATE", BIGTIFF="IF_SAFER",
+            work,
+            "w",
+            driver="GTiff",
+            width=geobox.shape.x,
+            height=geobox.shape.y,
+            count=len(bands),
+            dtype="float32",
+            crs=geobox.crs.to_wkt(),
+            transform=geobox.transform,
+            nodata=float("nan"),
+            tiled=True,
+            blockxsize=256,
+            blockysize=256,
+            compress="DEFLATE",
+            BIGTIFF="IF_SAFER",
         ) as dst:
             for i, b in enumerate(bands, start=1):
                 dst.set_band_description(i, b)
             dst.update_tags(**tags)
             with _quiet_odc() as odc_log:
                 try:
-                    with _progress(desc, progress), dask.config.set(
-                        scheduler="threads"
-                    ), warnings.catch_warnings():
+                    with (
+                        _progress(desc, progress),
+                        dask.config.set(scheduler="threads"),
+                        warnings.catch_warnings(),
+                    ):
                         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN medians
                         targets: list[Any] = [_WindowWriter(dst), counter]
                         da.store([median, clear], targets, lock=threading.Lock())
@@ -767,8 +858,8 @@ def _read_error(
         seen = seen.__cause__ or seen.__context__
     text = " | ".join([*chain, *(redact(line) for line in logged)])
     m = re.search(r"(https?://[^\s'\"]+)", text)
-    where = re.sub(r":\d+$", "", m.group(1).rstrip(":.,")) if m else (
-        f"a scene of {query.describe()}"
+    where = (
+        re.sub(r":\d+$", "", m.group(1).rstrip(":.,")) if m else (f"a scene of {query.describe()}")
     )
     low = text.lower()
     if "timed out" in low or "timeout" in low:
@@ -777,9 +868,10 @@ def _read_error(
     if code and code.group(1).startswith("5"):
         return FetchError(f"server error HTTP {code.group(1)} reading {where} (after retries)")
     azure = (urlsplit(where).hostname or "").endswith(".blob.core.windows.net")
-    if code and (code.group(1) in ("401", "403") or (
-        azure and query.sign == "none" and code.group(1) in ("404", "409")
-    )):
+    if code and (
+        code.group(1) in ("401", "403")
+        or (azure and query.sign == "none" and code.group(1) in ("404", "409"))
+    ):
         return FetchError(
             f"access denied (HTTP {code.group(1)}) reading {where}; {_access_hint(query)}"
         )

@@ -48,11 +48,19 @@ def test_l1c_before_l2a_from_and_overrides() -> None:
     assert (late.collection, late.level) == ("sentinel-2-l2a", "L2A")
     assert late.stac_url == DEFAULT_STAC_URL and late.max_cloud == 40
     assert late.start == "2019-01-01" and late.end == "2019-12-31"
-    custom = plan_source(region, region.period("2019"), stac_url="http://127.0.0.1:9/stac/",
-                         collection="my-l2a", max_cloud=15)
+    custom = plan_source(
+        region,
+        region.period("2019"),
+        stac_url="http://127.0.0.1:9/stac/",
+        collection="my-l2a",
+        max_cloud=15,
+    )
     assert isinstance(custom, StacQuery)
     assert (custom.stac_url, custom.collection, custom.max_cloud) == (
-        "http://127.0.0.1:9/stac", "my-l2a", 15)
+        "http://127.0.0.1:9/stac",
+        "my-l2a",
+        15,
+    )
     with pytest.raises(InputError, match="max cloud"):
         plan_source(region, region.period("2019"), max_cloud=101)
     with pytest.raises(InputError, match="http"):
@@ -145,8 +153,10 @@ def test_asset_keys_and_scaling(scenes: SyntheticScenes) -> None:
     assert (scaling.scale, scaling.offset, scaling.origin) == (1e-4, -0.1, "raster:bands")
     # Planetary-Computer-style keys and no raster:bands: the processing baseline decides
     pc = dict(scenes.items[2])
-    pc["assets"] = {"B04": {**pc["assets"]["red"], "raster:bands": [{"nodata": 0}]},
-                    "SCL": pc["assets"]["scl"]}
+    pc["assets"] = {
+        "B04": {**pc["assets"]["red"], "raster:bands": [{"nodata": 0}]},
+        "SCL": pc["assets"]["scl"],
+    }
     pc_item = pystac.Item.from_dict(pc)
     assert asset_key(pc_item, "red") == "B04" and asset_key(pc_item, "scl") == "SCL"
     assert band_scaling(pc_item, "B04").offset == -0.1
@@ -159,8 +169,15 @@ def test_asset_keys_and_scaling(scenes: SyntheticScenes) -> None:
 
 @pytest.mark.parametrize(
     ("baseline", "offset"),
-    [("05.09", -0.1), ("04.00", -0.1), ("4.00", -0.1), ("N0400", -0.1), ("03.01", 0.0),
-     ("3.01", 0.0), ("02.14", 0.0)],
+    [
+        ("05.09", -0.1),
+        ("04.00", -0.1),
+        ("4.00", -0.1),
+        ("N0400", -0.1),
+        ("03.01", 0.0),
+        ("3.01", 0.0),
+        ("02.14", 0.0),
+    ],
 )
 def test_planetary_computer_items(scenes: SyntheticScenes, baseline: str, offset: float) -> None:
     # PC's L2A items: band-id keys, eo:bands with common names, no raster:bands at all

@@ -646,8 +646,16 @@ def test_cli_table_output_and_errors(tmp_path: Path, workdirs, capsys) -> None:
     rc = main(["analyse", "test-region", "--catalogue", str(cat)])
     err = capsys.readouterr().err
     assert rc == 2 and "no detector outputs" in err and "asmspotter detect test-region" in err
-    base = ["analyse", "test-region", "--catalogue", str(cat), "--footprints", str(f1),
-            "--periods", "2019"]
+    base = [
+        "analyse",
+        "test-region",
+        "--catalogue",
+        str(cat),
+        "--footprints",
+        str(f1),
+        "--periods",
+        "2019",
+    ]
     for extra, message in [
         (["--overlays", "nope"], "no overlay 'nope'"),
         (["--reference"], "no reference footprints"),

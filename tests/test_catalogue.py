@@ -16,7 +16,9 @@ def test_shipped_catalogue_has_the_four_regions() -> None:
     mdd = cat["madre-de-dios"]
     assert (mdd.country, [p.id for p in mdd.periods]) == ("Peru", ["2019", "2020", "2021"])
     assert {o.kind for o in mdd.overlays} == {
-        "protected_area", "indigenous_territory", "mining_zone"
+        "protected_area",
+        "indigenous_territory",
+        "mining_zone",
     }
     bro = cat["brokopondo"]
     assert [p.id for p in bro.periods] == ["2016", "2017", "2018", "2019", "2020"]
@@ -51,8 +53,12 @@ def test_shipped_catalogue_files_exist(shared_data: Path) -> None:
         ("2020-q1", "2020-Q1", "2020-01-01", "2020-03-31"),
         ("2024-02", "2024-02", "2024-02-01", "2024-02-29"),
         ("2020-07-01/2020-09-30", "2020-07-01_2020-09-30", "2020-07-01", "2020-09-30"),
-        ({"id": "dry", "start": "2021-06-01", "end": "2021-10-31"}, "dry", "2021-06-01",
-         "2021-10-31"),
+        (
+            {"id": "dry", "start": "2021-06-01", "end": "2021-10-31"},
+            "dry",
+            "2021-06-01",
+            "2021-10-31",
+        ),
     ],
 )
 def test_period_forms(spec: object, pid: str, start: str, end: str) -> None:
@@ -96,8 +102,12 @@ def test_new_region_is_one_entry(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("value", "sign"),
-    [("planetary-computer", "planetary-computer"), ("none", "none"), ("false", "none"),
-     ("auto", "auto")],
+    [
+        ("planetary-computer", "planetary-computer"),
+        ("none", "none"),
+        ("false", "none"),
+        ("auto", "auto"),
+    ],
 )
 def test_source_sign(tmp_path: Path, value: str, sign: str) -> None:
     body = GOOD + (
@@ -110,20 +120,32 @@ def test_source_sign(tmp_path: Path, value: str, sign: str) -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        (GOOD.replace("[2019, 2021]", "[{id: a, start: 2020-05-01, end: 2020-01-01}]"),
-         "region 'test-area': period .*before start"),
-        (GOOD.replace("[-70.0, -13.1, -69.9, -13.0]", "[-69.0, -13.1, -69.9, -13.0]"),
-         "region 'test-area': invalid outline bbox"),
+        (
+            GOOD.replace("[2019, 2021]", "[{id: a, start: 2020-05-01, end: 2020-01-01}]"),
+            "region 'test-area': period .*before start",
+        ),
+        (
+            GOOD.replace("[-70.0, -13.1, -69.9, -13.0]", "[-69.0, -13.1, -69.9, -13.0]"),
+            "region 'test-area': invalid outline bbox",
+        ),
         (GOOD.replace("[2019, 2021]", "[2021, 2019]"), "region 'test-area': .*chronological"),
         (GOOD.replace("[2019, 2021]", "[2019, 2019]"), "region 'test-area': duplicate period"),
-        (GOOD + "    overlays:\n      - {id: pa, kind: protected_area, file: nope.geojson,"
-         " id_field: id, name_field: name}\n", "region 'test-area': overlay 'pa': overlay file"),
-        (GOOD + "    overlays:\n      - {id: pa, kind: park, url: 'http://127.0.0.1/x.json',"
-         " id_field: id, name_field: name}\n", "region 'test-area': .*kind 'park'"),
+        (
+            GOOD + "    overlays:\n      - {id: pa, kind: protected_area, file: nope.geojson,"
+            " id_field: id, name_field: name}\n",
+            "region 'test-area': overlay 'pa': overlay file",
+        ),
+        (
+            GOOD + "    overlays:\n      - {id: pa, kind: park, url: 'http://127.0.0.1/x.json',"
+            " id_field: id, name_field: name}\n",
+            "region 'test-area': .*kind 'park'",
+        ),
         (GOOD + "    crs: EPSG:4326\n", "region 'test-area': crs .* projected"),
         (GOOD + "    colour: blue\n", "region 'test-area': unknown field"),
-        (GOOD + "    source: {sign: azure}\n",
-         "region 'test-area': source: sign 'azure' must be one of auto, none"),
+        (
+            GOOD + "    source: {sign: azure}\n",
+            "region 'test-area': source: sign 'azure' must be one of auto, none",
+        ),
         ("regions: [1, 2]\n", "expected a mapping"),
         ("regions: {a: [\n", "not valid YAML"),
     ],

@@ -31,8 +31,12 @@ def test_every_command_module_registers_a_subcommand_with_help() -> None:
 def test_regions_lists_the_four_regions(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["regions", "--json"]) == 0
     regions = json.loads(capsys.readouterr().out)
-    assert [r["id"] for r in regions] == ["madre-de-dios", "brokopondo", "cuyuni-mazaruni",
-                                          "la-pampa"]
+    assert [r["id"] for r in regions] == [
+        "madre-de-dios",
+        "brokopondo",
+        "cuyuni-mazaruni",
+        "la-pampa",
+    ]
 
 
 def test_user_error_is_one_line_without_traceback(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -40,7 +44,9 @@ def test_user_error_is_one_line_without_traceback(tmp_path) -> None:  # type: ig
     bad.write_text("regions:\n  x:\n    name: X\n")
     proc = subprocess.run(
         [sys.executable, "-m", "asmspotter.cli", "regions", "--catalogue", str(bad)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0

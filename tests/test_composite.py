@@ -130,7 +130,10 @@ def test_offset_from_processing_baseline_without_raster_bands(
     with StacServer(items, scenes.files) as srv:
         result = _fetch(scenes, srv)
     assert result.provenance["scaling"][scenes.scenes[1].item_id]["red"] == {
-        "scale": 1e-4, "offset": -0.1, "origin": "processing baseline"}
+        "scale": 1e-4,
+        "offset": -0.1,
+        "origin": "processing baseline",
+    }
     red = open_composite(result.path, bands=["red"]).values[0]
     np.testing.assert_allclose(red, _expected(scenes, "red", result.path, red.shape), atol=1e-6)
 
@@ -204,9 +207,7 @@ def test_truncated_cog(
     _no_partial_files(workdirs["cache"])
 
 
-def test_corrupt_cog(
-    scenes: SyntheticScenes, workdirs: dict[str, Path]
-) -> None:
+def test_corrupt_cog(scenes: SyntheticScenes, workdirs: dict[str, Path]) -> None:
     files: dict[str, Path | bytes] = dict(scenes.files)
     name = scenes.scenes[0].files["red"].name
     files[name] = b"this is not a GeoTIFF" * 100
@@ -242,9 +243,7 @@ def test_period_without_scenes(
     _no_partial_files(workdirs["cache"])
 
 
-def test_all_cloudy_warns_and_keeps_no_data(
-    tmp_path: Path, workdirs: dict[str, Path]
-) -> None:
+def test_all_cloudy_warns_and_keeps_no_data(tmp_path: Path, workdirs: dict[str, Path]) -> None:
     cloudy = make_scenes(tmp_path / "cloudy", seed=4, all_cloudy=True)
     with StacServer(cloudy.items, cloudy.files) as srv:
         with pytest.warns(CloudyCompositeWarning, match=r"only 0\.0% of the composite"):
@@ -256,9 +255,16 @@ def test_all_cloudy_warns_and_keeps_no_data(
 def test_l1c_with_qa60_when_s2cloudless_is_missing(
     tmp_path: Path, workdirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    l1c = make_scenes(tmp_path / "l1c", seed=5, level="L1C", bands=("blue", "green", "red"),
-                      specs=[SceneSpec(dt.date(2017, 3, 1), ((SCL_CLOUD_HIGH, 4, 12, 4, 12),)),
-                             SceneSpec(dt.date(2017, 4, 1), ((SCL_CIRRUS, 16, 20, 16, 24),))])
+    l1c = make_scenes(
+        tmp_path / "l1c",
+        seed=5,
+        level="L1C",
+        bands=("blue", "green", "red"),
+        specs=[
+            SceneSpec(dt.date(2017, 3, 1), ((SCL_CLOUD_HIGH, 4, 12, 4, 12),)),
+            SceneSpec(dt.date(2017, 4, 1), ((SCL_CIRRUS, 16, 20, 16, 24),)),
+        ],
+    )
     monkeypatch.setitem(sys.modules, "s2cloudless", None)  # import fails
     with StacServer(l1c.items, l1c.files) as srv:
         result = _fetch(l1c, srv)
@@ -271,9 +277,16 @@ def test_l1c_with_qa60_when_s2cloudless_is_missing(
 @pytest.mark.slow
 def test_l1c_with_s2cloudless(tmp_path: Path, workdirs: dict[str, Path]) -> None:
     pytest.importorskip("s2cloudless")
-    l1c = make_scenes(tmp_path / "l1c", seed=6, level="L1C", bands=("blue", "green", "red"),
-                      specs=[SceneSpec(dt.date(2017, 3, 1), ((SCL_CLOUD_HIGH, 4, 14, 4, 14),)),
-                             SceneSpec(dt.date(2017, 4, 1))])
+    l1c = make_scenes(
+        tmp_path / "l1c",
+        seed=6,
+        level="L1C",
+        bands=("blue", "green", "red"),
+        specs=[
+            SceneSpec(dt.date(2017, 3, 1), ((SCL_CLOUD_HIGH, 4, 14, 4, 14),)),
+            SceneSpec(dt.date(2017, 4, 1)),
+        ],
+    )
     with StacServer(l1c.items, l1c.files) as srv:
         result = _fetch(l1c, srv)
     assert result.provenance["mask"]["method"] == "s2cloudless"
@@ -301,8 +314,10 @@ def test_la_pampa_composites_match_the_shared_scenes(
     shared_data: Path, workdirs: dict[str, Path]
 ) -> None:
     region = get_region("la-pampa")
-    for period, name in (("2019", "R1_original_2019-08-18.tif"),
-                         ("2021", "R1_original_2021-07-23.tif")):
+    for period, name in (
+        ("2019", "R1_original_2019-08-18.tif"),
+        ("2021", "R1_original_2021-07-23.tif"),
+    ):
         result = fetch_composite(region, period)
         assert result.path == composite_path("la-pampa", period)
         source = shared_data / "scenes" / "madre-de-dios-la-pampa" / name

@@ -69,6 +69,19 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     assert count_parameters(loaded) == count_parameters(model)
 
 
+def test_saved_file_depends_only_on_the_weights(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model(TINY).eval()
+    a = save_weights(model, tmp_path / "a" / "one.pt")
+    # Same weights in another memory layout, under another name: the same bytes.
+    b = save_weights(model.to(memory_format=torch.channels_last), tmp_path / "b" / "two.pt")
+    assert a.read_bytes() == b.read_bytes()
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    c = save_weights(model, tmp_path / "c.pt")
+    assert c.read_bytes() != a.read_bytes()
+
+
 def test_load_bad_weights(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not found"):
         load_weights(tmp_path / "missing.pt")
@@ -91,8 +104,13 @@ def test_architecture_versions() -> None:
     assert ModelConfig.from_dict(d).version == 1
     assert ModelConfig.from_dict(TINY.to_dict()) == TINY
     x = torch.rand(1, 3, 40, 56) * 0.3
-    for cfg in (v1, TINY):
+    v3 = ModelConfig(widths=(4, 4, 8, 8), version=3)
+    for cfg in (v1, TINY, v3):
         with torch.inference_mode():
             assert build_model(cfg).eval()(x).shape == (1, 1, 40, 56)
+    # Versions differ in their blocks: the same widths give different parameter sets.
+    assert set(build_model(v3).state_dict()) != set(
+        build_model(ModelConfig(widths=(4, 4, 8, 8), version=1)).state_dict()
+    )
     with pytest.raises(ValueError, match="version"):
-        ModelConfig(version=3)
+        ModelConfig(version=4)

@@ -21,6 +21,7 @@ from asmspotter.detect.train import (
     threshold_for_specificity,
     train,
 )
+from asmspotter.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +61,14 @@ def test_stretch_stays_in_range_and_varies() -> None:
     s = random_stretch(t, g)
     assert s.min() >= 0 and s.max() <= 1
     assert not torch.allclose(s, t)
+    # keep = 1 leaves every image in its own scaling; keep = 0 stretches every image, and a
+    # weaker strength stays closer to the original.
+    assert torch.equal(random_stretch(t, g, keep=1.0), t)
+    changed = random_stretch(t, g, keep=0.0)
+    assert all(not torch.allclose(changed[i], t[i]) for i in range(len(t)))
+    weak = random_stretch(t, torch.Generator().manual_seed(1), strength=0.1, keep=0.0)
+    strong = random_stretch(t, torch.Generator().manual_seed(1), strength=1.0, keep=0.0)
+    assert (weak - t).abs().mean() < (strong - t).abs().mean()
 
 
 def test_threshold_for_specificity() -> None:
@@ -80,7 +89,7 @@ def test_short_training_lowers_loss_and_writes_card(chips_dir: Path, tmp_path: P
     card, path = load_card(result.card)
     assert card.bands == ("red", "green", "blue")
     assert (path.parent / card.weights).is_file()
-    assert (tmp_path / "out" / "asm-rgb-v1.md").read_text().startswith("# Model card")
+    assert (tmp_path / "out" / "asm-rgb-v2.md").read_text().startswith("# Model card")
     assert result.metrics["test_chips"]["n_pos"] == 8
     assert result.metrics["test_chips"]["n_neg"] == 8
 
@@ -99,7 +108,7 @@ def test_cli_train_smoke_and_evaluate(chips_dir: Path, tmp_path: Path, capsys) -
 
     out = tmp_path / "models"
     assert main(["train", "--smoke", "--chips", str(chips_dir), "--out", str(out)]) == 0
-    card = out / "asm-rgb-v1.card.json"
+    card = out / "asm-rgb-v2.card.json"
     assert card.is_file()
     capsys.readouterr()
     assert main(["evaluate-chips", str(chips_dir), "--json", "--model", str(card)]) == 0
@@ -108,6 +117,29 @@ def test_cli_train_smoke_and_evaluate(chips_dir: Path, tmp_path: Path, capsys) -
     assert {"sensitivity", "specificity"} <= set(res)
     assert len(res["files"]) == 5
     assert main(["evaluate-chips", str(tmp_path / "nowhere")]) == 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without a CUDA device")
+def test_training_on_missing_cuda_is_a_clear_error(chips_dir: Path, tmp_path: Path, capsys) -> None:
+    from asmspotter.cli import main
+
+    with pytest.raises(InputError, match="no CUDA device"):
+        train(TrainConfig.smoke_config(), chips_dir, tmp_path / "out", device="cuda")
+    args = ["train", "--smoke", "--chips", str(chips_dir), "--out", str(tmp_path / "m")]
+    assert main([*args, "--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
+def test_version3_model_trains_and_is_described(chips_dir: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig.smoke_config(
+        max_steps=30, epochs=30, model=ModelConfig(widths=(8, 8, 16, 16), version=3)
+    )
+    result = train(cfg, chips_dir, tmp_path / "out")
+    assert np.mean(result.losses[-5:]) < np.mean(result.losses[:5])
+    card, _ = load_card(result.card)
+    assert card.training["config"]["model"]["version"] == 3
+    assert "version 3" in card.training["architecture"]
 
 
 def test_context_model_with_weight_averaging_trains(chips_dir: Path, tmp_path: Path) -> None:

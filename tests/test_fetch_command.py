@@ -71,12 +71,24 @@ def test_fetch_from_a_stac_api(
     scenes = make_scenes(tmp_path / "scenes", seed=8)
     with StacServer(scenes.items, scenes.files) as server:
         catalogue = tmp_path / "regions.yaml"
-        catalogue.write_text(yaml.safe_dump({"regions": {"loop": {
-            "name": "Loopback", "country": "Nowhere",
-            "outline": {"bbox": list(scenes.inner_bbox())},
-            "periods": [2019, {"id": "winter", "start": "2021-12-01", "end": "2022-03-31"}],
-            "source": {"type": "stac", "url": server.url},
-        }}}))
+        catalogue.write_text(
+            yaml.safe_dump(
+                {
+                    "regions": {
+                        "loop": {
+                            "name": "Loopback",
+                            "country": "Nowhere",
+                            "outline": {"bbox": list(scenes.inner_bbox())},
+                            "periods": [
+                                2019,
+                                {"id": "winter", "start": "2021-12-01", "end": "2022-03-31"},
+                            ],
+                            "source": {"type": "stac", "url": server.url},
+                        }
+                    }
+                }
+            )
+        )
         assert main(["fetch", "loop", "--catalogue", str(catalogue), "-p", "winter"]) == 0
         out = capsys.readouterr().out
         assert "loop winter: wrote" in out and "3 scenes from sentinel-2-l2a" in out
@@ -90,7 +102,9 @@ def test_fetch_from_a_stac_api(
 
 
 def test_fetch_from_a_planetary_computer_like_api(
-    tmp_path: Path, workdirs: dict[str, Path], capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    workdirs: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     scenes = make_scenes(tmp_path / "scenes", seed=10)
@@ -99,12 +113,23 @@ def test_fetch_from_a_planetary_computer_like_api(
     with StacServer(items, scenes.files, sas=True) as server:
         monkeypatch.setenv(PC_SAS_URL_ENV, server.sas_url)
         catalogue = tmp_path / "regions.yaml"
-        catalogue.write_text(yaml.safe_dump({"regions": {"loop": {
-            "name": "Loopback", "country": "Nowhere",
-            "outline": {"bbox": list(scenes.inner_bbox())},
-            "periods": [{"id": "winter", "start": "2021-12-01", "end": "2022-03-31"}],
-            "source": {"type": "stac", "url": server.url},
-        }}}))
+        catalogue.write_text(
+            yaml.safe_dump(
+                {
+                    "regions": {
+                        "loop": {
+                            "name": "Loopback",
+                            "country": "Nowhere",
+                            "outline": {"bbox": list(scenes.inner_bbox())},
+                            "periods": [
+                                {"id": "winter", "start": "2021-12-01", "end": "2022-03-31"}
+                            ],
+                            "source": {"type": "stac", "url": server.url},
+                        }
+                    }
+                }
+            )
+        )
         argv = ["fetch", "loop", "--catalogue", str(catalogue)]
         assert main(argv) == 2  # the loopback URL is not Planetary Computer's: no signing
         line = _one_line_error(capsys.readouterr().err)
@@ -122,6 +147,14 @@ def test_help_lists_options(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["fetch", "--help"])
     out = capsys.readouterr().out
-    for option in ("--period", "--refresh", "--stac-url", "--collection", "--max-cloud",
-                   "--sign", "planetary-computer", "ASMSPOTTER_PC_SAS_URL"):
+    for option in (
+        "--period",
+        "--refresh",
+        "--stac-url",
+        "--collection",
+        "--max-cloud",
+        "--sign",
+        "planetary-computer",
+        "ASMSPOTTER_PC_SAS_URL",
+    ):
         assert option in out

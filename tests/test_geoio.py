@@ -17,8 +17,13 @@ def test_write_cog_round_trips_values_names_and_tags(tmp_path: Path) -> None:
     data[:, :5, :5] = np.nan
     transform = from_origin(399690.0, 8565910.0, 10.0, 10.0)
     path = write_cog(
-        tmp_path / "c.tif", data, crs="EPSG:32719", transform=transform, nodata=float("nan"),
-        band_names=["red", "green", "blue"], tags={"ASMSPOTTER_RADIOMETRY": "reflectance"},
+        tmp_path / "c.tif",
+        data,
+        crs="EPSG:32719",
+        transform=transform,
+        nodata=float("nan"),
+        band_names=["red", "green", "blue"],
+        tags={"ASMSPOTTER_RADIOMETRY": "reflectance"},
     )
     with rasterio.open(path) as src:
         assert src.crs.to_epsg() == 32719
@@ -51,8 +56,13 @@ def test_atomic_output_keeps_old_file_until_success(tmp_path: Path) -> None:
 
 def test_write_cog_rejects_bad_shapes_without_output(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="2 band names for 3 bands"):
-        write_cog(tmp_path / "x.tif", np.zeros((3, 4, 4), np.uint8), crs="EPSG:32719",
-                  transform=from_origin(0, 0, 10, 10), band_names=["a", "b"])
+        write_cog(
+            tmp_path / "x.tif",
+            np.zeros((3, 4, 4), np.uint8),
+            crs="EPSG:32719",
+            transform=from_origin(0, 0, 10, 10),
+            band_names=["a", "b"],
+        )
     assert list(tmp_path.iterdir()) == []
 
 

@@ -28,8 +28,9 @@ def test_run_la_pampa_end_to_end(
         assert len(polys) > 0 and polys.is_valid.all()
         assert gpd.read_file(det / "mining.geojson").crs.to_epsg() == 4326
 
-    analysis = json.loads((workdirs["output"] / "la-pampa" / "analysis" / "analysis.json")
-                          .read_text())
+    analysis = json.loads(
+        (workdirs["output"] / "la-pampa" / "analysis" / "analysis.json").read_text()
+    )
     result = analysis.get("result", analysis)
     periods = result["periods"]
     assert [p["period"] for p in periods] == ["2019", "2021"]

@@ -79,10 +79,12 @@ def _no_files(folder: Path) -> None:
 def test_signing_is_automatic_on_planetary_computer_only() -> None:
     assert resolve_signing("auto", PC_STAC) == "planetary-computer"
     assert resolve_signing("auto", "https://PlanetaryComputer.microsoft.com/x") == (
-        "planetary-computer")
+        "planetary-computer"
+    )
     assert resolve_signing("auto", "https://earth-search.aws.element84.com/v1") == "none"
     assert resolve_signing("auto", "https://planetarycomputer.microsoft.com.evil.example/x") == (
-        "none")
+        "none"
+    )
     assert resolve_signing("none", PC_STAC) == "none"
     assert resolve_signing("planetary-computer", "http://127.0.0.1:9") == "planetary-computer"
     with pytest.raises(InputError, match="unknown signing method 'azure'"):
@@ -102,7 +104,8 @@ def test_source_sign_option(scenes: SyntheticScenes) -> None:
     region = scenes.region("http://127.0.0.1:9")
     assert region.source.sign == "auto"
     signed = dataclasses.replace(
-        region, source=Source(stac_url="http://127.0.0.1:9", sign="planetary-computer"))
+        region, source=Source(stac_url="http://127.0.0.1:9", sign="planetary-computer")
+    )
     query = plan_source(signed, signed.periods[0])
     assert isinstance(query, StacQuery) and query.sign == "planetary-computer"
     with pytest.raises(ValueError, match="sign 'yes' must be one of"):
@@ -149,7 +152,8 @@ def test_tokens_are_cached_per_collection_until_shortly_before_expiry(
         assert 3590 < first.remaining(dt.datetime.now(dt.UTC)) <= 3600
         # an hour later, within the margin before expiry: renewed
         later = PlanetaryComputerSigner(
-            srv.sas_url, FAST, clock=lambda: first.expiry - dt.timedelta(seconds=60))
+            srv.sas_url, FAST, clock=lambda: first.expiry - dt.timedelta(seconds=60)
+        )
         assert later.token("sentinel-2-l2a").token != first.token
         assert len(srv.issued_tokens("sentinel-2-l2a")) == 2
     # tokens that live shorter than the margin are asked for every time
@@ -158,8 +162,10 @@ def test_tokens_are_cached_per_collection_until_shortly_before_expiry(
         signer.token("sentinel-2-l2a")
         signer.token("sentinel-2-l2a")
         assert len(srv.issued_tokens()) == 2
-        assert PlanetaryComputerSigner(srv.sas_url, FAST, margin=30).token(
-            "sentinel-2-l2a").token == srv.issued_tokens()[-1]
+        assert (
+            PlanetaryComputerSigner(srv.sas_url, FAST, margin=30).token("sentinel-2-l2a").token
+            == srv.issued_tokens()[-1]
+        )
 
 
 def test_token_endpoint_errors_are_retried(pc_server: StacServer) -> None:
@@ -172,8 +178,11 @@ def test_token_endpoint_errors_are_retried(pc_server: StacServer) -> None:
 @pytest.mark.parametrize(
     ("fault", "message"),
     [
-        ("500", r"SAS API http://127\.0\.0\.1:\d+/token/sentinel-2-l2a answered HTTP 500 "
-                r"\(3 tries\) when asked for a token for collection 'sentinel-2-l2a'"),
+        (
+            "500",
+            r"SAS API http://127\.0\.0\.1:\d+/token/sentinel-2-l2a answered HTTP 500 "
+            r"\(3 tries\) when asked for a token for collection 'sentinel-2-l2a'",
+        ),
         ("hang", r"did not answer within 0\.3 s \(2 tries\); set ASMSPOTTER_HTTP_TIMEOUT"),
         ("garbage", r"answered something that is not a SAS token"),
         ("unknown", r"answered HTTP 404 when asked for a token for collection 'nothing'"),
@@ -222,7 +231,9 @@ def test_sign_item_signs_the_named_assets_of_a_copy(
 
 
 def test_signed_composite_equals_the_unsigned_one(
-    scenes: SyntheticScenes, pc_server: StacServer, workdirs: dict[str, Path],
+    scenes: SyntheticScenes,
+    pc_server: StacServer,
+    workdirs: dict[str, Path],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with StacServer(scenes.items, scenes.files) as plain:  # Earth-Search-like, open assets
@@ -243,8 +254,7 @@ def test_signed_composite_equals_the_unsigned_one(
     token = pc_server.issued_tokens("sentinel-2-l2a")
     assert len(token) == 1  # one token for all scenes and bands
     reads = [r for r in pc_server.requests if r.path.startswith("/data/")]
-    assert reads and all(
-        parse_qs(r.query).get("sig") == parse_qs(token[0])["sig"] for r in reads)
+    assert reads and all(parse_qs(r.query).get("sig") == parse_qs(token[0])["sig"] for r in reads)
     signing = signed.provenance["signing"]
     assert signing["method"] == "planetary-computer"
     assert signing["sas_url"] == pc_server.sas_url
@@ -269,7 +279,9 @@ def test_unsigned_reads_are_refused_with_a_hint_to_sign(
 
 
 def test_refused_token_says_so_and_is_renewed_next_time(
-    scenes: SyntheticScenes, pc_server: StacServer, workdirs: dict[str, Path],
+    scenes: SyntheticScenes,
+    pc_server: StacServer,
+    workdirs: dict[str, Path],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(PC_SAS_URL_ENV, pc_server.sas_url)
@@ -284,7 +296,9 @@ def test_refused_token_says_so_and_is_renewed_next_time(
 
 
 def test_token_endpoint_failure_leaves_no_cache_entry(
-    scenes: SyntheticScenes, pc_server: StacServer, workdirs: dict[str, Path],
+    scenes: SyntheticScenes,
+    pc_server: StacServer,
+    workdirs: dict[str, Path],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(PC_SAS_URL_ENV, pc_server.sas_url)
@@ -300,16 +314,27 @@ def test_token_endpoint_failure_leaves_no_cache_entry(
 def test_read_errors_never_show_tokens() -> None:
     from asmspotter.composite import _read_error
 
-    query = StacQuery("r", "p", PC_STAC, "sentinel-2-l2a", (0, 0, 1, 1), "2020-01-01",
-                      "2020-12-31", 40, sign="none")
+    query = StacQuery(
+        "r",
+        "p",
+        PC_STAC,
+        "sentinel-2-l2a",
+        (0, 0, 1, 1),
+        "2020-01-01",
+        "2020-12-31",
+        40,
+        sign="none",
+    )
     href = "https://acct.blob.core.windows.net/s2/x_B04.tif"
-    logged = [f"Failed to load {href}?st=1&sig=SECRET:1 due to rasterio error: "
-              "'HTTP response code: 409'"]
+    logged = [
+        f"Failed to load {href}?st=1&sig=SECRET:1 due to rasterio error: 'HTTP response code: 409'"
+    ]
     err = _read_error(RuntimeError("HTTP response code: 409"), query, logged)
     assert isinstance(err, FetchError)
     assert str(err).startswith(f"access denied (HTTP 409) reading {href}; its assets need signed")
     signed = dataclasses.replace(query, sign="planetary-computer")
     corrupt = _read_error(
         RuntimeError(f"'/vsicurl/{href}?se=2&sig=SECRET' not recognized as a supported format"),
-        signed)
+        signed,
+    )
     assert "SECRET" not in str(corrupt) and href in str(corrupt)

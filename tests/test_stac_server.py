@@ -31,8 +31,9 @@ def test_generator_is_seeded_and_georeferenced(tmp_path: Path, scenes: Synthetic
     again = make_scenes(tmp_path, seed=1)
     for a, b in zip(scenes.scenes, again.scenes, strict=True):
         for key in a.files:
-            digest = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (a.files[key],
-                                                                           b.files[key])]
+            digest = [
+                hashlib.sha256(p.read_bytes()).hexdigest() for p in (a.files[key], b.files[key])
+            ]
             assert digest[0] == digest[1], key
     with rasterio.open(scenes.scenes[0].files["red"]) as src:
         assert src.crs.to_epsg() == 32719
@@ -64,18 +65,23 @@ def test_generator_offsets_follow_the_processing_baseline(scenes: SyntheticScene
 
 def test_landing_page_search_and_paging(server: StacServer, scenes: SyntheticScenes) -> None:
     client = _client(server)
-    found = list(client.search(collections=["sentinel-2-l2a"], bbox=scenes.footprint,
-                               max_items=10).items())
+    found = list(
+        client.search(collections=["sentinel-2-l2a"], bbox=scenes.footprint, max_items=10).items()
+    )
     assert [i.id for i in found] == [s.item_id for s in scenes.scenes]
     assert all(a.href.startswith(server.url + "/data/") for a in found[0].assets.values())
     server.page_size = 1  # pystac-client follows the next links
-    paged = list(client.search(collections=["sentinel-2-l2a"], datetime="2022-01-01/2022-12-31",
-                               method="POST").items())
+    paged = list(
+        client.search(
+            collections=["sentinel-2-l2a"], datetime="2022-01-01/2022-12-31", method="POST"
+        ).items()
+    )
     assert [i.id for i in paged] == [s.item_id for s in scenes.scenes[1:]]
     paged_get = list(client.search(collections=["sentinel-2-l2a"], method="GET").items())
     assert len(paged_get) == 3
-    cloudy = client.search(collections=["sentinel-2-l2a"],
-                           query={"eo:cloud_cover": {"lte": 10}}).item_collection()
+    cloudy = client.search(
+        collections=["sentinel-2-l2a"], query={"eo:cloud_cover": {"lte": 10}}
+    ).item_collection()
     assert [i.properties["eo:cloud_cover"] for i in cloudy] == [8.0]
     assert not list(client.search(collections=["sentinel-2-l1c"]).items())
     far = list(client.search(bbox=[10, 10, 11, 11]).items())

@@ -56,20 +56,32 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("region", metavar="REGION", help="region id (see `asmspotter regions`)")
     p.add_argument(
-        "--period", "-p", action="append", metavar="P",
+        "--period",
+        "-p",
+        action="append",
+        metavar="P",
         help="period id to fetch; repeat for several (default: all of the region's periods)",
     )
     p.add_argument("--refresh", action="store_true", help="rebuild cached composites")
-    p.add_argument("--stac-url", metavar="URL",
-                   help="STAC API root to search instead of the region's")
-    p.add_argument("--collection", metavar="C",
-                   help="STAC collection to search instead of the region's")
-    p.add_argument("--max-cloud", type=float, metavar="N",
-                   help="maximum scene cloud cover in percent (default: the region's, 40)")
-    p.add_argument("--sign", choices=SIGN_METHODS,
-                   help="sign asset URLs before reading: auto (Planetary Computer SAS tokens "
-                   "when the STAC URL's host is planetarycomputer.microsoft.com), "
-                   "planetary-computer or none (default: the region's source, auto)")
+    p.add_argument(
+        "--stac-url", metavar="URL", help="STAC API root to search instead of the region's"
+    )
+    p.add_argument(
+        "--collection", metavar="C", help="STAC collection to search instead of the region's"
+    )
+    p.add_argument(
+        "--max-cloud",
+        type=float,
+        metavar="N",
+        help="maximum scene cloud cover in percent (default: the region's, 40)",
+    )
+    p.add_argument(
+        "--sign",
+        choices=SIGN_METHODS,
+        help="sign asset URLs before reading: auto (Planetary Computer SAS tokens "
+        "when the STAC URL's host is planetarycomputer.microsoft.com), "
+        "planetary-computer or none (default: the region's source, auto)",
+    )
     p.add_argument("--catalogue", help="catalogue YAML file (default: data/regions.yaml)")
     p.set_defaults(func=run)
 

@@ -24,11 +24,17 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "region", metavar="REGION", nargs="?", default="la-pampa",
+        "region",
+        metavar="REGION",
+        nargs="?",
+        default="la-pampa",
         help="region id (see `asmspotter regions`; default: la-pampa)",
     )
     p.add_argument(
-        "--period", "-p", action="append", metavar="P",
+        "--period",
+        "-p",
+        action="append",
+        metavar="P",
         help="period id; repeat for several (default: all of the region's periods)",
     )
     p.add_argument("--refresh", action="store_true", help="rebuild cached composites")

@@ -26,7 +26,12 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--epochs", type=int, help="passes over the training chips")
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--threads", type=int, help="torch CPU threads (default 2)")
-    p.add_argument("--name", help="model name (default asm-rgb-v1)")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="where the training steps run: cpu (default, reproduces the shipped weights) or cuda",
+    )
+    p.add_argument("--name", help="model name (default asm-rgb-v2)")
     p.add_argument("--no-validate", action="store_true", help="skip the La Pampa 2019 validation")
     p.set_defaults(func=run)
 
@@ -56,7 +61,14 @@ def run(args: argparse.Namespace) -> int:
         out = paths.output_dir() / "models-smoke"
     else:
         out = paths.project_data_dir() / "models"
-    result = train(cfg, chips, out, log=print, validate_la_pampa=not args.no_validate)
+    result = train(
+        cfg,
+        chips,
+        out,
+        log=lambda line: print(line, flush=True),
+        validate_la_pampa=not args.no_validate,
+        device=args.device,
+    )
     print(f"wrote {result.weights} and {result.card} in {result.seconds:.0f} s")
     test = result.metrics.get("test_chips")
     if test:

@@ -31,7 +31,10 @@ class ModelConfig:
         std: per-band standard deviation of the model input.
         version: architecture generation: 1 = the small FCN of the first models (kept so older
             weight files still load); 2 = deeper encoder-decoder with a 1/8-resolution context
-            block (dilated convolutions and wide average pooling, receptive field > 150 px).
+            block (dilated convolutions and wide average pooling, receptive field > 150 px);
+            3 = a VGG-like encoder with two convolutions per resolution (one at 10 m) and a
+            light decoder: most of its capacity works at 1/4 and 1/8 resolution, like a chip
+            classifier, and skip connections bring the logits back to 10 m.
 
     """
 
@@ -48,8 +51,8 @@ class ModelConfig:
             raise ValueError("mean and std need one value per band")
         if len(self.widths) != 4:
             raise ValueError("widths needs four values (1, 1/2, 1/4, 1/8 resolution)")
-        if self.version not in (1, 2):
-            raise ValueError(f"unknown architecture version {self.version} (1 or 2)")
+        if self.version not in (1, 2, 3):
+            raise ValueError(f"unknown architecture version {self.version} (1, 2 or 3)")
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-friendly dict."""
@@ -75,6 +78,16 @@ def _cbr(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequenti
     )
 
 
+def _fuse(cin: int, cout: int) -> nn.Sequential:
+    """1 x 1 channel reduction then a 3 x 3 convolution (decoder of version 3)."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        _cbr(cout, cout),
+    )
+
+
 class MiningNet(nn.Module):
     """Encoder-decoder FCN producing per-pixel mining logits at the input resolution.
 
@@ -90,36 +103,30 @@ class MiningNet(nn.Module):
         n = len(config.bands)
         self.register_buffer("mean", torch.tensor(config.mean).view(1, n, 1, 1))
         self.register_buffer("std", torch.tensor(config.std).view(1, n, 1, 1))
-        if config.version == 2:
-            self._init_v2(n)
-            return
+        v = config.version
+        # Encoder: v1 adds a dilated block at 1/4, v1 and v3 a dilated one at 1/8.
         self.stem = _cbr(n, w0)
         self.down1 = nn.Sequential(_cbr(w0, w1, stride=2), _cbr(w1, w1))
-        self.down2 = nn.Sequential(_cbr(w1, w2, stride=2), _cbr(w2, w2), _cbr(w2, w2, dilation=2))
-        self.down3 = nn.Sequential(_cbr(w2, w3, stride=2), _cbr(w3, w3), _cbr(w3, w3, dilation=2))
-        self.lat2 = nn.Conv2d(w2, w3, 1)
-        self.fuse2 = _cbr(w3, w2)
-        self.lat1 = nn.Conv2d(w1, w2, 1)
-        self.fuse1 = _cbr(w2, w1)
-        self.lat0 = nn.Conv2d(w0, w1, 1)
-        self.head = nn.Conv2d(w1, 1, 1)
-
-    def _init_v2(self, n: int) -> None:
-        w0, w1, w2, w3 = self.config.widths
-        self.stem = _cbr(n, w0)
-        self.down1 = nn.Sequential(_cbr(w0, w1, stride=2), _cbr(w1, w1))
+        # (blocks are created in order: the seeded initialisation depends on it)
         self.down2 = nn.Sequential(_cbr(w1, w2, stride=2), _cbr(w2, w2))
+        if v == 1:
+            self.down2.append(_cbr(w2, w2, dilation=2))
         self.down3 = nn.Sequential(_cbr(w2, w3, stride=2), _cbr(w3, w3))
-        # Context at 1/8 resolution: dilated residual convolutions and a wide local mean
-        # (7 x 7 cells = 560 m), so each pixel sees more than a whole 48-px chip.
-        self.ctx1 = _cbr(w3, w3, dilation=2)
-        self.ctx2 = _cbr(w3, w3, dilation=4)
-        self.ctx_pool = nn.Sequential(nn.Conv2d(w3, w3, 1, bias=False), nn.BatchNorm2d(w3))
-        self.ctx_fuse = _cbr(w3, w3)
+        if v != 2:
+            self.down3.append(_cbr(w3, w3, dilation=2))
+        if v == 2:
+            # Context at 1/8 resolution: dilated residual convolutions and a wide local mean
+            # (7 x 7 cells = 560 m), so each pixel sees more than a whole 48-px chip.
+            self.ctx1 = _cbr(w3, w3, dilation=2)
+            self.ctx2 = _cbr(w3, w3, dilation=4)
+            self.ctx_pool = nn.Sequential(nn.Conv2d(w3, w3, 1, bias=False), nn.BatchNorm2d(w3))
+            self.ctx_fuse = _cbr(w3, w3)
+        # Decoder: v3 reduces channels with a 1 x 1 convolution before each 3 x 3 fusion.
+        fuse = _fuse if v == 3 else _cbr
         self.lat2 = nn.Conv2d(w2, w3, 1)
-        self.fuse2 = _cbr(w3, w2)
+        self.fuse2 = fuse(w3, w2)
         self.lat1 = nn.Conv2d(w1, w2, 1)
-        self.fuse1 = _cbr(w2, w1)
+        self.fuse1 = fuse(w2, w1)
         self.lat0 = nn.Conv2d(w0, w1, 1)
         self.head = nn.Conv2d(w1, 1, 1)
 
@@ -162,6 +169,7 @@ class MiningNet(nn.Module):
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         if self.config.version == 2:
             return self._forward_v2(x)[..., :h, :w]
+        # Versions 1 and 3 share the forward pass (they differ in their blocks).
         f0 = self.stem(x)
         f1 = self.down1(f0)
         f2 = self.down2(f1)
@@ -181,13 +189,25 @@ def build_model(config: ModelConfig | None = None) -> MiningNet:
 
 
 def save_weights(model: MiningNet, path: str | Path) -> Path:
-    """Save the weights and configuration atomically (a torch ``.pt`` file)."""
+    """Save the weights and configuration atomically (a torch ``.pt`` file).
+
+    The file's bytes depend only on the configuration and the weights (tensors are stored
+    contiguous, and the archive is built in memory so it does not take the temporary file's
+    name), so a seeded retraining reproduces the file and its SHA-256.
+    """
+    import io
+
     from asmspotter.geoio import atomic_output
 
     final = Path(path)
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    state = {
+        k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
+        for k, v in model.state_dict().items()
+    }
+    buf = io.BytesIO()
+    torch.save({"config": model.config.to_dict(), "state_dict": state}, buf)
     with atomic_output(final) as tmp:
-        torch.save({"config": model.config.to_dict(), "state_dict": state}, tmp)
+        tmp.write_bytes(buf.getvalue())
     return final
 
 

@@ -19,9 +19,8 @@ Method (also written into the model card):
   maps is fixed at 0.5 a priori.
 - **Options not used by the shipped model.** ``ModelConfig(version=2)`` (deeper encoder-decoder
   with a 1/8-resolution context block) and ``ema_decay`` > 0 (validate and ship an exponential
-  moving average of the weights). Tried for asm-rgb-v1 (top 50% pooling, 16 and 12 epochs, about
-  24 and 15 minutes): better held-out figures but a lower validation ROC AUC (0.837 and 0.821
-  against 0.842), so the shipped model keeps the defaults below.
+  moving average of the weights). Neither beat the defaults on validation; the figures of every
+  recipe tried are in ``data/models/README.md``.
 """
 
 from __future__ import annotations
@@ -50,7 +49,7 @@ from asmspotter.detect.chips import (
 )
 from asmspotter.detect.evaluate import chip_scores, count, topk_mean
 from asmspotter.detect.model import ModelConfig, build_model, save_weights
-from asmspotter.errors import DataError
+from asmspotter.errors import DataError, InputError
 
 #: Held-out categories (whole sample sets): two positive sets and hard/ordinary negatives.
 DEFAULT_TEST_SETS: tuple[str, ...] = (
@@ -86,6 +85,8 @@ class TrainConfig:
         pos_fraction: share of mining chips drawn into batches.
         topk_fraction: MIL pooling fraction (also the chip-score rule).
         neg_pixel_weight: weight of the all-pixels-negative term for non-mining chips.
+        stretch_strength: scale of the random display stretches (0 = none).
+        stretch_keep: share of mosaics left in the chips' own scaling.
         ema_decay: per-step decay of the exponential moving average of the weights (and
             BatchNorm statistics) that is validated and shipped (0 = no averaging).
         target_specificity: validation specificity the chip threshold is chosen for.
@@ -100,20 +101,22 @@ class TrainConfig:
 
     """
 
-    name: str = "asm-rgb-v1"
+    name: str = "asm-rgb-v2"
     seed: int = 20190818
-    epochs: int = 16
+    epochs: int = 14
     batch_mosaics: int = 32
     lr: float = 3e-3
     weight_decay: float = 1e-4
     pos_fraction: float = 0.35
-    topk_fraction: float = 0.25
+    topk_fraction: float = 0.5
     neg_pixel_weight: float = 0.2
+    stretch_strength: float = 0.5
+    stretch_keep: float = 0.5
     ema_decay: float = 0.0
     target_specificity: float = 0.98
     pixel_threshold: float = 0.5
     model: ModelConfig = field(
-        default_factory=lambda: ModelConfig(widths=(16, 24, 32, 48), version=1)
+        default_factory=lambda: ModelConfig(widths=(16, 32, 64, 128), version=3)
     )
     test_sets: tuple[str, ...] = DEFAULT_TEST_SETS
     val_sets: tuple[str, ...] = DEFAULT_VAL_SETS
@@ -166,11 +169,20 @@ class TrainResult:
 # --------------------------------------------------------------------------- augmentation
 
 
-def random_stretch(t: torch.Tensor, gen: torch.Generator, strength: float = 1.0) -> torch.Tensor:
+def random_stretch(
+    t: torch.Tensor, gen: torch.Generator, strength: float = 1.0, keep: float = 0.35
+) -> torch.Tensor:
     """Apply a random display stretch to images in [0, 1] (n, 3, rows, cols), one per image.
 
     The stretch models other visualisations of the same reflectance: overall gain,
     gamma, per-channel gain and offset, haze, noise, saturation at 1 and uint8 steps.
+
+    Args:
+        t: images in [0, 1].
+        gen: torch generator.
+        strength: scale of the random gain, gamma, colour and offset changes.
+        keep: probability that an image is left unchanged.
+
     """
     n, c = t.shape[:2]
     dev = t.device
@@ -178,7 +190,7 @@ def random_stretch(t: torch.Tensor, gen: torch.Generator, strength: float = 1.0)
     def u(lo: float, hi: float, *shape: int) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(*shape, generator=gen, device=dev)
 
-    keep = (torch.rand(n, 1, 1, 1, generator=gen, device=dev) < 0.35).float()
+    keep_on = (torch.rand(n, 1, 1, 1, generator=gen, device=dev) < keep).float()
     gain = torch.exp(u(math.log(0.7), math.log(1.7), n, 1, 1, 1) * strength)
     gamma = torch.exp(u(math.log(0.7), math.log(1.4), n, 1, 1, 1) * strength)
     chan = torch.exp(0.08 * strength * torch.randn(n, c, 1, 1, generator=gen, device=dev))
@@ -192,7 +204,7 @@ def random_stretch(t: torch.Tensor, gen: torch.Generator, strength: float = 1.0)
     s = s * (1 - haze) + haze * haze_col
     s = s + 0.01 * torch.randn(s.shape, generator=gen, device=dev)
     s = torch.round(torch.clamp(s, 0.0, 1.0) * 255.0) / 255.0
-    return keep * t + (1 - keep) * s
+    return keep_on * t + (1 - keep_on) * s
 
 
 def _dihedral(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -208,7 +220,12 @@ def _dihedral(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def make_batch(
-    images: np.ndarray, idx: np.ndarray, gen: torch.Generator, augment: bool = True
+    images: np.ndarray,
+    idx: np.ndarray,
+    gen: torch.Generator,
+    augment: bool = True,
+    stretch_strength: float = 1.0,
+    stretch_keep: float = 0.35,
 ) -> torch.Tensor:
     """Build mosaics of model input from chip indexes.
 
@@ -217,6 +234,8 @@ def make_batch(
         idx: (b, 4) chip indexes, quadrants in row-major order.
         gen: torch generator.
         augment: apply flips, rotations and stretches.
+        stretch_strength: see :func:`random_stretch`.
+        stretch_keep: see :func:`random_stretch`.
 
     Returns:
         float32 (b, 3, 96, 96) model input (reflectance-like, chips' scaling).
@@ -229,7 +248,7 @@ def make_batch(
     s = CHIP_SIZE
     x = x.view(b, 2, 2, 3, s, s).permute(0, 3, 1, 4, 2, 5).reshape(b, 3, 2 * s, 2 * s)
     if augment:
-        x = random_stretch(x, gen)
+        x = random_stretch(x, gen, stretch_strength, stretch_keep)
     return x * CHIP_REFLECTANCE_SCALE
 
 
@@ -331,6 +350,7 @@ def train(
     out_dir: str | Path,
     log: Callable[[str], None] | None = None,
     validate_la_pampa: bool = True,
+    device: str = "cpu",
 ) -> TrainResult:
     """Train, select the threshold, evaluate, and write weights, card and Markdown card.
 
@@ -340,15 +360,23 @@ def train(
         out_dir: folder to write ``<name>.pt``, ``<name>.card.json`` and ``<name>.md`` to.
         log: callable receiving progress lines (None = silent).
         validate_la_pampa: also run the La Pampa 2019 validation when the shared scene exists.
+        device: torch device of the training steps and per-epoch validation (``cpu`` or
+            ``cuda``). Batches are drawn and augmented on the CPU with the same random stream
+            either way; the chosen weights are evaluated and saved on the CPU.
 
     Returns:
         The paths written and the figures measured.
+
+    Raises:
+        InputError: ``device`` names CUDA and no CUDA device is available.
 
     """
     from asmspotter.detect.card import ModelCard, render_markdown, sha256_of
     from asmspotter.geoio import atomic_output, write_json
 
     say = log or (lambda _m: None)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"training on {device} was asked for, but torch sees no CUDA device")
     t0 = time.time()
     if config.threads > 0:
         torch.set_num_threads(config.threads)
@@ -362,7 +390,8 @@ def train(
         f"chips: train {len(train_set)} ({train_set.n_pos} mining), val {len(val_set)} "
         f"({val_set.n_pos}), test {len(test_set)} ({test_set.n_pos})"
     )
-    model = build_model(config.model)
+    # channels_last runs the convolutions about 1.4x faster on CPU (same arithmetic).
+    model = build_model(config.model).to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     ema = copy.deepcopy(model).requires_grad_(False) if config.ema_decay > 0 else model
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     chips_per_step = 4 * config.batch_mosaics
@@ -375,7 +404,7 @@ def train(
     )
     pos_idx = np.flatnonzero(train_set.labels == 1)
     neg_idx = np.flatnonzero(train_set.labels == 0)
-    labels_t = torch.from_numpy(train_set.labels)
+    labels_t = torch.from_numpy(train_set.labels).to(device)
 
     losses: list[float] = []
     best: tuple[float, float] = (-1.0, -1.0)
@@ -395,8 +424,10 @@ def train(
                 rng.choice(pos_idx, chips_per_step),
                 rng.choice(neg_idx, chips_per_step),
             ).reshape(config.batch_mosaics, 4)
-            x = make_batch(train_set.images, idx, gen)
-            y = labels_t[torch.from_numpy(idx)]
+            x = make_batch(
+                train_set.images, idx, gen, True, config.stretch_strength, config.stretch_keep
+            ).to(device, memory_format=torch.channels_last)
+            y = labels_t[torch.from_numpy(idx).to(device)]
             loss = mil_loss(model(x), y, config.topk_fraction, config.neg_pixel_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -413,7 +444,7 @@ def train(
             losses.append(float(np.mean(running)))
             running = []
         epoch += 1
-        scores = chip_scores(ema, val_set.images, config.topk_fraction)
+        scores = chip_scores(ema, val_set.images, config.topk_fraction, device=device)
         thr = threshold_for_specificity(scores[val_set.labels == 0], config.target_specificity)
         m = _metrics(val_set.labels, scores, thr)
         key = (m["auc"] or 0.0, m["sensitivity"] or 0.0)
@@ -425,8 +456,9 @@ def train(
         )
         if key >= best:
             best = key
-            best_state = {k: v.detach().clone() for k, v in ema.state_dict().items()}
+            best_state = {k: v.detach().cpu().clone() for k, v in ema.state_dict().items()}
     assert best_state is not None
+    model = model.cpu()
     model.load_state_dict(best_state)
     model.eval()
 
@@ -547,6 +579,13 @@ def _architecture_text(m: ModelConfig) -> str:
     w = ", ".join(str(x) for x in m.widths)
     if m.version == 1:
         return f"small encoder-decoder FCN (version 1), widths {w}, {n:,} parameters"
+    if m.version == 3:
+        return (
+            f"encoder-decoder FCN (version 3): widths {w} at 1, 1/2, 1/4, 1/8 resolution; "
+            "one 3 x 3 convolution at 10 m, two per coarser resolution (stride-2 downsampling, "
+            "BatchNorm + ReLU) and a dilated one at 1/8; decoder: 1 x 1 lateral connections, "
+            f"1 x 1 + 3 x 3 fusion per resolution and a 1 x 1 logit head; {n:,} parameters"
+        )
     return (
         f"encoder-decoder FCN (version 2): widths {w} at 1, 1/2, 1/4, 1/8 resolution "
         "(3 stride-2 downsamplings, BatchNorm + ReLU), a context block at 1/8 resolution "
@@ -564,19 +603,20 @@ DESCRIPTION = (
 
 REGENERATE = (
     "`asmspotter train` (seeded; reads the shared data's amw/chips via ASMSPOTTER_SHARED_DATA, "
-    "writes data/models/asm-rgb-v1.pt, .card.json, .md and docs/figures/"
+    "writes data/models/asm-rgb-v2.pt, .card.json, .md and docs/figures/"
     "la_pampa_2019_validation.png), then `python benchmarks/bench_detect.py --record` to add "
     "the speed figures. `asmspotter train --smoke --out DIR` runs a few steps."
 )
 
 LIMITATIONS = (
-    "RGB only, 48-px chip labels, ~114k parameters, ~11 minutes of CPU training. On the "
-    "held-out categories the chip sensitivity is far below the 0.90 target at the validation-"
-    "chosen threshold (see metrics.test_chips; ROC AUC about 0.89), and the held-out hard "
-    "negatives (landslides, earlier models' false positives) push specificity below 0.97. The "
-    "pixel maps are conservative: on La Pampa 2019 almost everything detected lies in AMW's "
-    "footprint, but large uniform sand fields are only partly marked (about 17% of the "
-    "footprint area), so areas are underestimates."
+    "RGB only, 48-px chip labels, about 0.5 M parameters, about 12 minutes of CPU training. On "
+    "the held-out categories the chip sensitivity is far below the 0.90 target at the "
+    "validation-chosen threshold (see metrics.test_chips; ROC AUC about 0.90), although the "
+    "specificity reaches 0.97. Robustness to other stretches is partial: brighter renderings "
+    "such as Earth Search's visual asset lower the chip sensitivity (see "
+    "metrics.test_chips_under_other_stretches). On La Pampa 2019 the maps cover about half of "
+    "AMW's footprint with few detections outside it; they mark bare sediment and ponds of "
+    "active mining and miss older, revegetating pits, so areas are underestimates."
 )
 
 DEFINITIONS = {

@@ -127,7 +127,8 @@ class StacServer:
         self._tokens: dict[str, tuple[str, str, dt.datetime]] = {}  # sig -> (coll, token, end)
         self._file_collection = {
             Path(a["href"]).name: str(i.get("collection"))
-            for i in self._items for a in i.get("assets", {}).values()
+            for i in self._items
+            for a in i.get("assets", {}).values()
         }
         self._httpd = ThreadingHTTPServer((host, 0), _make_handler(self))
         self._httpd.daemon_threads = True
@@ -233,9 +234,7 @@ class StacServer:
 
     # -- request handling (called from the handler threads) ---------------------------------
 
-    def _record(
-        self, method: str, path: str, range_: str | None, query: str = ""
-    ) -> _Fault | None:
+    def _record(self, method: str, path: str, range_: str | None, query: str = "") -> _Fault | None:
         with self._lock:
             self._log.append(RequestRecord(method, path, range_, query))
             for fault in self._faults:
@@ -260,11 +259,17 @@ class StacServer:
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         end = now + dt.timedelta(seconds=self.token_lifetime)
         sig = secrets.token_urlsafe(24)
-        token = urlencode({
-            "st": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "se": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "sp": "rl", "sv": "2021-06-08", "sr": "c", "skoid": secrets.token_hex(8),
-            "sig": sig,
-        })
+        token = urlencode(
+            {
+                "st": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "se": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "sp": "rl",
+                "sv": "2021-06-08",
+                "sr": "c",
+                "skoid": secrets.token_hex(8),
+                "sig": sig,
+            }
+        )
         with self._lock:
             self._tokens[sig] = (collection, token, end)
         return {"msft:expiry": end.strftime("%Y-%m-%dT%H:%M:%SZ"), "token": token}
@@ -292,8 +297,11 @@ class StacServer:
             if not re.match(r"[a-z]+://", href):
                 asset["href"] = f"{self.url}/{href.lstrip('/')}"
         out["links"] = [
-            {"rel": "self", "href": f"{self.url}/collections/{out.get('collection')}/items/"
-             f"{out['id']}", "type": "application/geo+json"},
+            {
+                "rel": "self",
+                "href": f"{self.url}/collections/{out.get('collection')}/items/{out['id']}",
+                "type": "application/geo+json",
+            },
             {"rel": "root", "href": f"{self.url}/", "type": "application/json"},
         ]
         return out
@@ -312,10 +320,18 @@ class StacServer:
                 {"rel": "root", "href": f"{u}/", "type": "application/json"},
                 {"rel": "conformance", "href": f"{u}/conformance", "type": "application/json"},
                 {"rel": "data", "href": f"{u}/collections", "type": "application/json"},
-                {"rel": "search", "href": f"{u}/search", "type": "application/geo+json",
-                 "method": "GET"},
-                {"rel": "search", "href": f"{u}/search", "type": "application/geo+json",
-                 "method": "POST"},
+                {
+                    "rel": "search",
+                    "href": f"{u}/search",
+                    "type": "application/geo+json",
+                    "method": "GET",
+                },
+                {
+                    "rel": "search",
+                    "href": f"{u}/search",
+                    "type": "application/geo+json",
+                    "method": "POST",
+                },
             ],
         }
 
@@ -324,10 +340,15 @@ class StacServer:
             ids = sorted({str(i.get("collection")) for i in self._items})
         return [
             {
-                "type": "Collection", "id": cid, "stac_version": "1.0.0",
-                "description": f"synthetic {cid}", "license": "CC-BY-4.0",
-                "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
-                           "temporal": {"interval": [[None, None]]}},
+                "type": "Collection",
+                "id": cid,
+                "stac_version": "1.0.0",
+                "description": f"synthetic {cid}",
+                "license": "CC-BY-4.0",
+                "extent": {
+                    "spatial": {"bbox": [[-180, -90, 180, 90]]},
+                    "temporal": {"interval": [[None, None]]},
+                },
                 "links": [{"rel": "self", "href": f"{self.url}/collections/{cid}"}],
             }
             for cid in ids
@@ -344,14 +365,27 @@ class StacServer:
         if start + limit < len(items):
             nxt = {**params, "token": str(start + limit)}
             if method == "POST":
-                links.append({"rel": "next", "href": f"{self.url}/search", "method": "POST",
-                              "type": "application/geo+json", "body": nxt})
+                links.append(
+                    {
+                        "rel": "next",
+                        "href": f"{self.url}/search",
+                        "method": "POST",
+                        "type": "application/geo+json",
+                        "body": nxt,
+                    }
+                )
             else:
                 from urllib.parse import urlencode
 
                 query = urlencode({k: _as_query(v) for k, v in nxt.items()})
-                links.append({"rel": "next", "href": f"{self.url}/search?{query}",
-                              "type": "application/geo+json", "method": "GET"})
+                links.append(
+                    {
+                        "rel": "next",
+                        "href": f"{self.url}/search?{query}",
+                        "type": "application/geo+json",
+                        "method": "GET",
+                    }
+                )
         return {
             "type": "FeatureCollection",
             "features": [self._served_item(i) for i in page],
@@ -428,8 +462,12 @@ def _matches(item: Mapping[str, Any], params: Mapping[str, Any]) -> bool:
             if value is None:
                 return False
             ok = {
-                "eq": value == ref, "neq": value != ref, "lt": value < ref, "lte": value <= ref,
-                "gt": value > ref, "gte": value >= ref,
+                "eq": value == ref,
+                "neq": value != ref,
+                "lt": value < ref,
+                "lte": value <= ref,
+                "gt": value > ref,
+                "gte": value >= ref,
             }.get(op, True)
             if not ok:
                 return False
@@ -499,14 +537,14 @@ def _make_handler(server: StacServer) -> type[BaseHTTPRequestHandler]:
                 params = json.loads(body or b"{}") if method == "POST" else _get_params(query)
                 self._send_json(server._search(params, method), head=head)
             elif path.startswith("/data/"):
-                name = path[len("/data/"):]
+                name = path[len("/data/") :]
                 problem = server._token_problem(name, query)
                 if problem is not None:
                     self._error(403, problem)
                 else:
                     self._send_file(name, head)
             elif server.sas and path.startswith("/token/"):
-                collection = path[len("/token/"):]
+                collection = path[len("/token/") :]
                 token = server._issue_token(collection)
                 if token is None:
                     self._error(404, f"no collection {collection}")

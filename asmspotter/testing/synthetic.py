@@ -41,22 +41,58 @@ BASELINE_04_FROM = dt.date(2022, 1, 25)
 
 #: Typical land and cloud digital numbers (reflectance x 10000) per canonical band.
 LAND_DN: Mapping[str, int] = {
-    "coastal": 300, "blue": 350, "green": 600, "red": 400, "rededge1": 900, "rededge2": 1800,
-    "rededge3": 2600, "nir": 3000, "nir08": 3200, "nir09": 1000, "cirrus": 10,
-    "swir16": 1600, "swir22": 800,
+    "coastal": 300,
+    "blue": 350,
+    "green": 600,
+    "red": 400,
+    "rededge1": 900,
+    "rededge2": 1800,
+    "rededge3": 2600,
+    "nir": 3000,
+    "nir08": 3200,
+    "nir09": 1000,
+    "cirrus": 10,
+    "swir16": 1600,
+    "swir22": 800,
 }
 CLOUD_DN: Mapping[str, int] = {
-    "coastal": 6500, "blue": 6400, "green": 6300, "red": 6300, "rededge1": 6300,
-    "rededge2": 6400, "rededge3": 6400, "nir": 6500, "nir08": 6400, "nir09": 3500,
-    "cirrus": 800, "swir16": 4500, "swir22": 3000,
+    "coastal": 6500,
+    "blue": 6400,
+    "green": 6300,
+    "red": 6300,
+    "rededge1": 6300,
+    "rededge2": 6400,
+    "rededge3": 6400,
+    "nir": 6500,
+    "nir08": 6400,
+    "nir09": 3500,
+    "cirrus": 800,
+    "swir16": 4500,
+    "swir22": 3000,
 }
 #: The ten bands s2cloudless needs, in its order (B01 B02 B04 B05 B08 B8A B09 B10 B11 B12).
 S2CLOUDLESS_BANDS: tuple[str, ...] = (
-    "coastal", "blue", "red", "rededge1", "nir", "nir08", "nir09", "cirrus", "swir16", "swir22",
+    "coastal",
+    "blue",
+    "red",
+    "rededge1",
+    "nir",
+    "nir08",
+    "nir09",
+    "cirrus",
+    "swir16",
+    "swir22",
 )
 
-_MASKED_SCL = (SCL_NO_DATA, SCL_SATURATED, SCL_SHADOW, SCL_CLOUD_MEDIUM, SCL_CLOUD_HIGH,
-               SCL_CIRRUS, SCL_SNOW)
+_MASKED_SCL = (
+    SCL_NO_DATA,
+    SCL_SATURATED,
+    SCL_SHADOW,
+    SCL_CLOUD_MEDIUM,
+    SCL_CLOUD_HIGH,
+    SCL_CIRRUS,
+    SCL_SNOW,
+)
 _CLOUDY_SCL = (SCL_CLOUD_MEDIUM, SCL_CLOUD_HIGH, SCL_CIRRUS)
 
 #: A box of one class in 20 m pixels: (class, row0, row1, col0, col1), end exclusive.
@@ -101,8 +137,11 @@ def default_specs() -> tuple[SceneSpec, ...]:
     return (
         SceneSpec(
             dt.date(2021, 12, 15),
-            ((SCL_CLOUD_HIGH, 4, 12, 4, 12), (SCL_SHADOW, 12, 14, 4, 12),
-             (SCL_SATURATED, 22, 23, 4, 5)),
+            (
+                (SCL_CLOUD_HIGH, 4, 12, 4, 12),
+                (SCL_SHADOW, 12, 14, 4, 12),
+                (SCL_SATURATED, 22, 23, 4, 5),
+            ),
             cloud_cover=12.0,
         ),
         SceneSpec(
@@ -112,8 +151,11 @@ def default_specs() -> tuple[SceneSpec, ...]:
         ),
         SceneSpec(
             dt.date(2022, 3, 5),
-            ((SCL_CLOUD_HIGH, 4, 12, 4, 12), (SCL_SNOW, 24, 26, 24, 26),
-             (SCL_NO_DATA, 0, 32, 26, 28)),
+            (
+                (SCL_CLOUD_HIGH, 4, 12, 4, 12),
+                (SCL_SNOW, 24, 26, 24, 26),
+                (SCL_NO_DATA, 0, 32, 26, 28),
+            ),
             cloud_cover=8.0,
         ),
     )
@@ -206,8 +248,12 @@ class SyntheticScenes:
         ys = [y0 + margin_m, y1 - margin_m]
         lons, lats = tr.transform([xs[0], xs[1], xs[0], xs[1]], [ys[0], ys[0], ys[1], ys[1]])
         # the lon/lat box inside the rotated quadrilateral
-        return (max(lons[0], lons[2]), max(lats[0], lats[1]),
-                min(lons[1], lons[3]), min(lats[2], lats[3]))
+        return (
+            max(lons[0], lons[2]),
+            max(lats[0], lats[1]),
+            min(lons[1], lons[3]),
+            min(lats[2], lats[3]),
+        )
 
     def region(
         self,
@@ -285,9 +331,7 @@ def make_scenes(
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     specs = tuple(specs if specs is not None else default_specs())
-    band_list = tuple(dict.fromkeys(
-        [*bands, *(S2CLOUDLESS_BANDS if level == "L1C" else ())]
-    ))
+    band_list = tuple(dict.fromkeys([*bands, *(S2CLOUDLESS_BANDS if level == "L1C" else ())]))
     unknown = [b for b in band_list if b not in LAND_DN]
     assert not unknown, f"unknown bands {unknown}"
     transform = from_origin(origin[0], origin[1], 10.0, 10.0)
@@ -331,14 +375,28 @@ def make_scenes(
             stored[nodata] = 0
             refl[b][i] = np.where(nodata, np.nan, dn / 10000.0)
             path = out / f"{item_id}_{b}.tif"
-            write_cog(path, stored, crs=crs, transform=transform, nodata=0, band_names=[b],
-                      blocksize=blocksize)
+            write_cog(
+                path,
+                stored,
+                crs=crs,
+                transform=transform,
+                nodata=0,
+                band_names=[b],
+                blocksize=blocksize,
+            )
             files[b] = path
             assets[b] = _asset(path.name, b, "uint16", 10, scale=1e-4, offset=offset_dn / 10000)
         if level == "L2A":
             path = out / f"{item_id}_scl.tif"
-            write_cog(path, scl20, crs=crs, transform=from_origin(x0, y1, 20.0, 20.0), nodata=0,
-                      band_names=["scl"], blocksize=blocksize)
+            write_cog(
+                path,
+                scl20,
+                crs=crs,
+                transform=from_origin(x0, y1, 20.0, 20.0),
+                nodata=0,
+                band_names=["scl"],
+                blocksize=blocksize,
+            )
             files["scl"] = path
             assets["scl"] = _asset(path.name, "scl", "uint8", 20)
             clear[i] = ~np.isin(scl, _MASKED_SCL)
@@ -347,8 +405,9 @@ def make_scenes(
             qa[np.isin(scl, (SCL_CLOUD_MEDIUM, SCL_CLOUD_HIGH))] = QA60_OPAQUE
             qa[scl == SCL_CIRRUS] = QA60_CIRRUS
             path = out / f"{item_id}_qa60.tif"
-            write_cog(path, qa, crs=crs, transform=transform, band_names=["qa60"],
-                      blocksize=blocksize)
+            write_cog(
+                path, qa, crs=crs, transform=transform, band_names=["qa60"], blocksize=blocksize
+            )
             files["qa60"] = path
             assets["qa60"] = _asset(path.name, "qa60", "uint16", 10, nodata=None)
             clear[i] = (qa == 0) & ~nodata
