@@ -29,6 +29,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check asmspotter tests benchmarks
+	$(BIN)/ruff format --check asmspotter tests benchmarks
 	$(BIN)/mypy
 
 clean-outputs:
