@@ -65,30 +65,31 @@ def test_user_errors_exit_2_with_one_line(
     assert message in _one_line_error(capsys.readouterr().err)
 
 
+WINTER = {"id": "winter", "start": "2021-12-01", "end": "2022-03-31"}
+
+
+def _loopback_catalogue(
+    tmp_path: Path, bbox: tuple[float, ...], url: str, periods: list[object]
+) -> Path:
+    """Write a one-region catalogue ('loop') whose STAC source is the loopback server."""
+    region = {
+        "name": "Loopback",
+        "country": "Nowhere",
+        "outline": {"bbox": list(bbox)},
+        "periods": periods,
+        "source": {"type": "stac", "url": url},
+    }
+    catalogue = tmp_path / "regions.yaml"
+    catalogue.write_text(yaml.safe_dump({"regions": {"loop": region}}))
+    return catalogue
+
+
 def test_fetch_from_a_stac_api(
     tmp_path: Path, workdirs: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     scenes = make_scenes(tmp_path / "scenes", seed=8)
     with StacServer(scenes.items, scenes.files) as server:
-        catalogue = tmp_path / "regions.yaml"
-        catalogue.write_text(
-            yaml.safe_dump(
-                {
-                    "regions": {
-                        "loop": {
-                            "name": "Loopback",
-                            "country": "Nowhere",
-                            "outline": {"bbox": list(scenes.inner_bbox())},
-                            "periods": [
-                                2019,
-                                {"id": "winter", "start": "2021-12-01", "end": "2022-03-31"},
-                            ],
-                            "source": {"type": "stac", "url": server.url},
-                        }
-                    }
-                }
-            )
-        )
+        catalogue = _loopback_catalogue(tmp_path, scenes.inner_bbox(), server.url, [2019, WINTER])
         assert main(["fetch", "loop", "--catalogue", str(catalogue), "-p", "winter"]) == 0
         out = capsys.readouterr().out
         assert "loop winter: wrote" in out and "3 scenes from sentinel-2-l2a" in out
@@ -112,24 +113,7 @@ def test_fetch_from_a_planetary_computer_like_api(
     clear_token_cache()
     with StacServer(items, scenes.files, sas=True) as server:
         monkeypatch.setenv(PC_SAS_URL_ENV, server.sas_url)
-        catalogue = tmp_path / "regions.yaml"
-        catalogue.write_text(
-            yaml.safe_dump(
-                {
-                    "regions": {
-                        "loop": {
-                            "name": "Loopback",
-                            "country": "Nowhere",
-                            "outline": {"bbox": list(scenes.inner_bbox())},
-                            "periods": [
-                                {"id": "winter", "start": "2021-12-01", "end": "2022-03-31"}
-                            ],
-                            "source": {"type": "stac", "url": server.url},
-                        }
-                    }
-                }
-            )
-        )
+        catalogue = _loopback_catalogue(tmp_path, scenes.inner_bbox(), server.url, [WINTER])
         argv = ["fetch", "loop", "--catalogue", str(catalogue)]
         assert main(argv) == 2  # the loopback URL is not Planetary Computer's: no signing
         line = _one_line_error(capsys.readouterr().err)

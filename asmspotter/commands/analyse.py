@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from asmspotter.commands import _args
+
 DESCRIPTION = """\
 Turn per-period mining footprints into the figures a briefing quotes: cumulative and new
 mined area per period (hectares, equal-area projection), expansion factors and yearly
@@ -93,7 +95,7 @@ def add_parser(subparsers: Any) -> None:
         metavar="PERIOD",
         help="the period of each --reference file",
     )
-    p.add_argument("--catalogue", help="catalogue YAML file (default: data/regions.yaml)")
+    _args.add_catalogue(p)
     p.add_argument(
         "--json", action="store_true", help="print the whole result as JSON on standard output"
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from asmspotter.commands import _args
+
 
 def add_parser(subparsers: Any) -> None:
     """Register the ``detect`` sub-command."""
@@ -27,8 +29,7 @@ def add_parser(subparsers: Any) -> None:
         type=float,
         help="minimum mapping unit of the polygons in ha (default: card)",
     )
-    p.add_argument("--model", help="model name in data/models or a card path")
-    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    _args.add_model(p)
     p.add_argument("--tile-size", type=int, help="tile size in px (default: card)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from asmspotter.commands import _args
+
 
 def add_parser(subparsers: Any) -> None:
     """Register the ``evaluate-chips`` sub-command."""
@@ -21,7 +23,7 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("dir", metavar="DIR", help="folder of gallery PNGs")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--model", help="model name in data/models or a card path")
+    _args.add_model(p, device=False)
     p.add_argument("--threshold", type=float, help="chip threshold (default: the card's)")
     p.set_defaults(func=run)
 

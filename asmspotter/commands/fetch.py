@@ -8,6 +8,8 @@ import sys
 import warnings
 from typing import Any
 
+from asmspotter.commands import _args
+
 DESCRIPTION = """\
 Build the cloud-free Sentinel-2 composite of each period of a region and cache it as a
 COG with provenance (cache/<region>/<period>/composite.tif and composite.json).
@@ -82,7 +84,7 @@ def add_parser(subparsers: Any) -> None:
         "when the STAC URL's host is planetarycomputer.microsoft.com), "
         "planetary-computer or none (default: the region's source, auto)",
     )
-    p.add_argument("--catalogue", help="catalogue YAML file (default: data/regions.yaml)")
+    _args.add_catalogue(p)
     p.set_defaults(func=run)
 
 

@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from asmspotter.commands import _args
+
 
 def add_parser(subparsers: Any) -> None:
     """Register the ``regions`` sub-command."""
@@ -14,7 +16,7 @@ def add_parser(subparsers: Any) -> None:
         help="list the regions of the catalogue",
         description="List the regions of the catalogue with their periods and overlay layers.",
     )
-    p.add_argument("--catalogue", help="catalogue YAML file (default: data/regions.yaml)")
+    _args.add_catalogue(p)
     p.add_argument("--json", action="store_true", help="print the regions as JSON")
     p.set_defaults(func=run)
 

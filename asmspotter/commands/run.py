@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from asmspotter.commands import _args
+
 
 def add_parser(subparsers: Any) -> None:
     """Register the ``run`` sub-command."""
@@ -38,10 +40,9 @@ def add_parser(subparsers: Any) -> None:
         help="period id; repeat for several (default: all of the region's periods)",
     )
     p.add_argument("--refresh", action="store_true", help="rebuild cached composites")
-    p.add_argument("--model", help="model name in data/models or a card path")
-    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    _args.add_model(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.add_argument("--catalogue", help="catalogue YAML file (default: data/regions.yaml)")
+    _args.add_catalogue(p)
     p.set_defaults(func=run)
 
 

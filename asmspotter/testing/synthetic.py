@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from asmspotter.composite import S2CLOUDLESS_BANDS
 from asmspotter.geoio import write_cog
 
 #: SCL classes (Sentinel-2 L2A scene classification).
@@ -70,20 +71,6 @@ CLOUD_DN: Mapping[str, int] = {
     "swir16": 4500,
     "swir22": 3000,
 }
-#: The ten bands s2cloudless needs, in its order (B01 B02 B04 B05 B08 B8A B09 B10 B11 B12).
-S2CLOUDLESS_BANDS: tuple[str, ...] = (
-    "coastal",
-    "blue",
-    "red",
-    "rededge1",
-    "nir",
-    "nir08",
-    "nir09",
-    "cirrus",
-    "swir16",
-    "swir22",
-)
-
 _MASKED_SCL = (
     SCL_NO_DATA,
     SCL_SATURATED,

@@ -1,0 +1,17 @@
+"""Command-line options that several sub-commands share, defined once."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_catalogue(p: argparse.ArgumentParser) -> None:
+    """Add ``--catalogue`` (the region catalogue to read)."""
+    p.add_argument("--catalogue", help="catalogue YAML file (default: data/regions.yaml)")
+
+
+def add_model(p: argparse.ArgumentParser, device: bool = True) -> None:
+    """Add ``--model`` and, unless ``device`` is False, ``--device`` (inference)."""
+    p.add_argument("--model", help="model name in data/models or a card path")
+    if device:
+        p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
