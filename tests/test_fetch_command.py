@@ -94,6 +94,13 @@ def test_fetch_from_a_stac_api(
         out = capsys.readouterr().out
         assert "loop winter: wrote" in out and "3 scenes from sentinel-2-l2a" in out
         assert (workdirs["cache"] / "loop" / "winter" / "composite.json").is_file()
+        # the same custom catalogue takes the fetched composite on to detection
+        argv = ["detect", "loop", "--catalogue", str(catalogue), "-p", "winter", "--no-progress"]
+        assert main(argv) == 0
+        assert "loop winter:" in capsys.readouterr().out
+        assert (workdirs["output"] / "loop" / "winter" / "mining.geojson").is_file()
+        assert main(["detect", "loop", "-p", "winter", "--no-progress"]) == 2
+        assert "unknown region 'loop'" in _one_line_error(capsys.readouterr().err)
         assert main(["fetch", "loop", "--catalogue", str(catalogue), "-p", "2019"]) == 2
         line = _one_line_error(capsys.readouterr().err)
         assert "no Sentinel-2 scenes found for region 'loop' period '2019'" in line

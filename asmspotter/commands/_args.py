@@ -10,6 +10,17 @@ def add_catalogue(p: argparse.ArgumentParser) -> None:
     p.add_argument("--catalogue", help="catalogue YAML file (default: data/regions.yaml)")
 
 
+def add_period(p: argparse.ArgumentParser, what: str = "period id") -> None:
+    """Add ``--period``/``-p`` (repeatable; default: all of the region's periods)."""
+    p.add_argument(
+        "--period",
+        "-p",
+        action="append",
+        metavar="P",
+        help=f"{what}; repeat for several (default: all of the region's periods)",
+    )
+
+
 def add_model(p: argparse.ArgumentParser, device: bool = True) -> None:
     """Add ``--model`` and, unless ``device`` is False, ``--device`` (inference)."""
     p.add_argument("--model", help="model name in data/models or a card path")

@@ -22,7 +22,7 @@ def add_parser(subparsers: Any) -> None:
         ),
     )
     p.add_argument("region", metavar="REGION", help="region id (see `asmspotter regions`)")
-    p.add_argument("--period", action="append", help="period id (repeatable; default: all periods)")
+    _args.add_period(p, "period id to map")
     p.add_argument("--threshold", type=float, help="pixel probability threshold (default: card)")
     p.add_argument(
         "--min-area-ha",
@@ -32,12 +32,13 @@ def add_parser(subparsers: Any) -> None:
     _args.add_model(p)
     p.add_argument("--tile-size", type=int, help="tile size in px (default: card)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _args.add_catalogue(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Detect mining for each requested period."""
-    from asmspotter.catalogue import get_region
+    from asmspotter.catalogue import load_catalogue
     from asmspotter.detect.inference import detect_region
     from asmspotter.errors import InputError
 
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--threshold must be between 0 and 1, got {args.threshold}")
     if args.min_area_ha is not None and args.min_area_ha < 0:
         raise InputError(f"--min-area-ha must be >= 0, got {args.min_area_ha}")
-    region = get_region(args.region)
+    region = load_catalogue(args.catalogue)[args.region]
     periods = region.select_periods(args.period)
     results = detect_region(
         region,

@@ -57,13 +57,7 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("region", metavar="REGION", help="region id (see `asmspotter regions`)")
-    p.add_argument(
-        "--period",
-        "-p",
-        action="append",
-        metavar="P",
-        help="period id to fetch; repeat for several (default: all of the region's periods)",
-    )
+    _args.add_period(p, "period id to fetch")
     p.add_argument("--refresh", action="store_true", help="rebuild cached composites")
     p.add_argument(
         "--stac-url", metavar="URL", help="STAC API root to search instead of the region's"

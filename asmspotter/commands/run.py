@@ -32,13 +32,7 @@ def add_parser(subparsers: Any) -> None:
         default="la-pampa",
         help="region id (see `asmspotter regions`; default: la-pampa)",
     )
-    p.add_argument(
-        "--period",
-        "-p",
-        action="append",
-        metavar="P",
-        help="period id; repeat for several (default: all of the region's periods)",
-    )
+    _args.add_period(p)
     p.add_argument("--refresh", action="store_true", help="rebuild cached composites")
     _args.add_model(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
