@@ -18,6 +18,7 @@ from asmspotter.detect.train import (
     make_batch,
     mil_loss,
     random_stretch,
+    set_sampling_weights,
     threshold_for_specificity,
     train,
 )
@@ -78,6 +79,24 @@ def test_threshold_for_specificity() -> None:
     assert np.mean(neg < thr) < 0.99
 
 
+def test_set_balancing_weights() -> None:
+    from asmspotter.detect.chips import ChipArrays
+
+    # three galleries: set "a" (30 chips) split over its clear0.05 and clear0.75 files, "b" (10)
+    files = ("a_pos_clear0.05_x.png", "a_pos_clear0.75_x.png", "b_pos_clear0.75_x.png")
+    source = np.repeat([0, 1, 2], [10, 20, 10])
+    chips = ChipArrays(np.zeros((40, 48, 48, 3), np.uint8), np.ones(40, np.int64), source, files)
+    idx = np.arange(40)
+    uniform = set_sampling_weights(chips, idx, 0.0)
+    np.testing.assert_allclose(uniform, 1 / 40)
+    balanced = set_sampling_weights(chips, idx, 1.0)
+    assert balanced[source < 2].sum() == pytest.approx(0.5)  # a's two files are one set
+    assert balanced[source == 2].sum() == pytest.approx(0.5)
+    half = set_sampling_weights(chips, idx, 0.5)
+    share_b = half[source == 2].sum()
+    assert 0.25 < share_b < 0.5 and share_b == pytest.approx(10**0.5 / (10**0.5 + 30**0.5))
+
+
 def test_short_training_lowers_loss_and_writes_card(chips_dir: Path, tmp_path: Path) -> None:
     cfg = TrainConfig.smoke_config(
         max_steps=40, epochs=40, batch_mosaics=4, test_sets=("d_neg", "c_pos"), val_sets=()
@@ -89,7 +108,7 @@ def test_short_training_lowers_loss_and_writes_card(chips_dir: Path, tmp_path: P
     card, path = load_card(result.card)
     assert card.bands == ("red", "green", "blue")
     assert (path.parent / card.weights).is_file()
-    assert (tmp_path / "out" / "asm-rgb-v2.md").read_text().startswith("# Model card")
+    assert (tmp_path / "out" / f"{TrainConfig.name}.md").read_text().startswith("# Model card")
     assert result.metrics["test_chips"]["n_pos"] == 8
     assert result.metrics["test_chips"]["n_neg"] == 8
 
@@ -101,6 +120,14 @@ def test_training_is_seeded(chips_dir: Path, tmp_path: Path) -> None:
     assert a.losses == b.losses
     c = train(replace(cfg, seed=1), chips_dir, tmp_path / "c")
     assert c.losses != a.losses
+    # sample-set balancing (of both labels, or of the mining chips only) draws other chips,
+    # and is seeded too
+    both = replace(cfg, set_balance=1.0, balance_negatives=True)
+    d = train(both, chips_dir, tmp_path / "d")
+    e = train(both, chips_dir, tmp_path / "e")
+    assert d.losses == e.losses != a.losses
+    f = train(replace(both, balance_negatives=False), chips_dir, tmp_path / "f")
+    assert f.losses not in (a.losses, d.losses)
 
 
 def test_cli_train_smoke_and_evaluate(chips_dir: Path, tmp_path: Path, capsys) -> None:
@@ -108,7 +135,7 @@ def test_cli_train_smoke_and_evaluate(chips_dir: Path, tmp_path: Path, capsys) -
 
     out = tmp_path / "models"
     assert main(["train", "--smoke", "--chips", str(chips_dir), "--out", str(out)]) == 0
-    card = out / "asm-rgb-v2.card.json"
+    card = out / f"{TrainConfig.name}.card.json"
     assert card.is_file()
     capsys.readouterr()
     assert main(["evaluate-chips", str(chips_dir), "--json", "--model", str(card)]) == 0

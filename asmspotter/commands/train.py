@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from asmspotter.detect import DEFAULT_MODEL
+
 
 def add_parser(subparsers: Any) -> None:
     """Register the ``train`` sub-command."""
@@ -31,7 +33,7 @@ def add_parser(subparsers: Any) -> None:
         default="cpu",
         help="where the training steps run: cpu (default, reproduces the shipped weights) or cuda",
     )
-    p.add_argument("--name", help="model name (default asm-rgb-v2)")
+    p.add_argument("--name", help=f"model name (default {DEFAULT_MODEL})")
     p.add_argument("--no-validate", action="store_true", help="skip the La Pampa 2019 validation")
     p.set_defaults(func=run)
 

@@ -18,9 +18,11 @@ Method (also written into the model card):
   the lowest score giving the target specificity on validation. The pixel threshold of the
   maps is fixed at 0.5 a priori.
 - **Options not used by the shipped model.** ``ModelConfig(version=2)`` (deeper encoder-decoder
-  with a 1/8-resolution context block) and ``ema_decay`` > 0 (validate and ship an exponential
-  moving average of the weights). Neither beat the defaults on validation; the figures of every
-  recipe tried are in ``data/models/README.md``.
+  with a 1/8-resolution context block), ``ema_decay`` > 0 (validate and ship an exponential
+  moving average of the weights) and ``set_balance`` > 0 (draw chips so that small sample sets
+  weigh more). The first two did not beat the defaults on validation; sample-set balancing did,
+  but its maps missed the La Pampa polygon target. The figures of every recipe tried are in
+  ``data/models/README.md``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from asmspotter.detect import DEFAULT_MODEL
 from asmspotter.detect.chips import (
     CHIP_REFLECTANCE_SCALE,
     CHIP_SIZE,
@@ -44,6 +47,7 @@ from asmspotter.detect.chips import (
     Gallery,
     list_galleries,
     read_gallery,
+    sample_set_of,
     split_galleries,
     stack_galleries,
 )
@@ -89,6 +93,11 @@ class TrainConfig:
         stretch_keep: share of mosaics left in the chips' own scaling.
         ema_decay: per-step decay of the exponential moving average of the weights (and
             BatchNorm statistics) that is validated and shipped (0 = no averaging).
+        set_balance: exponent a of the sample-set balancing: within its label, a chip is
+            drawn with probability proportional to (chips in its sample set)^-a; 0 draws
+            chips uniformly (large sets dominate), 1 gives every sample set the same share.
+        balance_negatives: apply ``set_balance`` to the non-mining chips too (else only to
+            the mining chips).
         target_specificity: validation specificity the chip threshold is chosen for.
         pixel_threshold: probability threshold of the maps (fixed a priori, not tuned).
         model: architecture and bands.
@@ -101,7 +110,7 @@ class TrainConfig:
 
     """
 
-    name: str = "asm-rgb-v2"
+    name: str = DEFAULT_MODEL
     seed: int = 20190818
     epochs: int = 14
     batch_mosaics: int = 32
@@ -113,6 +122,8 @@ class TrainConfig:
     stretch_strength: float = 0.5
     stretch_keep: float = 0.5
     ema_decay: float = 0.0
+    set_balance: float = 0.0
+    balance_negatives: bool = True
     target_specificity: float = 0.98
     pixel_threshold: float = 0.5
     model: ModelConfig = field(
@@ -281,6 +292,25 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
             e.copy_(m)
 
 
+def set_sampling_weights(chips: ChipArrays, indexes: np.ndarray, balance: float) -> np.ndarray:
+    """Return drawing probabilities of ``indexes`` that balance sample sets.
+
+    Args:
+        chips: the training chips (``source`` names each chip's gallery).
+        indexes: the chip indexes to draw from (one label).
+        balance: exponent a; a chip's weight is (chips of its sample set among
+            ``indexes``)^-a, so 0 is uniform and 1 gives each sample set an equal share.
+
+    Returns:
+        Probabilities summing to 1, one per index.
+
+    """
+    sets = np.array([sample_set_of(chips.files[i]) for i in chips.source[indexes]])
+    _, inverse, counts = np.unique(sets, return_inverse=True, return_counts=True)
+    w = counts[inverse].astype(np.float64) ** -balance
+    return w / w.sum()
+
+
 # --------------------------------------------------------------------------- thresholds
 
 
@@ -405,6 +435,15 @@ def train(
     pos_idx = np.flatnonzero(train_set.labels == 1)
     neg_idx = np.flatnonzero(train_set.labels == 0)
     labels_t = torch.from_numpy(train_set.labels).to(device)
+    # (uniform draws keep the random stream of the runs made before set balancing existed)
+    p_pos = (
+        set_sampling_weights(train_set, pos_idx, config.set_balance) if config.set_balance else None
+    )
+    p_neg = (
+        set_sampling_weights(train_set, neg_idx, config.set_balance)
+        if config.set_balance and config.balance_negatives
+        else None
+    )
 
     losses: list[float] = []
     best: tuple[float, float] = (-1.0, -1.0)
@@ -421,8 +460,8 @@ def train(
             is_pos = rng.random(chips_per_step) < config.pos_fraction
             idx = np.where(
                 is_pos,
-                rng.choice(pos_idx, chips_per_step),
-                rng.choice(neg_idx, chips_per_step),
+                rng.choice(pos_idx, chips_per_step, p=p_pos),
+                rng.choice(neg_idx, chips_per_step, p=p_neg),
             ).reshape(config.batch_mosaics, 4)
             x = make_batch(
                 train_set.images, idx, gen, True, config.stretch_strength, config.stretch_keep
@@ -552,24 +591,46 @@ def _training_section(
             "held-out categories are never seen in training or threshold selection"
         ),
         "architecture": _architecture_text(config.model),
-        "method": (
-            "multiple-instance learning on 2 x 2 mosaics of chips: per chip, the mean of the top "
-            f"{config.topk_fraction:.0%} pixel logits is supervised by the chip label (BCE), plus "
-            f"{config.neg_pixel_weight} x per-pixel BCE to 0 on non-mining chips; augmentation: "
-            "flips/rotations, random display stretch (gain 0.7-1.7, gamma 0.7-1.4, offset, "
-            "per-channel jitter, haze, noise, uint8 quantisation); AdamW + one-cycle LR; "
-            + (
-                f"exponential moving average of the weights (decay {config.ema_decay}) is "
-                "validated and shipped; "
-                if config.ema_decay > 0
-                else ""
-            )
-            + "best epoch by validation ROC AUC"
-        ),
+        "method": _method_text(config),
         "config": config.to_dict(),
         "history": list(history),
         "torch": torch.__version__,
     }
+
+
+def _method_text(config: TrainConfig) -> str:
+    """Describe the training recipe of ``config`` in one paragraph (model card)."""
+    k = config.stretch_strength
+    if config.stretch_keep >= 1.0:
+        stretch = "no display stretches (chips' own scaling only)"
+    else:
+        stretch = (
+            f"random display stretches on {1 - config.stretch_keep:.0%} of mosaics (strength "
+            f"{k:g}: gain {0.7**k:.2f}-{1.7**k:.2f}, gamma {0.7**k:.2f}-{1.4**k:.2f}, offset, "
+            "per-channel jitter, haze, noise, uint8 quantisation)"
+        )
+    if not config.set_balance:
+        sampling = "chips drawn uniformly within each label"
+    else:
+        which = "each label" if config.balance_negatives else "the mining label"
+        sampling = (
+            f"chips drawn within {which} with probability proportional to (chips in their "
+            f"sample set)^-{config.set_balance:g}"
+            + ("" if config.balance_negatives else ", non-mining chips uniformly")
+        )
+    text = (
+        "multiple-instance learning on 2 x 2 mosaics of chips: per chip, the mean of the top "
+        f"{config.topk_fraction:.0%} pixel logits is supervised by the chip label (BCE), plus "
+        f"{config.neg_pixel_weight} x per-pixel BCE to 0 on non-mining chips; "
+        f"{config.pos_fraction:.0%} mining chips per batch, {sampling}; augmentation: "
+        f"flips/rotations and {stretch}; AdamW + one-cycle LR; "
+    )
+    if config.ema_decay > 0:
+        text += (
+            f"exponential moving average of the weights (decay {config.ema_decay}) is "
+            "validated and shipped; "
+        )
+    return text + "best epoch by validation ROC AUC"
 
 
 def _architecture_text(m: ModelConfig) -> str:
@@ -603,7 +664,7 @@ DESCRIPTION = (
 
 REGENERATE = (
     "`asmspotter train` (seeded; reads the shared data's amw/chips via ASMSPOTTER_SHARED_DATA, "
-    "writes data/models/asm-rgb-v2.pt, .card.json, .md and docs/figures/"
+    f"writes data/models/{TrainConfig.name}.pt, .card.json, .md and docs/figures/"
     "la_pampa_2019_validation.png), then `python benchmarks/bench_detect.py --record` to add "
     "the speed figures. `asmspotter train --smoke --out DIR` runs a few steps."
 )
