@@ -39,8 +39,8 @@ def _query(scenes: SyntheticScenes, server: StacServer, **kw: object) -> StacQue
     return stac_query(region, region.periods[0], **kw)  # type: ignore[arg-type]
 
 
-def test_l1c_before_l2a_from_and_overrides() -> None:
-    region = get_region("brokopondo")
+def test_l1c_before_l2a_from_and_overrides(shared_data: Path) -> None:
+    region = get_region("brokopondo")  # its outline is in the shared data
     early = plan_source(region, region.period("2016"))
     late = plan_source(region, region.period("2019"))
     assert isinstance(early, StacQuery) and isinstance(late, StacQuery)

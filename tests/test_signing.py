@@ -89,7 +89,10 @@ def test_signing_is_automatic_on_planetary_computer_only() -> None:
     assert resolve_signing("planetary-computer", "http://127.0.0.1:9") == "planetary-computer"
     with pytest.raises(InputError, match="unknown signing method 'azure'"):
         resolve_signing("azure", PC_STAC)
-    region = get_region("brokopondo")
+
+
+def test_plans_sign_by_stac_url(shared_data: Path) -> None:
+    region = get_region("brokopondo")  # its outline is in the shared data
     period = region.period("2019")
     pc = plan_source(region, period, stac_url=PC_STAC, collection="sentinel-2-l2a")
     assert isinstance(pc, StacQuery) and pc.sign == "planetary-computer"
