@@ -626,26 +626,6 @@ def test_cli_table_output_and_errors(tmp_path: Path, workdirs, capsys) -> None:
 
     cat = _catalogue(tmp_path, "")
     f1 = _write(tmp_path / "a.gpkg", frame(A))
-    rc = main(
-        [
-            "analyse",
-            "test-region",
-            "--catalogue",
-            str(cat),
-            "--footprints",
-            str(f1),
-            "--periods",
-            "2019",
-            "--no-write",
-        ]
-    )
-    out = capsys.readouterr()
-    assert rc == 0, out.err
-    assert "2019" in out.out and "cumulative ha" in out.out
-    assert not (workdirs["output"] / "test-region").exists()
-    rc = main(["analyse", "test-region", "--catalogue", str(cat)])
-    err = capsys.readouterr().err
-    assert rc == 2 and "no detector outputs" in err and "asmspotter detect test-region" in err
     base = [
         "analyse",
         "test-region",
@@ -656,6 +636,14 @@ def test_cli_table_output_and_errors(tmp_path: Path, workdirs, capsys) -> None:
         "--periods",
         "2019",
     ]
+    rc = main([*base, "--no-write"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert "2019" in out.out and "cumulative ha" in out.out
+    assert not (workdirs["output"] / "test-region").exists()
+    rc = main(["analyse", "test-region", "--catalogue", str(cat)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no detector outputs" in err and "asmspotter detect test-region" in err
     for extra, message in [
         (["--overlays", "nope"], "no overlay 'nope'"),
         (["--reference"], "no reference footprints"),
