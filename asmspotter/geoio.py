@@ -189,6 +189,7 @@ def translate_to_cog(
                 compress=compress,
                 blocksize=blocksize,
                 BIGTIFF="IF_SAFER",
+                NUM_THREADS="ALL_CPUS",
                 **({"predictor": "YES"} if floating else {}),
             )
     finally:

@@ -5,9 +5,15 @@ provenance) with the shipped model over seeded 2048², 4096² and 8192² px refl
 composites, each in a fresh process so that peak RSS is measured per size, and prints
 Mpx/s, km²/s (10 m pixels: 1 km² = 10,000 px) and peak RSS.
 
+With ``--inference`` it also times the network stage alone, after the full run in the same
+process: the composite is read into memory first and only the tiled, blended inference
+(tiles to the device, forward passes, blending) is timed. This is the figure that shows
+what the accelerator does; the full run adds reading, COG writing and polygons.
+
 Usage::
 
     .venv/bin/python benchmarks/bench_detect.py [--sizes 2048 4096 8192] [--device cuda]
+        [--inference] [--record]
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def _make(size: int, path: Path) -> None:
@@ -56,7 +63,35 @@ def _make(size: int, path: Path) -> None:
             dst.set_band_description(i, b)
 
 
-def _run(path: Path, device: str | None, threads: int) -> None:
+def _inference_seconds(path: Path, det: Any) -> float:
+    """Seconds of the tiled, blended inference alone over ``path`` read into memory."""
+    import rasterio
+    import torch
+
+    from asmspotter.detect.card import to_model_input
+    from asmspotter.detect.inference import blended_strips
+
+    with rasterio.open(path) as src:
+        x, valid = to_model_input(src.read(), "reflectance")
+    h, w = valid.shape
+
+    def read(r0: int, r1: int) -> tuple[Any, Any]:
+        return x[:, r0:r1], valid[r0:r1]
+
+    card = det.card
+    bs = 16 if det.device.startswith("cuda") else 4
+    kw = {"tile_size": card.tile_size, "overlap": card.tile_overlap, "batch_size": bs}
+    for _ in blended_strips(read, min(h, 1024), w, det.model, device=det.device, **kw):
+        pass  # warm-up (CUDA kernels, allocator)
+    if det.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in blended_strips(read, h, w, det.model, device=det.device, **kw):
+        pass
+    return time.perf_counter() - t0
+
+
+def _run(path: Path, device: str | None, threads: int, inference: bool = False) -> None:
     """Detect on ``path`` and print one JSON line of figures."""
     import resource
 
@@ -83,6 +118,11 @@ def _run(path: Path, device: str | None, threads: int) -> None:
         "threads": torch.get_num_threads(),
         "polygons": res.n_polygons,
     }
+    if inference:
+        # after the full run, so that its peak RSS is not raised by the in-memory raster
+        dt_inf = _inference_seconds(path, det)
+        row["inference_seconds"] = round(dt_inf, 3)
+        row["inference_km2_per_s"] = round(mpx * 100 / dt_inf, 1)
     print(json.dumps(row))
 
 
@@ -97,18 +137,28 @@ def rasterio_size(path: Path) -> Iterator[int]:
 
 
 def _record(rows: list[dict[str, object]]) -> None:
-    """Store the figures under ``metrics.speed`` of the shipped card (and its Markdown)."""
+    """Store the figures in the shipped card (and its Markdown).
+
+    CPU runs go under ``metrics.speed``, CUDA runs under ``metrics.speed_cuda``, so that a
+    GPU measurement does not replace the CPU one.
+    """
     import os
     import platform
+
+    import torch
 
     from asmspotter.detect.card import card_from_dict, load_card, render_markdown
     from asmspotter.geoio import atomic_output, read_json, write_json
 
     _, path = load_card()
     d = read_json(path)
-    d.setdefault("metrics", {})["speed"] = {
+    cuda = str(rows[0]["device"]).startswith("cuda")
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs visible"
+    if cuda:
+        machine += f", {torch.cuda.get_device_name(0)}"
+    d.setdefault("metrics", {})["speed_cuda" if cuda else "speed"] = {
         "script": "benchmarks/bench_detect.py",
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs visible",
+        "machine": machine,
         "runs": rows,
     }
     write_json(path, d)
@@ -123,6 +173,11 @@ def main() -> int:
     ap.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     ap.add_argument(
+        "--inference",
+        action="store_true",
+        help="also time the tiled, blended inference alone (input held in memory)",
+    )
+    ap.add_argument(
         "--record", action="store_true", help="write the figures into the shipped model card"
     )
     ap.add_argument("--make", type=int, help=argparse.SUPPRESS)
@@ -132,7 +187,7 @@ def main() -> int:
         _make(args.make, Path(args.run))
         return 0
     if args.run:
-        _run(Path(args.run), args.device, args.threads)
+        _run(Path(args.run), args.device, args.threads, args.inference)
         return 0
     rows = []
     for size in args.sizes:
@@ -143,6 +198,8 @@ def main() -> int:
             cmd = base + ["--run", str(comp), "--threads", str(args.threads)]
             if args.device:
                 cmd += ["--device", args.device]
+            if args.inference:
+                cmd.append("--inference")
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         row = json.loads(out.strip().splitlines()[-1])
         rows.append(row)
@@ -152,6 +209,12 @@ def main() -> int:
             f"[{row['device']}, {row['threads']} threads]",
             flush=True,
         )
+        if "inference_km2_per_s" in row:
+            print(
+                f"{'':>8}  inference alone: {row['inference_seconds']:8.2f} s  "
+                f"{row['inference_km2_per_s']:8.1f} km²/s",
+                flush=True,
+            )
     if args.record:
         _record(rows)
     if len(rows) > 1:

@@ -234,7 +234,8 @@ def to_model_input(block: np.ndarray, radiometry: str) -> tuple[np.ndarray, np.n
     if radiometry == "reflectance":
         x = block.astype(np.float32, copy=False)
         valid = np.all(np.isfinite(x), axis=0)
-        x = np.clip(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), 0.0, REFLECTANCE_SATURATION)
+        # every non-finite value lies in an invalid pixel, which becomes 0 just below
+        x = np.clip(np.where(valid, x, np.float32(0.0)), 0.0, REFLECTANCE_SATURATION)
     elif radiometry == "display":
         valid = np.any(block != 0, axis=0)
         x = block.astype(np.float32) * np.float32(REFLECTANCE_SATURATION / 255.0)

@@ -3,9 +3,11 @@
 The raster is processed in rows of overlapping tiles (``tile_size`` with ``tile_overlap``
 pixels shared by neighbours). Each tile's probabilities are weighted by a window that
 ramps linearly to near zero across the overlap and the weighted sums are normalised, so
-tile edges leave no seams. Only one row of tiles (tile height x raster width) is held in
-memory; finished rows are written to disk window by window, so peak memory does not grow
-with the raster's height and only a strip of it grows with its width.
+tile edges leave no seams. At most two rows of tiles (tile height x raster width) are held
+in memory, the one on the model and the next one, read by a background thread meanwhile;
+the blending sums stay on the model's device (the GPU when there is one) and finished rows
+are written to disk window by window, so peak memory does not grow with the raster's height
+and only a strip of it grows with its width.
 
 Outputs (``reports/<region>/<period>/``): ``mining_probability.tif`` (float32 COG, NaN
 no-data), ``mining_mask.tif`` (uint8 COG: 1 mining, 0 not, 255 no-data), ``mining.gpkg``
@@ -139,13 +141,21 @@ def _autocast(device: str) -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
+def _probabilities(model: MiningNet, x: Any, device: str) -> Any:
+    """Probabilities (n, rows, cols) as a float32 tensor on ``device`` for a tensor batch."""
+    import torch
+
+    with torch.inference_mode(), _autocast(device):
+        return torch.sigmoid(model(x)[:, 0].float())
+
+
 def predict_tiles(model: MiningNet, tiles: np.ndarray, device: str = "cpu") -> np.ndarray:
     """Probabilities (n, rows, cols) for model-input tiles (n, bands, rows, cols)."""
     import torch
 
-    with torch.inference_mode(), _autocast(device):
+    with torch.inference_mode():
         x = torch.from_numpy(tiles).to(device, non_blocking=True)
-        p = torch.sigmoid(model(x)[:, 0].float())
+        p = _probabilities(model, x, device)
     return p.cpu().numpy()
 
 
@@ -163,9 +173,13 @@ def blended_strips(
 ) -> Iterator[Strip]:
     """Run the model over a raster in overlapping tiles and yield finished rows in order.
 
+    Each row of tiles is read on a background thread while the previous one is on the
+    model, moved to ``device`` once, cut into tiles there, and the weighted sums of the
+    blending are kept on ``device`` too: only finished rows come back to the CPU.
+
     Args:
         read_rows: ``read_rows(r0, r1)`` returns (model input (bands, r1-r0, width) float32,
-            valid mask (r1-r0, width)).
+            valid mask (r1-r0, width)). It is called from one background thread, in order.
         height: raster rows.
         width: raster columns.
         model: the network (eval mode, on ``device``).
@@ -179,43 +193,58 @@ def blended_strips(
         :class:`Strip` blocks covering rows 0..height in order.
 
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
     th, tw = min(tile_size, height), min(tile_size, width)
     rows = tile_starts(height, tile_size, overlap)
     cols = tile_starts(width, tile_size, overlap)
     wy = blend_window(th, overlap if height > tile_size else 0)
     wx = blend_window(tw, overlap if width > tile_size else 0)
-    weight = np.outer(wy, wx)
-    num = np.zeros((th, width), np.float32)
-    den = np.zeros((th, width), np.float32)
+    with torch.inference_mode():
+        weight = torch.from_numpy(np.outer(wy, wx)).to(device)
+        num = torch.zeros((th, width), dtype=torch.float32, device=device)
+        den = torch.zeros((th, width), dtype=torch.float32, device=device)
     valid = np.zeros((th, width), bool)
     base = 0
 
     def flush(n: int) -> Strip:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            p = num[:n] / den[:n]
+        with torch.inference_mode():
+            p = (num[:n] / den[:n]).cpu().numpy()
         v = valid[:n].copy()
-        p = np.where(v, p, np.nan).astype(np.float32)
-        return Strip(base, p, v)
+        return Strip(base, np.where(v, p, np.float32(np.nan)).astype(np.float32), v)
 
-    for r in rows:
-        if r > base:
-            shift = r - base
-            yield flush(shift)
-            for a in (num, den, valid):
-                a[: th - shift] = a[shift:]
-                a[th - shift :] = 0
-            base = r
-        x, v = read_rows(r, r + th)
-        valid[:] = v
-        for i in range(0, len(cols), batch_size):
-            cs = cols[i : i + batch_size]
-            tiles = np.stack([x[:, :, c : c + tw] for c in cs])
-            probs = predict_tiles(model, tiles, device)
-            for c, p in zip(cs, probs, strict=True):
-                num[:, c : c + tw] += p * weight
-                den[:, c : c + tw] += weight
-            if on_tile:
-                on_tile(len(cs))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="asmspotter-read") as pool:
+        pending = pool.submit(read_rows, rows[0], rows[0] + th)
+        for k, r in enumerate(rows):
+            x, v = pending.result()
+            if k + 1 < len(rows):
+                pending = pool.submit(read_rows, rows[k + 1], rows[k + 1] + th)
+            if r > base:
+                shift = r - base
+                yield flush(shift)
+                with torch.inference_mode():
+                    num.copy_(torch.roll(num, -shift, 0))
+                    den.copy_(torch.roll(den, -shift, 0))
+                    num[th - shift :] = 0
+                    den[th - shift :] = 0
+                valid[: th - shift] = valid[shift:]
+                valid[th - shift :] = False
+                base = r
+            valid[:] = v
+            with torch.inference_mode():
+                xs = torch.from_numpy(np.ascontiguousarray(x)).to(device, non_blocking=True)
+            for i in range(0, len(cols), batch_size):
+                cs = cols[i : i + batch_size]
+                with torch.inference_mode():
+                    tiles = torch.stack([xs[:, :, c : c + tw] for c in cs])
+                    probs = _probabilities(model, tiles, device)
+                    for c, p in zip(cs, probs, strict=True):
+                        num[:, c : c + tw] += p * weight
+                        den[:, c : c + tw] += weight
+                if on_tile:
+                    on_tile(len(cs))
     yield flush(height - base)
 
 
@@ -392,8 +421,11 @@ def _gtiff_profile(info: CompositeInfo, dtype: str, nodata: float | int) -> dict
         "tiled": True,
         "blockxsize": 256,
         "blockysize": 256,
-        "compress": "DEFLATE",
+        # temporaries only (the COGs are DEFLATE): fast to write and to read back
+        "compress": "ZSTD",
+        "zstd_level": 1,
         "BIGTIFF": "IF_SAFER",
+        "NUM_THREADS": "ALL_CPUS",
     }
 
 
@@ -460,8 +492,9 @@ def detect_composite(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".detect-partial-", dir=out))
-    # A small GDAL block cache keeps memory flat whatever the raster's size.
-    env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+    # A small GDAL block cache keeps memory flat whatever the raster's size; GDAL decodes
+    # and compresses blocks on all cores.
+    env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_NUM_THREADS="ALL_CPUS")
     try:
         env.__enter__()
         n_tiles = len(tile_starts(info.height, ts, ov)) * len(tile_starts(info.width, ts, ov))
