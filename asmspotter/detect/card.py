@@ -41,7 +41,7 @@ class ModelCard:
     """The machine-readable part of a model card.
 
     Attributes:
-        name: model name (``asm-rgb-v2``).
+        name: model name (``asm-rgb-v3``).
         weights: file name of the weights beside the card.
         sha256: checksum of the weights file.
         bands: canonical band names of the model input, in order.
