@@ -15,6 +15,7 @@ from asmspotter.detect.card import ModelCard
 from asmspotter.detect.inference import (
     Detector,
     blend_window,
+    blended_strips,
     detect_composite,
     predict_array,
     tile_starts,
@@ -104,6 +105,33 @@ def test_blending_has_no_seams() -> None:
         direct = torch.sigmoid(model(torch.from_numpy(x)[None]))[0, 0].numpy()
     tiled = predict_array(model, x, tile_size=48, overlap=12)
     np.testing.assert_allclose(tiled, direct, atol=1e-5)
+
+
+def test_rows_are_read_ahead_in_order_and_read_errors_reach_the_caller() -> None:
+    import threading
+
+    x = np.random.default_rng(2).random((3, 200, 90), dtype=np.float32) * 0.3
+    ok = np.ones((200, 90), bool)
+    calls: list[tuple[int, int, str]] = []
+
+    def read(r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+        calls.append((r0, r1, threading.current_thread().name))
+        return x[:, r0:r1], ok[r0:r1]
+
+    strips = list(blended_strips(read, 200, 90, constant_model(0.4), tile_size=64, overlap=16))
+    assert [(r0, r1) for r0, r1, _ in calls] == [(r, r + 64) for r in tile_starts(200, 64, 16)]
+    assert all(name.startswith("asmspotter-read") for _, _, name in calls)
+    assert [s.row for s in strips] == sorted(s.row for s in strips)
+    assert sum(s.prob.shape[0] for s in strips) == 200
+    np.testing.assert_allclose(np.concatenate([s.prob for s in strips]), 0.4, atol=1e-6)
+
+    def failing(r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+        if r0 > 0:
+            raise OSError("block 3 is corrupt")
+        return x[:, r0:r1], ok[r0:r1]
+
+    with pytest.raises(OSError, match="block 3 is corrupt"):
+        list(blended_strips(failing, 200, 90, constant_model(0.4), tile_size=64, overlap=16))
 
 
 @pytest.mark.parametrize(("h", "w"), [(37, 201), (130, 64), (5, 7)])
