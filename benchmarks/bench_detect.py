@@ -69,25 +69,16 @@ def _inference_seconds(path: Path, det: Any) -> float:
     import torch
 
     from asmspotter.detect.card import to_model_input
-    from asmspotter.detect.inference import blended_strips
+    from asmspotter.detect.inference import predict_array
 
     with rasterio.open(path) as src:
         x, valid = to_model_input(src.read(), "reflectance")
-    h, w = valid.shape
-
-    def read(r0: int, r1: int) -> tuple[Any, Any]:
-        return x[:, r0:r1], valid[r0:r1]
-
-    card = det.card
-    bs = 16 if det.device.startswith("cuda") else 4
-    kw = {"tile_size": card.tile_size, "overlap": card.tile_overlap, "batch_size": bs}
-    for _ in blended_strips(read, min(h, 1024), w, det.model, device=det.device, **kw):
-        pass  # warm-up (CUDA kernels, allocator)
+    kw = {"tile_size": det.card.tile_size, "overlap": det.card.tile_overlap, "device": det.device}
+    predict_array(det.model, x[:, :1024], valid[:1024], **kw)  # warm-up (kernels, allocator)
     if det.device.startswith("cuda"):
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    for _ in blended_strips(read, h, w, det.model, device=det.device, **kw):
-        pass
+    predict_array(det.model, x, valid, **kw)
     return time.perf_counter() - t0
 
 

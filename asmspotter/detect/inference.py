@@ -229,8 +229,6 @@ def blended_strips(
                     den.copy_(torch.roll(den, -shift, 0))
                     num[th - shift :] = 0
                     den[th - shift :] = 0
-                valid[: th - shift] = valid[shift:]
-                valid[th - shift :] = False
                 base = r
             valid[:] = v
             with torch.inference_mode():
@@ -248,6 +246,11 @@ def blended_strips(
     yield flush(height - base)
 
 
+def default_batch_size(device: str) -> int:
+    """Tiles per forward pass when none is given: 16 on CUDA, 4 on the CPU."""
+    return 16 if device.startswith("cuda") else 4
+
+
 def predict_array(
     model: MiningNet,
     x: np.ndarray,
@@ -256,6 +259,7 @@ def predict_array(
     tile_size: int = 512,
     overlap: int = 64,
     device: str = "cpu",
+    batch_size: int | None = None,
 ) -> np.ndarray:
     """Blended tiled probabilities for an in-memory model input (bands, rows, cols).
 
@@ -270,7 +274,10 @@ def predict_array(
         return x[:, r0:r1], ok[r0:r1]
 
     out = np.empty((h, w), np.float32)
-    for s in blended_strips(read, h, w, model, tile_size=tile_size, overlap=overlap, device=device):
+    bs = batch_size or default_batch_size(device)
+    for s in blended_strips(
+        read, h, w, model, tile_size=tile_size, overlap=overlap, device=device, batch_size=bs
+    ):
         out[s.row : s.row + s.prob.shape[0]] = s.prob
     return out
 
@@ -486,7 +493,7 @@ def detect_composite(
     ov = card.tile_overlap if overlap is None else overlap
     if ts <= 2 * ov or ts < 16:
         raise InputError(f"tile size {ts} must exceed twice the overlap {ov} and be >= 16")
-    bs = batch_size or (16 if det.device.startswith("cuda") else 4)
+    bs = batch_size or default_batch_size(det.device)
     info = inspect_composite(composite, card.bands)
 
     out = Path(out_dir)
