@@ -30,6 +30,25 @@ def test_shipped_card_is_valid_and_matches_weights() -> None:
     assert "test_chips" in d["metrics"]
     assert "definitions" in d
     assert "# Model card" in render_markdown(card)
+    assert card.tta == d["inference"]["tta"] == "rot4"
+
+
+def test_test_time_views_round_trip_and_are_checked() -> None:
+    base = {
+        "name": "x",
+        "weights": "x.pt",
+        "bands": ["red", "green", "blue"],
+        "pixel_threshold": 0.5,
+        "chip_score": {"topk_fraction": 0.5, "threshold": 0.6},
+    }
+    assert card_from_dict(base).tta == "none"  # cards written before views existed
+    card = card_from_dict(
+        {**base, "inference": {"tile_size": 256, "tile_overlap": 32, "tta": "d4"}}
+    )
+    assert (card.tta, card.tile_size) == ("d4", 256)
+    assert card_from_dict(card.to_dict()) == card
+    with pytest.raises(DataError, match="unknown inference.tta 'rot3'"):
+        card_from_dict({**base, "inference": {"tta": "rot3"}})
 
 
 def test_invalid_cards() -> None:

@@ -11,7 +11,7 @@ from torch import nn
 
 from asmspotter.detect.card import ModelCard
 from asmspotter.detect.chips import read_gallery
-from asmspotter.detect.evaluate import Counts, count, evaluate_galleries, topk_mean
+from asmspotter.detect.evaluate import Counts, chip_scores, count, evaluate_galleries, topk_mean
 from asmspotter.detect.synthetic import make_gallery
 
 
@@ -20,6 +20,14 @@ class Brightness(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x.mean(dim=1, keepdim=True) - 0.15) * 100.0
+
+
+class Ramp(nn.Module):
+    """Logits rising from left to right, whatever the input: orientation is all it sees."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cols = torch.linspace(-3.0, 3.0, x.shape[-1])
+        return (cols + 0 * x[:, :1]).expand(len(x), 1, *x.shape[-2:])
 
 
 CARD = ModelCard(
@@ -64,3 +72,19 @@ def test_exact_counts_on_fixture(tmp_path: Path) -> None:
     assert total["specificity"] == pytest.approx(0.8)
     table = ev.format_table()
     assert "total" in table and "0.750" in table and "0.800" in table
+
+
+def test_chips_are_scored_with_the_cards_test_time_views(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    g = read_gallery(make_gallery(tmp_path / "p_positives_x.png", [True, False, True]))
+    one = chip_scores(Ramp(), g.chips, 0.05)  # type: ignore[arg-type]
+    rot4 = chip_scores(Ramp(), g.chips, 0.05, views="rot4")  # type: ignore[arg-type]
+    # One pass: the right-hand columns of each chip score high. The four rotations of a
+    # ramp cancel: sigmoid(a) + sigmoid(-a) = 1, so every averaged pixel is exactly 0.5.
+    assert (one > 0.75).all()
+    np.testing.assert_allclose(rot4, 0.5, atol=1e-6)
+    card = replace(CARD, chip_threshold=0.6)
+    assert evaluate_galleries([g], Ramp(), card).files[0].counts == Counts(tp=3)  # type: ignore[arg-type]
+    card = replace(card, tta="rot4")
+    assert evaluate_galleries([g], Ramp(), card).files[0].counts == Counts(fn=3)  # type: ignore[arg-type]

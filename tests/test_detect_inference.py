@@ -98,6 +98,13 @@ def test_constant_model_gives_seamless_constant_map() -> None:
     np.testing.assert_allclose(prob, 0.3, atol=1e-6)
 
 
+def test_constant_model_gives_constant_map_with_views() -> None:
+    x = np.random.default_rng(0).random((3, 90, 130), dtype=np.float32) * 0.3
+    for views in ("rot4", "d4"):
+        prob = predict_array(constant_model(0.3), x, tile_size=64, overlap=16, views=views)
+        np.testing.assert_allclose(prob, 0.3, atol=1e-6)
+
+
 def test_blending_has_no_seams() -> None:
     x = np.random.default_rng(1).random((3, 130, 170), dtype=np.float32) * 0.3
     model = Pointwise().eval()
@@ -178,6 +185,7 @@ def test_detect_outputs_polygons_and_provenance(tmp_path: Path) -> None:
     assert prov["software"] == "asmspotter" and prov["model"]["name"] == "test"
     assert prov["threshold"] == 0.5 and prov["min_area_ha"] == 0.5
     assert prov["input"]["composite"] == str(comp)
+    assert prov["inference"]["tta"] == "none"  # the card's
     with rasterio.open(res.files["mining_mask.tif"]) as m:
         mask = m.read(1)
     assert (mask[150:] == 255).all() and mask[:150].max() == 1
@@ -239,6 +247,27 @@ def test_bad_inputs_leave_no_outputs(tmp_path: Path, kind: str, message: str) ->
     assert not out.exists() or list(out.iterdir()) == []
 
 
+def test_views_follow_the_card_unless_given(tmp_path: Path) -> None:
+    from asmspotter.errors import InputError
+
+    scene = make_scene(70, 90, seed=4)
+    comp = write_composite(tmp_path / "c.tif", scene)
+    det = detector(build_model(ModelConfig(widths=(4, 4, 4, 4))).eval(), tta="rot4")
+    res = detect_composite(comp, tmp_path / "a", detector=det, progress=False)
+    with rasterio.open(res.files["mining_probability.tif"]) as src:
+        prob = src.read(1)
+    x = scene.astype(np.float32).clip(0, 0.3)
+    np.testing.assert_allclose(
+        prob, predict_array(det.model, x, tile_size=64, overlap=16, views="rot4"), atol=1e-6
+    )
+    assert res.provenance["inference"]["tta"] == "rot4"
+    res = detect_composite(comp, tmp_path / "b", detector=det, views="none", progress=False)
+    assert res.provenance["inference"]["tta"] == "none"
+    with pytest.raises(InputError, match="unknown test-time views 'rot2'"):
+        detect_composite(comp, tmp_path / "c", detector=det, views="rot2", progress=False)
+    assert not (tmp_path / "c").exists()
+
+
 def test_missing_composite(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="composite not found"):
         detect_composite(
@@ -262,5 +291,8 @@ def test_cli_detect_uses_catalogue_paths(workdirs: dict[str, Path], capsys) -> N
     out = workdirs["output"] / "la-pampa" / "2019"
     assert {p.name for p in out.iterdir()} == OUT_FILES
     assert "la-pampa 2019" in capsys.readouterr().out
+    assert json.loads((out / "detection.json").read_text())["inference"]["tta"] == "rot4"
+    assert main(["detect", "la-pampa", "-p", "2019", "--tta", "none", "--no-progress"]) == 0
+    assert json.loads((out / "detection.json").read_text())["inference"]["tta"] == "none"
     assert main(["detect", "la-pampa", "--period", "2021", "--no-progress"]) == 2
     assert "asmspotter fetch la-pampa" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from asmspotter.detect.model import (
     load_weights,
     save_weights,
     select_bands,
+    view_probabilities,
 )
 from asmspotter.errors import DataError
 
@@ -63,9 +64,8 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     path = save_weights(model, tmp_path / "m.pt")
     loaded = load_weights(path)
     assert loaded.config == model.config
-    x = torch.rand(1, 3, 50, 30) * 0.3
-    with torch.inference_mode():
-        assert torch.equal(model(x), loaded(x))
+    ref = model.state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in loaded.state_dict().items())
     assert count_parameters(loaded) == count_parameters(model)
 
 
@@ -114,3 +114,44 @@ def test_architecture_versions() -> None:
     )
     with pytest.raises(ValueError, match="version"):
         ModelConfig(version=4)
+
+
+@pytest.mark.parametrize("size", [(40, 40), (24, 56)])
+def test_views_average_back_into_the_input_orientation(size: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    model = build_model(TINY).eval()
+    x = torch.rand(2, 3, *size) * 0.3
+    with torch.inference_mode():
+        single = torch.sigmoid(model(x)[:, 0])
+        one = view_probabilities(model, x, "none")
+        rot = view_probabilities(model, x, "rot4")
+        rot_of_turned = view_probabilities(model, torch.rot90(x, 1, (-2, -1)), "rot4")
+        d4 = view_probabilities(model, x, "d4")
+        d4_of_mirrored = view_probabilities(model, torch.flip(x, (-1,)), "d4")
+    torch.testing.assert_close(one, single)
+    assert rot.shape == d4.shape == (2, *size)
+    # A random network is not rotation invariant: the views differ, so averaging matters ...
+    assert (rot - single).abs().max() > 1e-3
+    # ... and the average over the four rotations turns with its input (rows and cols of
+    # non-square inputs swap and swap back), the dihedral average mirrors with it too.
+    torch.testing.assert_close(rot_of_turned, torch.rot90(rot, 1, (-2, -1)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(d4_of_mirrored, torch.flip(d4, (-1,)), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="unknown test-time views"):
+        view_probabilities(model, x, "rot8")
+    # the one-batch path (used on CUDA for square tiles) gives the same average
+    with torch.inference_mode():
+        batched = view_probabilities(model, x, "d4", batch_views=True)
+    torch.testing.assert_close(batched, d4, atol=1e-6, rtol=0)
+
+
+def test_loaded_weights_run_channels_last_with_the_same_output(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    model = build_model(TINY).eval()
+    path = save_weights(model, tmp_path / "m.pt")
+    loaded = load_weights(path)
+    conv = next(w for w in loaded.parameters() if w.dim() == 4 and w.shape[-1] == 3)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert save_weights(loaded, tmp_path / "again.pt").read_bytes() == path.read_bytes()
+    x = torch.rand(1, 3, 33, 47) * 0.3
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(x), model(x), atol=1e-5, rtol=1e-5)

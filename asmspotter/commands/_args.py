@@ -26,3 +26,17 @@ def add_model(p: argparse.ArgumentParser, device: bool = True) -> None:
     p.add_argument("--model", help="model name in data/models or a card path")
     if device:
         p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+
+
+def add_tta(p: argparse.ArgumentParser, default_text: str) -> None:
+    """Add ``--tta`` (test-time views averaged by the model)."""
+    from asmspotter.detect.card import VIEW_SETS
+
+    p.add_argument(
+        "--tta",
+        choices=tuple(VIEW_SETS),
+        help=(
+            "test-time views averaged per tile: none (one pass), rot4 (the four 90-degree "
+            f"rotations, 4 passes), d4 (rotations and mirror images, 8 passes); {default_text}"
+        ),
+    )

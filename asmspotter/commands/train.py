@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from asmspotter.commands import _args
 from asmspotter.detect import DEFAULT_MODEL
 
 
@@ -34,6 +35,9 @@ def add_parser(subparsers: Any) -> None:
         help="where the training steps run: cpu (default, reproduces the shipped weights) or cuda",
     )
     p.add_argument("--name", help=f"model name (default {DEFAULT_MODEL})")
+    _args.add_tta(
+        p, "the shipped model's setting, used for its threshold and figures (default rot4)"
+    )
     p.add_argument("--no-validate", action="store_true", help="skip the La Pampa 2019 validation")
     p.set_defaults(func=run)
 
@@ -49,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig.smoke_config() if args.smoke else TrainConfig()
     changes: dict[str, Any] = {}
-    for key in ("epochs", "seed", "threads", "name"):
+    for key in ("epochs", "seed", "threads", "name", "tta"):
         value = getattr(args, key)
         if value is not None:
             changes[key] = value

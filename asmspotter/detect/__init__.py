@@ -7,6 +7,6 @@ Heavy dependencies (torch) are imported by the submodules that need them, so tha
 from __future__ import annotations
 
 #: Name of the shipped model (weights ``<name>.pt`` and card ``<name>.card.json``).
-DEFAULT_MODEL = "asm-rgb-v3"
+DEFAULT_MODEL = "asm-rgb-v4"
 
 __all__ = ["DEFAULT_MODEL"]

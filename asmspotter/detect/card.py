@@ -36,6 +36,29 @@ INPUT_SCALING: dict[str, str] = {
 }
 
 
+#: Test-time view sets: each view is (quarter turns counter-clockwise, left-right flip).
+#: Overhead imagery has no canonical orientation, so averaging the probabilities of rotated
+#: copies of the input removes the orientation noise of a single pass; ``rot4`` (the four
+#: rotations) costs four forward passes, ``d4`` (rotations and their mirror images) eight.
+VIEW_SETS: dict[str, tuple[tuple[int, bool], ...]] = {
+    "none": ((0, False),),
+    "rot4": ((0, False), (1, False), (2, False), (3, False)),
+    "d4": tuple((k, flip) for flip in (False, True) for k in range(4)),
+}
+
+
+def check_views(views: str) -> str:
+    """Return ``views`` if it names a view set of :data:`VIEW_SETS`.
+
+    Raises:
+        ValueError: with the known names.
+
+    """
+    if views not in VIEW_SETS:
+        raise ValueError(f"unknown test-time views {views!r} (one of {', '.join(VIEW_SETS)})")
+    return views
+
+
 @dataclass(frozen=True)
 class ModelCard:
     """The machine-readable part of a model card.
@@ -52,6 +75,8 @@ class ModelCard:
         tile_size: inference tile size (px).
         tile_overlap: overlap of neighbouring tiles (px), blended linearly.
         chip_padding: reflect padding (px) added around a chip before scoring it.
+        tta: test-time views averaged by chip scoring and inference (a key of
+            :data:`~asmspotter.detect.card.VIEW_SETS`; cards without it mean ``none``).
         training: training data, split and method.
         metrics: measured figures (chip test set, La Pampa validation, speed).
         definitions: what each metric means.
@@ -70,6 +95,7 @@ class ModelCard:
     tile_size: int = 512
     tile_overlap: int = 64
     chip_padding: int = 24
+    tta: str = "none"
     training: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, Any] = field(default_factory=dict)
     definitions: Mapping[str, Any] = field(default_factory=dict)
@@ -91,7 +117,11 @@ class ModelCard:
             },
             "pixel_threshold": self.pixel_threshold,
             "min_area_ha": self.min_area_ha,
-            "inference": {"tile_size": self.tile_size, "tile_overlap": self.tile_overlap},
+            "inference": {
+                "tile_size": self.tile_size,
+                "tile_overlap": self.tile_overlap,
+                "tta": self.tta,
+            },
             "training": dict(self.training),
             "metrics": dict(self.metrics),
             "definitions": dict(self.definitions),
@@ -128,6 +158,7 @@ def card_from_dict(d: Mapping[str, Any], source: str = "card") -> ModelCard:
             tile_size=int(inf.get("tile_size", 512)),
             tile_overlap=int(inf.get("tile_overlap", 64)),
             chip_padding=int(cs.get("padding_px", 24)),
+            tta=str(inf.get("tta", "none")),
             training=dict(d.get("training", {})),
             metrics=dict(d.get("metrics", {})),
             definitions=dict(d.get("definitions", {})),
@@ -158,6 +189,11 @@ def card_from_dict(d: Mapping[str, Any], source: str = "card") -> ModelCard:
     for t in (card.chip_threshold, card.pixel_threshold, card.chip_topk_fraction):
         if not 0.0 < t <= 1.0:
             raise DataError(f"model card {source}: thresholds and fractions must be in (0, 1]")
+    if card.tta not in VIEW_SETS:
+        raise DataError(
+            f"model card {source}: unknown inference.tta {card.tta!r} "
+            f"(one of {', '.join(VIEW_SETS)})"
+        )
     if card.tile_overlap < 0 or card.tile_size <= 2 * card.tile_overlap:
         raise DataError(f"model card {source}: tile_size must exceed twice tile_overlap")
     return card
@@ -273,6 +309,13 @@ def render_markdown(card: ModelCard) -> str:
         f"- pixel threshold (mask, polygons): {card.pixel_threshold:.3f}",
         f"- default minimum mapping unit: {card.min_area_ha} ha",
         f"- inference tiles: {card.tile_size} px, overlap {card.tile_overlap} px, linear blending",
+        f"- test-time views (chips and tiles): {card.tta}"
+        + (
+            ""
+            if card.tta == "none"
+            else f" (probabilities of {len(VIEW_SETS[card.tta])} rotated or mirrored passes, "
+            "turned back and averaged)"
+        ),
         "",
         "## Training",
         "",

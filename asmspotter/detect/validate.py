@@ -120,7 +120,8 @@ def validate_la_pampa(
 ) -> LaPampaResult:
     """Run the model on the La Pampa 2019 scene and compare with AMW's footprint.
 
-    The scene is a uint8 visualisation (radiometry ``display``, bands red, green, blue).
+    The scene is a uint8 visualisation (radiometry ``display``, bands red, green, blue). The
+    model runs with the card's tiling and test-time views (``card.tta``).
 
     Args:
         model: the network.
@@ -145,7 +146,9 @@ def validate_la_pampa(
         rgb = src.read([1, 2, 3])
         crs, transform, bounds = src.crs, src.transform, tuple(src.bounds)
     x, valid = to_model_input(rgb, "display")
-    prob = predict_array(model, x, valid, tile_size=card.tile_size, overlap=card.tile_overlap)
+    prob = predict_array(
+        model, x, valid, tile_size=card.tile_size, overlap=card.tile_overlap, views=card.tta
+    )
     mask = np.nan_to_num(prob, nan=0.0) >= thr
     det = mask_polygons(mask, transform, mmu)
     fp = footprint_polygons(crs, bounds)
