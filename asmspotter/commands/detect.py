@@ -16,7 +16,8 @@ def add_parser(subparsers: Any) -> None:
         description=(
             "Run the mining model over the region's cached composite for each period "
             "(cache/<region>/<period>/composite.tif, made by `asmspotter fetch`) in overlapping, "
-            "blended tiles (CUDA with autocast when available, else CPU; bounded memory), and "
+            "blended tiles (CUDA with autocast when available, else CPU; bounded memory), each "
+            "averaged over the model card's test-time views (--tta), and "
             "write reports/<region>/<period>/mining_probability.tif, mining_mask.tif, "
             "mining.gpkg (region CRS), mining.geojson (EPSG:4326) and detection.json."
         ),

@@ -3,8 +3,11 @@
 The raster is processed in rows of overlapping tiles (``tile_size`` with ``tile_overlap``
 pixels shared by neighbours). Each tile's probabilities are weighted by a window that
 ramps linearly to near zero across the overlap and the weighted sums are normalised, so
-tile edges leave no seams. At most two rows of tiles (tile height x raster width) are held
-in memory, the one on the model and the next one, read by a background thread meanwhile;
+tile edges leave no seams. Each tile's probabilities are the average over the card's
+test-time views (``inference.tta``: the four 90-degree rotations for the shipped model, see
+:func:`asmspotter.detect.model.view_probabilities`). At most two rows of tiles (tile height
+x raster width) are held in memory, the one on the model and the next one, read by a
+background thread meanwhile;
 the blending sums stay on the model's device (the GPU when there is one) and finished rows
 are written to disk window by window, so peak memory does not grow with the raster's height
 and only a strip of it grows with its width.

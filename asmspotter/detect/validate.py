@@ -220,7 +220,9 @@ def plot_validation(
     for ax in axes:
         ax.set_xlim(ext[0], ext[1])
         ax.set_ylim(ext[2], ext[3])
-        ax.set_xlabel("easting (m, EPSG:32719)")
+        # (geopandas labels the CRS axes of the panels it draws on, in a smaller font)
+        ax.set_xlabel("easting (m, EPSG:32719)", fontsize="medium")
+        ax.set_ylabel("")
         ax.ticklabel_format(useOffset=False, style="plain")
     axes[0].set_ylabel("northing (m)")
     with atomic_output(path) as tmp:
