@@ -32,7 +32,7 @@ def add_parser(subparsers: Any) -> None:
     )
     _args.add_model(p)
     p.add_argument("--tile-size", type=int, help="tile size in px (default: card)")
-    _args.add_tta(p, "default: the card's (rot4 for the shipped model); none is 4x faster")
+    _args.add_tta(p, "default: the card's (rot4 for the shipped model); none runs about 3x faster")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _args.add_catalogue(p)
     p.set_defaults(func=run)
