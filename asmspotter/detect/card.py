@@ -313,8 +313,9 @@ def render_markdown(card: ModelCard) -> str:
         + (
             ""
             if card.tta == "none"
-            else f" (probabilities of {len(VIEW_SETS[card.tta])} rotated or mirrored passes, "
-            "turned back and averaged)"
+            else f" (probabilities of {len(VIEW_SETS[card.tta])} "
+            + ("rotated" if card.tta == "rot4" else "rotated and mirrored")
+            + " passes, turned back and averaged)"
         ),
         "",
         "## Training",
