@@ -176,6 +176,8 @@ def _record(rows: list[dict[str, object]]) -> None:
 
 
 def main() -> int:
+    from asmspotter.detect.card import VIEW_SETS
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096, 8192])
     ap.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
@@ -190,7 +192,7 @@ def main() -> int:
     )
     ap.add_argument(
         "--tta",
-        choices=("none", "rot4", "d4"),
+        choices=tuple(VIEW_SETS),
         help="test-time views (default: the card's; none = one pass per tile)",
     )
     ap.add_argument("--make", type=int, help=argparse.SUPPRESS)

@@ -7,10 +7,9 @@ tile edges leave no seams. Each tile's probabilities are the average over the ca
 test-time views (``inference.tta``: the four 90-degree rotations for the shipped model, see
 :func:`asmspotter.detect.model.view_probabilities`). At most two rows of tiles (tile height
 x raster width) are held in memory, the one on the model and the next one, read by a
-background thread meanwhile;
-the blending sums stay on the model's device (the GPU when there is one) and finished rows
-are written to disk window by window, so peak memory does not grow with the raster's height
-and only a strip of it grows with its width.
+background thread meanwhile; the blending sums stay on the model's device (the GPU when
+there is one) and finished rows are written to disk window by window, so peak memory does
+not grow with the raster's height and only a strip of it grows with its width.
 
 Outputs (``reports/<region>/<period>/``): ``mining_probability.tif`` (float32 COG, NaN
 no-data), ``mining_mask.tif`` (uint8 COG: 1 mining, 0 not, 255 no-data), ``mining.gpkg``
@@ -32,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from asmspotter.detect.card import RADIOMETRIES, VIEW_SETS, ModelCard, to_model_input
+from asmspotter.detect.card import RADIOMETRIES, ModelCard, check_views, to_model_input
 from asmspotter.errors import DataError, InputError
 
 if TYPE_CHECKING:
@@ -152,18 +151,6 @@ def _probabilities(model: MiningNet, x: Any, device: str, views: str = "none") -
 
     with torch.inference_mode(), _autocast(device):
         return view_probabilities(model, x, views)
-
-
-def predict_tiles(
-    model: MiningNet, tiles: np.ndarray, device: str = "cpu", views: str = "none"
-) -> np.ndarray:
-    """Probabilities (n, rows, cols) for model-input tiles (n, bands, rows, cols)."""
-    import torch
-
-    with torch.inference_mode():
-        x = torch.from_numpy(tiles).to(device, non_blocking=True)
-        p = _probabilities(model, x, device, views)
-    return p.cpu().numpy()
 
 
 def blended_strips(
@@ -518,8 +505,10 @@ def detect_composite(
         raise InputError(f"tile size {ts} must exceed twice the overlap {ov} and be >= 16")
     bs = batch_size or default_batch_size(det.device)
     tta = card.tta if views is None else views
-    if tta not in VIEW_SETS:
-        raise InputError(f"unknown test-time views {tta!r} (one of {', '.join(VIEW_SETS)})")
+    try:
+        check_views(tta)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
     info = inspect_composite(composite, card.bands)
 
     out = Path(out_dir)
