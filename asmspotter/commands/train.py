@@ -20,7 +20,10 @@ def add_parser(subparsers: Any) -> None:
             "the validation sample sets, measure it on the held-out categories and on the real "
             "La Pampa 2019 scene, and write the weights and model card to data/models/ (or "
             "--out). Seeded: the same command rebuilds the shipped weights. --smoke runs a few "
-            "steps of a tiny network for tests and CI."
+            "steps of a tiny network for tests and CI. --cv K instead cross-validates the recipe "
+            "over the sample sets outside the held-out categories (K folds, one network per "
+            "fold, nothing written to data/models) to compare recipes; --set changes the "
+            "recipe, e.g. --set set_balance=0 --set lr=0.001."
         ),
     )
     p.add_argument("--out", help="output folder (default: data/models, or reports/models-smoke)")
@@ -39,6 +42,28 @@ def add_parser(subparsers: Any) -> None:
         p, "the shipped model's setting, used for its threshold and figures (default rot4)"
     )
     p.add_argument("--no-validate", action="store_true", help="skip the La Pampa 2019 validation")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        dest="assignments",
+        help="change one recipe setting (a TrainConfig field, e.g. set_balance=0.5); repeatable",
+    )
+    p.add_argument(
+        "--cv",
+        type=int,
+        metavar="K",
+        help="cross-validate the recipe over K folds of sample sets instead of training the "
+        "shipped model; writes crossval.json to --out (default reports/crossval)",
+    )
+    p.add_argument(
+        "--cv-specificity",
+        type=float,
+        default=0.97,
+        metavar="S",
+        help="specificity of the per-fold operating point (default 0.97, the issue's target)",
+    )
     p.set_defaults(func=run)
 
 
@@ -48,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from asmspotter import paths
-    from asmspotter.detect.train import TrainConfig, train
+    from asmspotter.detect.train import TrainConfig, config_with, train
     from asmspotter.errors import InputError
 
     cfg = TrainConfig.smoke_config() if args.smoke else TrainConfig()
@@ -59,8 +84,10 @@ def run(args: argparse.Namespace) -> int:
             changes[key] = value
     if changes.get("epochs", 1) < 1:
         raise InputError("--epochs must be at least 1")
-    cfg = replace(cfg, **changes)
+    cfg = config_with(replace(cfg, **changes), args.assignments)
     chips = Path(args.chips) if args.chips else paths.require_shared_data("amw", "chips")
+    if args.cv is not None:
+        return _cross_validate(args, cfg, chips)
     if args.out:
         out = Path(args.out)
     elif args.smoke:
@@ -82,4 +109,27 @@ def run(args: argparse.Namespace) -> int:
             f"held-out chips: sensitivity {test['sensitivity']:.3f}, "
             f"specificity {test['specificity']:.3f} ({test['n_pos']} mining, {test['n_neg']} not)"
         )
+    return 0
+
+
+def _cross_validate(args: argparse.Namespace, cfg: Any, chips: Any) -> int:
+    """Run ``train --cv K``: cross-validate the recipe and write crossval.json."""
+    from pathlib import Path
+
+    from asmspotter import paths
+    from asmspotter.detect.crossval import cross_validate
+    from asmspotter.geoio import write_json
+
+    out = Path(args.out) if args.out else paths.output_dir() / "crossval"
+    result = cross_validate(
+        cfg,
+        chips,
+        k=args.cv,
+        specificity=args.cv_specificity,
+        device=args.device,
+        log=lambda line: print(line, flush=True),
+    )
+    path = write_json(out / "crossval.json", result.to_dict())
+    print(result.format_table())
+    print(f"wrote {path}")
     return 0

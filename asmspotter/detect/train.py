@@ -33,7 +33,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ from asmspotter.detect.chips import (
     stack_galleries,
 )
 from asmspotter.detect.evaluate import chip_scores, count, topk_mean
-from asmspotter.detect.model import ModelConfig, build_model, save_weights
+from asmspotter.detect.model import MiningNet, ModelConfig, build_model, save_weights
 from asmspotter.errors import DataError, InputError
 
 #: Held-out categories (whole sample sets): two positive sets and hard/ordinary negatives.
@@ -165,6 +165,56 @@ class TrainConfig:
         d = asdict(self)
         d["model"] = self.model.to_dict()
         return d
+
+
+def config_with(config: TrainConfig, assignments: Sequence[str]) -> TrainConfig:
+    """Return ``config`` with ``FIELD=VALUE`` assignments applied (command-line recipes).
+
+    Only the scalar fields of :class:`TrainConfig` can be set; a value is read as the type
+    of the field's current value (``true``/``false`` for flags, ``none`` for optional
+    numbers).
+
+    Raises:
+        InputError: an assignment is malformed, names no settable field, or has a value of
+            the wrong type.
+
+    """
+    settable = {
+        f.name: getattr(config, f.name)
+        for f in fields(config)
+        if f.name not in ("model", "test_sets", "val_sets", "smoke")
+    }
+    changes: dict[str, Any] = {}
+    for text in assignments:
+        key, sep, raw = text.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or key not in settable:
+            raise InputError(
+                f"cannot set {text!r}: expected FIELD=VALUE with FIELD one of "
+                + ", ".join(sorted(settable))
+            )
+        current = settable[key]
+        try:
+            if raw.lower() == "none" and key in ("max_chips_per_file", "max_steps"):
+                value: Any = None
+            elif isinstance(current, bool):
+                if raw.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(raw)
+                value = raw.lower() in ("true", "1")
+            elif isinstance(current, int) or key in ("max_chips_per_file", "max_steps"):
+                value = int(raw)
+            elif isinstance(current, float):
+                value = float(raw)
+            else:
+                value = raw
+        except ValueError:
+            kind = type(current).__name__ if current is not None else "int"
+            raise InputError(f"cannot set {key}: {raw!r} is not a valid {kind}") from None
+        changes[key] = value
+    try:
+        return replace(config, **changes)
+    except ValueError as exc:
+        raise InputError(f"invalid recipe: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -384,52 +434,67 @@ def load_split(
     return train, val, test, galleries
 
 
-def train(
-    config: TrainConfig,
-    chips_dir: str | Path,
-    out_dir: str | Path,
-    log: Callable[[str], None] | None = None,
-    validate_la_pampa: bool = True,
-    device: str = "cpu",
-) -> TrainResult:
-    """Train, select the threshold, evaluate, and write weights, card and Markdown card.
-
-    Args:
-        config: the run's configuration.
-        chips_dir: folder of gallery PNGs.
-        out_dir: folder to write ``<name>.pt``, ``<name>.card.json`` and ``<name>.md`` to.
-        log: callable receiving progress lines (None = silent).
-        validate_la_pampa: also run the La Pampa 2019 validation when the shared scene exists.
-        device: torch device of the training steps and per-epoch validation (``cpu`` or
-            ``cuda``). Batches are drawn and augmented on the CPU with the same random stream
-            either way; the chosen weights are evaluated and saved on the CPU.
-
-    Returns:
-        The paths written and the figures measured.
-
-    Raises:
-        InputError: ``device`` names CUDA and no CUDA device is available.
-
-    """
-    from asmspotter.detect.card import ModelCard, render_markdown, sha256_of
-    from asmspotter.geoio import atomic_output, write_json
-
-    say = log or (lambda _m: None)
+def check_device(device: str) -> None:
+    """Raise InputError when ``device`` names CUDA and torch sees none."""
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"training on {device} was asked for, but torch sees no CUDA device")
-    t0 = time.time()
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """The network a training loop produced.
+
+    Attributes:
+        model: the kept weights, on the CPU, in eval mode.
+        losses: mean loss per logged interval.
+        history: per-epoch validation figures (one view per chip).
+        epoch: the epoch whose weights were kept.
+
+    """
+
+    model: MiningNet
+    losses: tuple[float, ...]
+    history: tuple[dict[str, Any], ...]
+    epoch: int
+
+
+def fit(
+    config: TrainConfig,
+    train_set: ChipArrays,
+    val_set: ChipArrays,
+    device: str = "cpu",
+    log: Callable[[str], None] | None = None,
+    t0: float | None = None,
+    select_best: bool = True,
+) -> FitResult:
+    """Run the seeded training loop of ``config`` on chip arrays.
+
+    Every random choice (initial weights, batches, augmentation) is drawn from
+    ``config.seed``, so the same inputs give the same weights.
+
+    Args:
+        config: the recipe.
+        train_set: chips the weights are fitted to.
+        val_set: chips scored after every epoch (one view per chip).
+        device: torch device of the steps and per-epoch scoring.
+        log: callable receiving one line per epoch (None = silent).
+        t0: start time for the elapsed seconds in the log (None = now).
+        select_best: keep the epoch with the best validation (AUC, sensitivity), the
+            shipped rule; False keeps the last epoch, so that figures measured on
+            ``val_set`` afterwards are not biased by the choice (cross-validation).
+
+    Returns:
+        The kept network (on the CPU) with the loss curve and per-epoch history.
+
+    """
+    say = log or (lambda _m: None)
+    check_device(device)
+    t0 = time.time() if t0 is None else t0
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
-
-    chips_dir = Path(chips_dir)
-    train_set, val_set, test_set, _ = load_split(chips_dir, config)
-    say(
-        f"chips: train {len(train_set)} ({train_set.n_pos} mining), val {len(val_set)} "
-        f"({val_set.n_pos}), test {len(test_set)} ({test_set.n_pos})"
-    )
     # channels_last runs the convolutions about 1.4x faster on CPU (same arithmetic).
     model = build_model(config.model).to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     ema = copy.deepcopy(model).requires_grad_(False) if config.ema_decay > 0 else model
@@ -458,6 +523,7 @@ def train(
     losses: list[float] = []
     best: tuple[float, float] = (-1.0, -1.0)
     best_state: dict[str, torch.Tensor] | None = None
+    best_epoch = 0
     history: list[dict[str, Any]] = []
     step = 0
     running: list[float] = []
@@ -503,13 +569,57 @@ def train(
             f"sens {m['sensitivity']:.3f} spec {m['specificity']:.3f} thr {thr:.3f} "
             f"({time.time() - t0:.0f}s)"
         )
-        if key >= best:
-            best = key
+        if key >= best or not select_best:
+            best, best_epoch = key, epoch
             best_state = {k: v.detach().cpu().clone() for k, v in ema.state_dict().items()}
     assert best_state is not None
     model = model.cpu()
     model.load_state_dict(best_state)
     model.eval()
+    return FitResult(model, tuple(losses), tuple(history), best_epoch)
+
+
+def train(
+    config: TrainConfig,
+    chips_dir: str | Path,
+    out_dir: str | Path,
+    log: Callable[[str], None] | None = None,
+    validate_la_pampa: bool = True,
+    device: str = "cpu",
+) -> TrainResult:
+    """Train, select the threshold, evaluate, and write weights, card and Markdown card.
+
+    Args:
+        config: the run's configuration.
+        chips_dir: folder of gallery PNGs.
+        out_dir: folder to write ``<name>.pt``, ``<name>.card.json`` and ``<name>.md`` to.
+        log: callable receiving progress lines (None = silent).
+        validate_la_pampa: also run the La Pampa 2019 validation when the shared scene exists.
+        device: torch device of the training steps and per-epoch validation (``cpu`` or
+            ``cuda``). Batches are drawn and augmented on the CPU with the same random stream
+            either way; the chosen weights are evaluated and saved on the CPU.
+
+    Returns:
+        The paths written and the figures measured.
+
+    Raises:
+        InputError: ``device`` names CUDA and no CUDA device is available.
+
+    """
+    from asmspotter.detect.card import ModelCard, render_markdown, sha256_of
+    from asmspotter.geoio import atomic_output, write_json
+
+    say = log or (lambda _m: None)
+    check_device(device)
+    t0 = time.time()
+    chips_dir = Path(chips_dir)
+    train_set, val_set, test_set, _ = load_split(chips_dir, config)
+    say(
+        f"chips: train {len(train_set)} ({train_set.n_pos} mining), val {len(val_set)} "
+        f"({val_set.n_pos}), test {len(test_set)} ({test_set.n_pos})"
+    )
+    fitted = fit(config, train_set, val_set, device=device, log=say, t0=t0)
+    model, losses, history = fitted.model, list(fitted.losses), list(fitted.history)
 
     views = config.tta
     val_scores = chip_scores(model, val_set.images, config.topk_fraction, views=views)
