@@ -11,7 +11,15 @@ from torch import nn
 
 from asmspotter.detect.card import ModelCard
 from asmspotter.detect.chips import read_gallery
-from asmspotter.detect.evaluate import Counts, chip_scores, count, evaluate_galleries, topk_mean
+from asmspotter.detect.evaluate import (
+    Counts,
+    chip_errors,
+    chip_scores,
+    count,
+    evaluate_galleries,
+    topk_mean,
+    write_errors,
+)
 from asmspotter.detect.synthetic import make_gallery
 
 
@@ -74,6 +82,41 @@ def test_exact_counts_on_fixture(tmp_path: Path) -> None:
     assert "total" in table and "0.750" in table and "0.800" in table
 
 
+def test_errors_are_listed_and_drawn_most_confident_first(tmp_path: Path) -> None:
+    import csv
+
+    from PIL import Image
+
+    pos = make_gallery(tmp_path / "p_positives_x.png", [True, False, True, False], seed=2)
+    neg = make_gallery(tmp_path / "n_negatives_x.png", [False, True, False], seed=3)
+    gs = [read_gallery(pos), read_gallery(neg)]
+    ev = evaluate_galleries(gs, Brightness(), CARD)  # type: ignore[arg-type]
+    missed, alarms = chip_errors(ev)
+    # the two dark mining chips are missed, the lower score (the surer miss) first
+    assert [(e.file, e.index, e.label) for e in missed] == [(gs[0].name, 1, 1), (gs[0].name, 3, 1)]
+    assert missed[0].score < missed[1].score
+    assert [(e.file, e.index, e.label) for e in alarms] == [(gs[1].name, 1, 0)]
+    assert all(e.score < CARD.chip_threshold for e in missed)
+    assert alarms[0].score >= CARD.chip_threshold
+
+    out = tmp_path / "errors"
+    written = write_errors(ev, gs, out)
+    assert [p.name for p in written] == ["errors.csv", "missed_mining.png", "false_alarms.png"]
+    rows = list(csv.DictReader((out / "errors.csv").open()))
+    assert len(rows) == ev.total.fn + ev.total.fp == 3
+    assert [r["sheet"] for r in rows] == ["missed_mining.png"] * 2 + ["false_alarms.png"]
+    assert [int(r["chip"]) for r in rows] == [e.index for e in missed + alarms]
+    # the first cell of the false-alarm sheet is that chip, shown at twice its size
+    sheet = np.asarray(Image.open(out / "false_alarms.png").convert("RGB"))
+    chip = gs[1].chips[1]
+    np.testing.assert_array_equal(sheet[4 : 4 + 96 : 2, 4 : 4 + 96 : 2], chip)
+    # a cap on the sheets keeps every error in the table, without a position beyond the cap
+    write_errors(ev, gs, out, max_chips=1)
+    rows = list(csv.DictReader((out / "errors.csv").open()))
+    assert [r["position"] for r in rows] == ["1", "", "1"]
+    assert not list(out.glob(".*partial*"))
+
+
 def test_chips_are_scored_with_the_cards_test_time_views(tmp_path: Path) -> None:
     from dataclasses import replace
 
@@ -107,8 +150,12 @@ def test_evaluate_chips_reproduces_the_cards_held_out_figures(
         if not (chips / name).is_file():
             pytest.skip(f"held-out gallery {name} not in the shared data")
         (held_out / name).symlink_to(chips / name)  # read in place, never copied
-    assert main(["evaluate-chips", str(held_out), "--json"]) == 0
-    got = json.loads(capsys.readouterr().out)
+    errors = tmp_path / "errors"
+    assert main(["evaluate-chips", str(held_out), "--json", "--errors", str(errors)]) == 0
+    got = json.loads(capsys.readouterr().out)  # the --errors note goes to stderr
+    with (errors / "errors.csv").open() as fh:
+        assert sum(1 for _ in fh) - 1 == got["fn"] + got["fp"]
+    assert (errors / "missed_mining.png").stat().st_size > 10_000
     want = card.metrics["test_chips"]
     assert (got["n_pos"], got["n_neg"]) == (want["n_pos"], want["n_neg"])
     # chip scores may differ in the last bits from the training run's; a chip or two at the

@@ -25,21 +25,36 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _args.add_model(p, device=False)
     p.add_argument("--threshold", type=float, help="chip threshold (default: the card's)")
+    p.add_argument(
+        "--errors",
+        metavar="OUT",
+        help="also write the wrongly called chips to folder OUT for a person to look at: "
+        "missed_mining.png and false_alarms.png (contact sheets, most confident errors first, "
+        "captioned with position and score) and errors.csv (gallery file and chip index of "
+        "each)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print."""
     import json
+    import sys
 
-    from asmspotter.detect.evaluate import evaluate_directory
+    from asmspotter.detect.chips import read_galleries
+    from asmspotter.detect.evaluate import evaluate_with_model, write_errors
     from asmspotter.errors import InputError
 
     if args.threshold is not None and not 0.0 < args.threshold <= 1.0:
         raise InputError(f"--threshold must be in (0, 1], got {args.threshold}")
-    result = evaluate_directory(args.dir, args.model, args.threshold)
+    galleries = read_galleries(args.dir)
+    result = evaluate_with_model(galleries, args.model, args.threshold)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
         print(result.format_table())
+    if args.errors:
+        written = write_errors(result, galleries, args.errors)
+        stream = sys.stderr if args.json else sys.stdout  # keep --json output parseable
+        print("wrote " + ", ".join(str(p) for p in written), file=stream)
     return 0

@@ -192,6 +192,17 @@ def list_galleries(directory: str | Path) -> list[Path]:
     return files
 
 
+def read_galleries(directory: str | Path, max_chips: int | None = None) -> list[Gallery]:
+    """Read every gallery PNG of a folder, sorted by name.
+
+    Raises:
+        InputError: the folder does not exist, holds no PNG, or a name carries no label.
+        DataError: a gallery cannot be read.
+
+    """
+    return [read_gallery(f, max_chips) for f in list_galleries(directory)]
+
+
 @dataclass(frozen=True)
 class ChipArrays:
     """Chips stacked for training or evaluation.

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from asmspotter.detect.chips import Gallery, list_galleries, read_gallery, stack_galleries
+from asmspotter.detect.chips import Gallery, read_galleries, stack_galleries
 from asmspotter.errors import DataError, InputError
 
 
@@ -286,7 +286,7 @@ def cross_validate(
     if not 0.0 < specificity < 1.0:
         raise InputError(f"specificity must lie between 0 and 1, got {specificity}")
     say = log or (lambda _m: None)
-    galleries = [read_gallery(f, config.max_chips_per_file) for f in list_galleries(chips_dir)]
+    galleries = read_galleries(chips_dir, config.max_chips_per_file)
     split = split_galleries(galleries, config.test_sets, ())
     pool = list(split.train)
     sets = sample_sets(pool)

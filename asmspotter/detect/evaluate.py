@@ -11,7 +11,7 @@ Metric definitions (also in the model card):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -144,11 +144,21 @@ def chip_scores(
 
 @dataclass(frozen=True)
 class FileResult:
-    """Evaluation of one gallery file."""
+    """Evaluation of one gallery file.
+
+    Attributes:
+        name: the gallery's file name.
+        label: 1 for mining, 0 for not mining.
+        counts: confusion counts at the evaluation's threshold.
+        scores: chip scores, row-major over the gallery's filled cells (empty when only
+            the counts are known).
+
+    """
 
     name: str
     label: int
     counts: Counts
+    scores: tuple[float, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -217,9 +227,8 @@ def evaluate_galleries(
         scores = chip_scores(
             model, g.chips, card.chip_topk_fraction, card.chip_padding, views=card.tta
         )
-        results.append(
-            FileResult(g.name, g.label, count(np.full(len(scores), g.label), scores >= thr))
-        )
+        calls = count(np.full(len(scores), g.label), scores >= thr)
+        results.append(FileResult(g.name, g.label, calls, tuple(float(x) for x in scores)))
     return ChipEvaluation(tuple(results), thr, card.name)
 
 
@@ -233,12 +242,143 @@ def evaluate_directory(
         DataError: a gallery or the model cannot be read.
 
     """
+    from asmspotter.detect.chips import read_galleries
+
+    return evaluate_with_model(read_galleries(directory), model_name, threshold)
+
+
+def evaluate_with_model(
+    galleries: Sequence[Gallery],
+    model_name: str | Path | None = None,
+    threshold: float | None = None,
+) -> ChipEvaluation:
+    """Load the shipped (or named) model and evaluate it on galleries.
+
+    Raises:
+        DataError: the model cannot be read.
+
+    """
     from asmspotter.detect.card import load_card, weights_path
-    from asmspotter.detect.chips import list_galleries, read_gallery
     from asmspotter.detect.model import load_weights
 
-    files = list_galleries(directory)
-    galleries = [read_gallery(f) for f in files]
     card, cpath = load_card(model_name)
     model = load_weights(weights_path(card, cpath))
     return evaluate_galleries(galleries, model, card, threshold)
+
+
+@dataclass(frozen=True)
+class ChipError:
+    """A chip the model called wrongly.
+
+    Attributes:
+        file: gallery file name.
+        index: the chip's number in its gallery, row-major over filled cells from 0 (the
+            row of the sample-point GeoJSON of the same stem, where one exists).
+        label: 1 for mining (a miss), 0 for not mining (a false alarm).
+        score: the chip's score.
+
+    """
+
+    file: str
+    index: int
+    label: int
+    score: float
+
+
+def chip_errors(evaluation: ChipEvaluation) -> tuple[list[ChipError], list[ChipError]]:
+    """Return (missed mining chips, false alarms), each the most confident error first."""
+    missed: list[ChipError] = []
+    false_alarms: list[ChipError] = []
+    for f in evaluation.files:
+        for i, score in enumerate(f.scores):
+            wrong = score < evaluation.threshold if f.label else score >= evaluation.threshold
+            if wrong:
+                (missed if f.label else false_alarms).append(ChipError(f.name, i, f.label, score))
+    missed.sort(key=lambda e: (e.score, e.file, e.index))
+    false_alarms.sort(key=lambda e: (-e.score, e.file, e.index))
+    return missed, false_alarms
+
+
+def contact_sheet(
+    chips: Sequence[np.ndarray], captions: Sequence[str], cols: int = 10, zoom: int = 2
+) -> np.ndarray:
+    """Lay chips out in a grid with a caption strip under each (uint8 RGB image).
+
+    Args:
+        chips: uint8 (48, 48, 3) chips.
+        captions: one short text per chip.
+        cols: chips per row.
+        zoom: pixel replication factor, so that a person can see the chips.
+
+    """
+    from PIL import Image, ImageDraw
+
+    cell, strip, gap = 48 * zoom, 14, 4
+    n = max(1, len(chips))
+    rows = -(-n // cols)
+    w = cols * (cell + gap) + gap
+    h = rows * (cell + strip + gap) + gap
+    sheet = Image.new("RGB", (w, h), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for k, (chip, text) in enumerate(zip(chips, captions, strict=True)):
+        r, c = divmod(k, cols)
+        x0, y0 = gap + c * (cell + gap), gap + r * (cell + strip + gap)
+        big = np.repeat(np.repeat(chip, zoom, axis=0), zoom, axis=1)
+        sheet.paste(Image.fromarray(np.ascontiguousarray(big)), (x0, y0))
+        draw.text((x0 + 2, y0 + cell + 1), text, fill=(0, 0, 0))
+    return np.asarray(sheet)
+
+
+#: File names written by :func:`write_errors`.
+ERROR_FILES = ("errors.csv", "missed_mining.png", "false_alarms.png")
+
+
+def write_errors(
+    evaluation: ChipEvaluation,
+    galleries: Sequence[Gallery],
+    out_dir: str | Path,
+    max_chips: int = 200,
+) -> list[Path]:
+    """Write the wrongly called chips for people to inspect.
+
+    Writes two contact sheets, ``missed_mining.png`` and ``false_alarms.png``, with at most
+    ``max_chips`` chips each, the most confident errors first, each captioned with its
+    position on the sheet and its score; and ``errors.csv`` with every error (sheet,
+    position on it or blank beyond ``max_chips``, gallery file, chip index, label, score),
+    which says where each chip comes from. A sheet without errors is a blank image, so that
+    no stale sheet remains. Every file is replaced atomically.
+
+    Returns:
+        The paths written.
+
+    """
+    import csv
+
+    from PIL import Image
+
+    from asmspotter.geoio import atomic_output
+
+    by_name = {g.name: g for g in galleries}
+    missed, false_alarms = chip_errors(evaluation)
+    out = Path(out_dir)
+    sheets = dict(zip(ERROR_FILES[1:], (missed, false_alarms), strict=True))
+    rows = [
+        [sheet, k + 1 if k < max_chips else "", e.file, e.index, e.label, f"{e.score:.4f}"]
+        for sheet, errors in sheets.items()
+        for k, e in enumerate(errors)
+    ]
+    written = []
+    with atomic_output(out / ERROR_FILES[0]) as tmp:
+        with tmp.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["sheet", "position", "file", "chip", "label", "score"])
+            writer.writerows(rows)
+    written.append(out / ERROR_FILES[0])
+    for name, errors in sheets.items():
+        shown = errors[:max_chips]
+        chips = [by_name[e.file].chips[e.index] for e in shown]
+        captions = [f"{k + 1}: {e.score:.2f}" for k, e in enumerate(shown)]
+        with atomic_output(out / name) as tmp:
+            Image.fromarray(contact_sheet(chips, captions)).save(tmp, format="PNG")
+        written.append(out / name)
+    return written

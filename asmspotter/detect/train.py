@@ -48,8 +48,7 @@ from asmspotter.detect.chips import (
     CHIP_SIZE,
     ChipArrays,
     Gallery,
-    list_galleries,
-    read_gallery,
+    read_galleries,
     sample_set_of,
     split_galleries,
     stack_galleries,
@@ -423,8 +422,7 @@ def load_split(
     chips_dir: Path, config: TrainConfig
 ) -> tuple[ChipArrays, ChipArrays, ChipArrays, list[Gallery]]:
     """Read galleries and split them into train / val / test chip arrays."""
-    files = list_galleries(chips_dir)
-    galleries = [read_gallery(f, config.max_chips_per_file) for f in files]
+    galleries = read_galleries(chips_dir, config.max_chips_per_file)
     split = split_galleries(galleries, config.test_sets, config.val_sets)
     train, val, test = (stack_galleries(s) for s in (split.train, split.val, split.test))
     if len(train) == 0 or train.n_pos == 0 or train.n_neg == 0:
