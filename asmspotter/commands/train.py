@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from asmspotter.commands import _args
 from asmspotter.detect import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from asmspotter.detect.train import TrainConfig
 
 
 def add_parser(subparsers: Any) -> None:
@@ -70,7 +74,6 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train and report."""
     from dataclasses import replace
-    from pathlib import Path
 
     from asmspotter import paths
     from asmspotter.detect.train import TrainConfig, config_with, train
@@ -112,10 +115,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cross_validate(args: argparse.Namespace, cfg: Any, chips: Any) -> int:
+def _cross_validate(args: argparse.Namespace, cfg: TrainConfig, chips: Path) -> int:
     """Run ``train --cv K``: cross-validate the recipe and write crossval.json."""
-    from pathlib import Path
-
     from asmspotter import paths
     from asmspotter.detect.crossval import cross_validate
     from asmspotter.geoio import write_json

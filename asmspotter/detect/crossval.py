@@ -24,12 +24,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from asmspotter.detect.chips import Gallery, read_galleries, stack_galleries
 from asmspotter.errors import DataError, InputError
+
+if TYPE_CHECKING:
+    from asmspotter.detect.train import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -252,7 +255,7 @@ class CrossValidation:
 
 
 def cross_validate(
-    config: Any,
+    config: TrainConfig,
     chips_dir: str | Path,
     k: int = 5,
     specificity: float = 0.97,
