@@ -137,6 +137,8 @@ def test_config_with_parses_types_and_rejects_mistakes() -> None:
         ("epochs=many", "not a valid int"),
         ("balance_negatives=maybe", "not a valid bool"),
         ("tta=d8", "invalid recipe"),
+        ("lr=-0.1", "lr > 0"),
+        ("topk_fraction=1.5", "0 < topk_fraction <= 1"),
     ]:
         with pytest.raises(InputError, match=message):
             config_with(TrainConfig(), [bad])

@@ -66,7 +66,7 @@ def add_parser(subparsers: Any) -> None:
         type=float,
         default=0.97,
         metavar="S",
-        help="specificity of the per-fold operating point (default 0.97, the issue's target)",
+        help="specificity of the per-fold operating point (default 0.97, the project's chip target)",
     )
     p.set_defaults(func=run)
 
@@ -85,9 +85,13 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, key)
         if value is not None:
             changes[key] = value
-    if changes.get("epochs", 1) < 1:
-        raise InputError("--epochs must be at least 1")
-    cfg = config_with(replace(cfg, **changes), args.assignments)
+    try:
+        cfg = replace(cfg, **changes)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    cfg = config_with(cfg, args.assignments)
+    if not 0.0 < args.cv_specificity < 1.0:
+        raise InputError(f"--cv-specificity must lie between 0 and 1, got {args.cv_specificity}")
     chips = Path(args.chips) if args.chips else paths.require_shared_data("amw", "chips")
     if args.cv is not None:
         return _cross_validate(args, cfg, chips)

@@ -144,6 +144,28 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_views(self.tta)
+        checks = {
+            "epochs >= 1": self.epochs >= 1,
+            "batch_mosaics >= 1": self.batch_mosaics >= 1,
+            "lr > 0": self.lr > 0,
+            "weight_decay >= 0": self.weight_decay >= 0,
+            "0 < pos_fraction < 1": 0 < self.pos_fraction < 1,
+            "0 < topk_fraction <= 1": 0 < self.topk_fraction <= 1,
+            "neg_pixel_weight >= 0": self.neg_pixel_weight >= 0,
+            "stretch_strength >= 0": self.stretch_strength >= 0,
+            "0 <= stretch_keep <= 1": 0 <= self.stretch_keep <= 1,
+            "0 <= ema_decay < 1": 0 <= self.ema_decay < 1,
+            "set_balance >= 0": self.set_balance >= 0,
+            "0 < target_specificity < 1": 0 < self.target_specificity < 1,
+            "0 < pixel_threshold < 1": 0 < self.pixel_threshold < 1,
+            "threads >= 0": self.threads >= 0,
+            "max_chips_per_file >= 1": self.max_chips_per_file is None
+            or self.max_chips_per_file >= 1,
+            "max_steps >= 1": self.max_steps is None or self.max_steps >= 1,
+        }
+        broken = [rule for rule, ok in checks.items() if not ok]
+        if broken:
+            raise ValueError("training settings out of range: " + ", ".join(broken))
 
     @classmethod
     def smoke_config(cls, **kw: Any) -> TrainConfig:
