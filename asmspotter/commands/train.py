@@ -66,7 +66,7 @@ def add_parser(subparsers: Any) -> None:
         type=float,
         default=0.97,
         metavar="S",
-        help="specificity of the per-fold operating point (default 0.97, the project's chip target)",
+        help="specificity of the per-fold operating point (default 0.97, the chip target)",
     )
     p.set_defaults(func=run)
 
