@@ -250,7 +250,7 @@ class CrossValidation:
         pos = sorted((c for c in called if c[2].set_labels[c[0]] == 1), key=lambda c: c[1])[:3]
         neg = sorted((c for c in called if c[2].set_labels[c[0]] == 0), key=lambda c: -c[1])[:3]
         for name, frac, f in pos + neg:
-            rows.append(f"  fold {f.index}  {frac:5.2f}  {name}")
+            rows.append(f"  {frac:5.2f}  {name} (fold {f.index})")
         return "\n".join(rows)
 
 
