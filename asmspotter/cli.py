@@ -87,6 +87,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"asmspotter: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        # the file system refused (an output path under a file, no permission, disk full):
+        # the user's to fix, so one line naming the path, not a traceback
+        if args.verbose:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"asmspotter: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("asmspotter: interrupted", file=sys.stderr)
         return 130

@@ -74,3 +74,25 @@ def output_dir() -> Path:
     """Return the folder for generated outputs (detections, analyses, reports)."""
     env = os.environ.get(OUTPUT_ENV)
     return Path(env).expanduser().resolve() if env else PROJECT_ROOT / "reports"
+
+
+def writable_dir(path: str | os.PathLike[str], what: str = "output folder") -> Path:
+    """Create ``path`` if needed and check that files can be written in it.
+
+    Commands call this before long work, so that a bad output path fails at once rather
+    than after an hour of training.
+
+    Raises:
+        InputError: the folder cannot be created or written to.
+
+    """
+    from asmspotter.errors import InputError
+
+    folder = Path(path).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the {what} {folder}: {exc.strerror or exc}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write to the {what} {folder}: permission denied")
+    return folder

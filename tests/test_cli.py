@@ -52,3 +52,24 @@ def test_user_error_is_one_line_without_traceback(tmp_path) -> None:  # type: ig
     assert proc.stderr.strip().count("\n") == 0
     assert "Traceback" not in proc.stderr
     assert "region 'x': missing field" in proc.stderr
+
+
+def test_file_system_refusal_is_one_line_without_traceback(shared_data, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A cache or output path the system refuses is reported with the path, no traceback."""
+    import os
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = {**os.environ, "ASMSPOTTER_CACHE": str(blocker / "cache")}
+    env["ASMSPOTTER_SHARED_DATA"] = str(shared_data)
+    proc = subprocess.run(
+        [sys.executable, "-m", "asmspotter.cli", "fetch", "la-pampa", "-p", "2019"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+    assert "Not a directory" in proc.stderr and str(blocker) in proc.stderr

@@ -209,3 +209,7 @@ def test_cli_cross_validation_writes_json(pool_dir: Path, tmp_path: Path, capsys
     assert not list(out.glob("*.pt"))  # cross-validation writes no weights
     assert main([*args[:-1], "1"]) == 2
     assert "at least 2 folds" in capsys.readouterr().err
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main([*args[:4], "--out", str(blocker / "cv"), "--cv", "2"]) == 2
+    assert "cannot create the output folder" in capsys.readouterr().err

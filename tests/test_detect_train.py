@@ -144,6 +144,18 @@ def test_cli_train_smoke_and_evaluate(chips_dir: Path, tmp_path: Path, capsys) -
     assert {"sensitivity", "specificity"} <= set(res)
     assert len(res["files"]) == 5
     assert main(["evaluate-chips", str(tmp_path / "nowhere")]) == 2
+    capsys.readouterr()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    errors = ["evaluate-chips", str(chips_dir), "--model", str(card), "--errors"]
+    assert main([*errors, str(blocker / "e")]) == 2  # checked before any chip is scored
+    assert "cannot create the folder for the errors" in capsys.readouterr().err
+    assert main([*errors, str(tmp_path / "e")]) == 0
+    assert sorted(p.name for p in (tmp_path / "e").iterdir()) == [
+        "errors.csv",
+        "false_alarms.png",
+        "missed_mining.png",
+    ]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without a CUDA device")

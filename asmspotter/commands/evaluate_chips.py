@@ -47,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threshold is not None and not 0.0 < args.threshold <= 1.0:
         raise InputError(f"--threshold must be in (0, 1], got {args.threshold}")
+    if args.errors:
+        from asmspotter.paths import writable_dir
+
+        writable_dir(args.errors, "folder for the errors")
     galleries = read_galleries(args.dir)
     result = evaluate_with_model(galleries, args.model, args.threshold)
     if args.json:

@@ -92,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_with(cfg, args.assignments)
     if not 0.0 < args.cv_specificity < 1.0:
         raise InputError(f"--cv-specificity must lie between 0 and 1, got {args.cv_specificity}")
+    if args.cv is not None and args.cv < 2:
+        raise InputError(f"--cv needs at least 2 folds, got {args.cv}")
     chips = Path(args.chips) if args.chips else paths.require_shared_data("amw", "chips")
     if args.cv is not None:
         return _cross_validate(args, cfg, chips)
@@ -101,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         out = paths.output_dir() / "models-smoke"
     else:
         out = paths.project_data_dir() / "models"
+    paths.writable_dir(out)
     result = train(
         cfg,
         chips,
@@ -125,7 +128,7 @@ def _cross_validate(args: argparse.Namespace, cfg: TrainConfig, chips: Path) -> 
     from asmspotter.detect.crossval import cross_validate
     from asmspotter.geoio import write_json
 
-    out = Path(args.out) if args.out else paths.output_dir() / "crossval"
+    out = paths.writable_dir(Path(args.out) if args.out else paths.output_dir() / "crossval")
     result = cross_validate(
         cfg,
         chips,
