@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from asmspotter import paths
-    from asmspotter.detect.train import TrainConfig, config_with, train
+    from asmspotter.detect.train import TrainConfig, check_device, config_with, train
     from asmspotter.errors import InputError
 
     cfg = TrainConfig.smoke_config() if args.smoke else TrainConfig()
@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--cv-specificity must lie between 0 and 1, got {args.cv_specificity}")
     if args.cv is not None and args.cv < 2:
         raise InputError(f"--cv needs at least 2 folds, got {args.cv}")
+    check_device(args.device)  # before any folder is created
     chips = Path(args.chips) if args.chips else paths.require_shared_data("amw", "chips")
     if args.cv is not None:
         return _cross_validate(args, cfg, chips)
