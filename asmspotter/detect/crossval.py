@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -295,7 +295,6 @@ def cross_validate(
     sets = sample_sets(pool)
     folds = assign_folds(sets, k)
     label_of = {s.key: s.label for s in sets}
-    fold_config = replace(config, val_sets=())
     results: list[FoldResult] = []
     all_labels: list[np.ndarray] = []
     all_scores: list[np.ndarray] = []
@@ -312,7 +311,7 @@ def cross_validate(
         def fold_log(line: str, prefix: str = f"  fold {i + 1}: ") -> None:
             say(prefix + line)
 
-        fitted = fit(fold_config, tr, va, device=device, log=fold_log, select_best=False)
+        fitted = fit(config, tr, va, device=device, log=fold_log, select_best=False)
         scores = chip_scores(
             fitted.model, va.images, config.topk_fraction, device="cpu", views=config.tta
         )

@@ -232,21 +232,6 @@ def evaluate_galleries(
     return ChipEvaluation(tuple(results), thr, card.name)
 
 
-def evaluate_directory(
-    directory: str | Path, model_name: str | Path | None = None, threshold: float | None = None
-) -> ChipEvaluation:
-    """Evaluate the shipped (or named) model on every gallery PNG of a folder.
-
-    Raises:
-        InputError: the folder has no galleries or a name carries no label.
-        DataError: a gallery or the model cannot be read.
-
-    """
-    from asmspotter.detect.chips import read_galleries
-
-    return evaluate_with_model(read_galleries(directory), model_name, threshold)
-
-
 def evaluate_with_model(
     galleries: Sequence[Gallery],
     model_name: str | Path | None = None,

@@ -200,6 +200,7 @@ def config_with(config: TrainConfig, assignments: Sequence[str]) -> TrainConfig:
             the wrong type.
 
     """
+    optional_ints = ("max_chips_per_file", "max_steps")
     settable = {
         f.name: getattr(config, f.name)
         for f in fields(config)
@@ -216,13 +217,13 @@ def config_with(config: TrainConfig, assignments: Sequence[str]) -> TrainConfig:
             )
         current = settable[key]
         try:
-            if raw.lower() == "none" and key in ("max_chips_per_file", "max_steps"):
+            if raw.lower() == "none" and key in optional_ints:
                 value: Any = None
             elif isinstance(current, bool):
                 if raw.lower() not in ("true", "false", "1", "0"):
                     raise ValueError(raw)
                 value = raw.lower() in ("true", "1")
-            elif isinstance(current, int) or key in ("max_chips_per_file", "max_steps"):
+            elif isinstance(current, int) or key in optional_ints:
                 value = int(raw)
             elif isinstance(current, float):
                 value = float(raw)
