@@ -9,14 +9,21 @@ import pytest
 from PIL import Image
 
 from asmspotter.detect.chips import (
+    RGB_BANDS,
     label_from_name,
     list_galleries,
     read_gallery,
+    reflectance_max,
     sample_set_of,
     split_galleries,
     stack_galleries,
 )
-from asmspotter.detect.synthetic import make_gallery
+from asmspotter.detect.synthetic import (
+    L2A_BANDS,
+    make_gallery,
+    make_multiband_gallery,
+    multiband_chip,
+)
 from asmspotter.errors import DataError, InputError
 
 
@@ -86,3 +93,83 @@ def test_split_keeps_sample_sets_together(tmp_path: Path) -> None:
     assert {g.name for g in split.train} == {names[2]}
     arr = stack_galleries(split.val)
     assert len(arr) == 6 and arr.n_pos == 2 and arr.n_neg == 4
+
+
+@pytest.mark.parametrize("dtype", ["float32", "uint16"])
+def test_geotiff_gallery_holds_reflectance_of_its_bands(tmp_path: Path, dtype: str) -> None:
+    kinds = ["mining", "forest", "lookalike", "mining", "forest"]
+    p = make_multiband_gallery(
+        tmp_path / f"x_positives_clear0.75_{dtype}.tif", kinds, cols=3, seed=4, dtype=dtype
+    )
+    g = read_gallery(p)
+    assert (g.label, g.bands, g.cell_size) == (1, L2A_BANDS, 48)
+    assert g.chips.shape == (5, 48, 48, 10) and g.chips.dtype == np.float32  # one empty cell
+    assert reflectance_max(g.chips) == 1.0
+    rng = np.random.default_rng(4)
+    expected = np.stack([multiband_chip(k, rng) for k in kinds])
+    # uint16 galleries store reflectance x 10000: rounding costs at most 0.5e-4
+    np.testing.assert_allclose(g.chips, expected, atol=6e-5 if dtype == "uint16" else 0)
+    assert g.sample_set == f"x_positives_{dtype}"
+    assert list_galleries(tmp_path) == [p]
+
+
+def test_geotiff_chip_no_data_becomes_zero_and_empty_cells_are_skipped(tmp_path: Path) -> None:
+    import rasterio
+
+    p = make_multiband_gallery(tmp_path / "y_negatives.tif", ["forest", "forest"], cols=2)
+    with pytest.warns(rasterio.errors.NotGeoreferencedWarning), rasterio.open(p, "r+") as dst:
+        data = dst.read()
+        data[:, 0, 0] = np.nan  # a no-data pixel inside the first chip
+        data[:, 48:, :] = np.nan  # second row: already empty
+        dst.write(data)
+    g = read_gallery(p)
+    assert len(g.chips) == 2
+    assert (g.chips[0, 0, 0] == 0).all() and (g.chips[0, 1, 1] > 0).all()
+
+
+def test_geotiff_gallery_errors(tmp_path: Path) -> None:
+    import rasterio
+
+    good = make_multiband_gallery(tmp_path / "g_negatives.tif", ["forest"], bands=("red", "nir"))
+    cases = {
+        "unnamed": ("must name each band once", None),
+        "int8": ("float reflectance or uint16", "int8"),
+        "odd": ("not a grid of 48-px cells", None),
+    }
+    for name, (message, dtype) in cases.items():
+        p = tmp_path / f"{name}_negatives.tif"
+        width = 50 if name == "odd" else 96
+        profile = {"driver": "GTiff", "width": width, "height": 96, "count": 2}
+        profile["dtype"] = dtype or "float32"
+        with pytest.warns(rasterio.errors.NotGeoreferencedWarning):
+            with rasterio.open(p, "w", **profile) as dst:
+                dst.write(np.ones((2, 96, width), profile["dtype"]))
+                if name != "unnamed":
+                    dst.descriptions = ("red", "nir")
+        with pytest.raises(DataError, match=message):
+            read_gallery(p)
+        p.unlink()
+    corrupt = tmp_path / "c_negatives.tif"
+    corrupt.write_bytes(good.read_bytes()[:300])
+    with pytest.raises(DataError, match="not a readable GeoTIFF gallery"):
+        read_gallery(corrupt)
+    with pytest.raises(DataError, match="gallery not found"):
+        read_gallery(tmp_path / "gone_negatives.tif")
+
+
+def test_stacking_needs_one_kind_and_selects_bands(tmp_path: Path) -> None:
+    tif = read_gallery(make_multiband_gallery(tmp_path / "m_positives.tif", ["mining"] * 3))
+    png = read_gallery(make_gallery(tmp_path / "p_negatives.png", [False] * 2))
+    assert png.bands == RGB_BANDS
+    mixed = r"m_positives.tif \(blue.*float32\) and p_negatives.png \(red, green, blue, uint8\)"
+    with pytest.raises(DataError, match=mixed):
+        stack_galleries([tif, png])
+    arrays = stack_galleries([tif])
+    rgb = arrays.select(("red", "green", "blue"))
+    assert rgb.bands == RGB_BANDS and rgb.images.shape == (3, 48, 48, 3)
+    np.testing.assert_array_equal(rgb.images[..., 0], tif.chips[..., L2A_BANDS.index("red")])
+    assert arrays.select(L2A_BANDS) is arrays
+    with pytest.raises(InputError, match="missing: coastal"):
+        arrays.select(("coastal", "red"))
+    empty = stack_galleries([], like=arrays)
+    assert empty.bands == L2A_BANDS and empty.images.dtype == np.float32 and len(empty) == 0

@@ -16,6 +16,7 @@ from asmspotter.detect.model import (
     select_bands,
     view_probabilities,
 )
+from asmspotter.detect.synthetic import L2A_BANDS
 from asmspotter.errors import DataError
 
 TINY = ModelConfig(widths=(4, 4, 4, 4))
@@ -31,18 +32,8 @@ def test_output_has_input_size(size: tuple[int, int]) -> None:
 
 
 def test_band_set_is_configuration() -> None:
-    bands = (
-        "blue",
-        "green",
-        "red",
-        "rededge1",
-        "rededge2",
-        "rededge3",
-        "nir",
-        "nir08",
-        "swir16",
-        "swir22",
-    )
+    bands = L2A_BANDS
+    assert len(bands) == 10 and "swir22" in bands
     cfg = ModelConfig(bands=bands, widths=(4, 4, 4, 4), mean=(0.1,) * 10, std=(0.05,) * 10)
     model = build_model(cfg).eval()
     assert model.bands == bands

@@ -9,10 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from asmspotter.detect.card import load_card
 from asmspotter.detect.model import ModelConfig
-from asmspotter.detect.synthetic import make_gallery
+from asmspotter.detect.synthetic import (
+    L2A_BANDS,
+    make_gallery,
+    make_multiband_gallery,
+    make_multiband_scene,
+    write_composite,
+)
 from asmspotter.detect.train import (
     TrainConfig,
     make_batch,
@@ -190,3 +197,101 @@ def test_context_model_with_weight_averaging_trains(chips_dir: Path, tmp_path: P
     assert card.training["config"]["model"]["version"] == 2
     assert "moving average" in card.training["method"]
     assert "context block" in card.training["architecture"]
+
+
+@pytest.fixture(scope="module")
+def multiband_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """GeoTIFF galleries of the ten L2A bands whose non-mining chips include look-alikes:
+    patches of the workings' visible colour with a vegetation-like infrared."""
+    d = tmp_path_factory.mktemp("multiband")
+    mining = ["mining"] * 12
+    make_multiband_gallery(d / "a_positives_clear0.75.tif", mining, seed=1)
+    make_multiband_gallery(d / "b_positives_clear0.75.tif", mining, seed=2, dtype="uint16")
+    make_multiband_gallery(d / "c_negatives_clear0.75.tif", ["forest", "lookalike"] * 6, seed=3)
+    make_multiband_gallery(d / "d_negatives_clear0.75.tif", ["lookalike"] * 12, seed=4)
+    make_multiband_gallery(d / "vala_positives_clear0.75.tif", mining, seed=5)
+    make_multiband_gallery(d / "valb_negatives_clear0.75.tif", ["lookalike"] * 12, seed=6)
+    return d
+
+
+def test_multiband_model_trains_reads_the_infrared_and_maps(
+    multiband_dir: Path, tmp_path: Path, capsys
+) -> None:
+    import rasterio
+
+    from asmspotter.cli import main
+    from asmspotter.detect.inference import detect_composite, load_detector
+
+    base = TrainConfig.smoke_config(
+        max_steps=60,
+        epochs=100,
+        test_sets=(),
+        val_sets=("vala", "valb"),
+        tta="none",
+        set_balance=0.0,
+    )
+    ten = train(replace(base, bands=L2A_BANDS), multiband_dir, tmp_path / "ten")
+    rgb = train(replace(base, bands=("red", "green", "blue")), multiband_dir, tmp_path / "rgb")
+    # only the infrared tells the workings from the look-alikes of the validation negatives
+    assert ten.metrics["validation_chips"]["auc"] >= 0.95
+    assert rgb.metrics["validation_chips"]["auc"] <= 0.85
+    assert ten.losses[-1] < ten.losses[0]
+
+    card, _ = load_card(ten.card)
+    assert card.bands == L2A_BANDS and card.reflectance_max == 1.0
+    raw = json.loads(ten.card.read_text())
+    assert "clipped to [0, 1]" in raw["input_scaling"]["reflectance"]
+    assert raw["training"]["config"]["bands"] == list(L2A_BANDS)
+    net = raw["training"]["config"]["model"]
+    assert net["bands"] == list(L2A_BANDS)
+    # normalised with the training chips: nir between forest (0.32) and workings (0.24)
+    nir = L2A_BANDS.index("nir")
+    assert 0.24 < net["mean"][nir] < 0.42 and 0.0 < net["std"][nir] < 0.1
+    assert "10 bands" in raw["description"] and "--bands blue,green" in raw["regenerate"]
+    assert "test_chips_under_other_stretches" not in raw["metrics"]
+
+    # a reflectance composite of the same bands: the workings are mapped, the look-alike not
+    scene, truth = make_multiband_scene(300, 400)
+    comp = write_composite(tmp_path / "composite.tif", scene, bands=L2A_BANDS)
+    det = load_detector(ten.card)
+    res = detect_composite(comp, tmp_path / "det", detector=det, progress=False)
+    with rasterio.open(res.files["mining_mask.tif"]) as src:
+        mask = src.read(1) == 1
+    fake = np.zeros_like(truth)
+    fake[300 - 37 - 60 : 300 - 37, 400 - 50 - 80 : 400 - 50] = True
+    assert mask[truth].mean() > 0.9 and mask[fake].mean() < 0.05
+    provenance = json.loads(res.files["detection.json"].read_text())
+    assert provenance["input"]["bands"] == list(L2A_BANDS)
+
+    # evaluate-chips: the ten-band model on its galleries, the shipped RGB model on them too
+    capsys.readouterr()
+    assert main(["evaluate-chips", str(multiband_dir), "--json", "--model", str(ten.card)]) == 0
+    res_ten = json.loads(capsys.readouterr().out)
+    assert (res_ten["n_pos"], res_ten["n_neg"]) == (36, 36)
+    assert res_ten["sensitivity"] >= 0.9 and res_ten["specificity"] >= 0.85
+    assert main(["evaluate-chips", str(multiband_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "asm-rgb-v4"
+    # PNG galleries cannot feed the ten-band model: one line naming what is missing
+    png = tmp_path / "png"
+    make_gallery(png / "p_positives.png", [True] * 2)
+    assert main(["evaluate-chips", str(png), "--model", str(ten.card)]) == 2
+    err = capsys.readouterr().err
+    assert "p_positives.png holds bands red, green, blue" in err and "rededge1" in err
+    errors = tmp_path / "errors"
+    args = ["evaluate-chips", str(multiband_dir), "--model", str(ten.card), "--threshold", "0.99"]
+    assert main([*args, "--errors", str(errors)]) == 0
+    with Image.open(errors / "missed_mining.png") as sheet:
+        assert sheet.mode == "RGB" and sheet.size[1] > 100  # all 36 mining chips missed
+
+
+def test_cli_train_bands(multiband_dir: Path, tmp_path: Path, capsys) -> None:
+    from asmspotter.cli import main
+
+    cmd = ["train", "--smoke", "--chips", str(multiband_dir), "--out", str(tmp_path / "m")]
+    assert main([*cmd, "--bands", "nir,swir16,fog"]) == 2
+    assert "--bands: fog is not a band name" in capsys.readouterr().err
+    assert main([*cmd, "--bands", "coastal,red"]) == 2
+    assert "missing: coastal" in capsys.readouterr().err
+    assert main([*cmd, "--bands", "red,nir,swir16", "--no-validate"]) == 0
+    card, _ = load_card(tmp_path / "m" / f"{TrainConfig.name}.card.json")
+    assert card.bands == ("red", "nir", "swir16")

@@ -84,6 +84,49 @@ def _loopback_catalogue(
     return catalogue
 
 
+def _red_nir_model(folder: Path) -> Path:
+    """Write the weights and card of an untrained network on red and nir; return the card."""
+    from asmspotter.detect.card import ModelCard, sha256_of
+    from asmspotter.detect.model import ModelConfig, build_model, save_weights
+    from asmspotter.geoio import write_json
+
+    config = ModelConfig(
+        bands=("red", "nir"), widths=(4, 4, 4, 4), mean=(0.05, 0.3), std=(0.03, 0.1)
+    )
+    weights = save_weights(build_model(config), folder / "red-nir.pt")
+    card = ModelCard("red-nir", weights.name, sha256_of(weights), ("red", "nir"), 0.5, 0.5, 0.5)
+    return write_json(folder / "red-nir.card.json", card.to_dict())
+
+
+def test_fetch_and_run_get_the_bands_of_the_model(
+    tmp_path: Path, workdirs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import rasterio
+
+    card = _red_nir_model(tmp_path)
+    scenes = make_scenes(tmp_path / "scenes", seed=8)
+    composite = workdirs["cache"] / "loop" / "winter" / "composite.tif"
+    with StacServer(scenes.items, scenes.files) as server:
+        catalogue = _loopback_catalogue(tmp_path, scenes.inner_bbox(), server.url, [WINTER])
+        fetch = ["fetch", "loop", "--catalogue", str(catalogue), "-p", "winter"]
+        assert main(fetch) == 0
+        with rasterio.open(composite) as src:
+            assert src.descriptions == ("blue", "green", "red")
+        detect = ["detect", "loop", "--catalogue", str(catalogue), "--no-progress"]
+        assert main([*detect, "--model", str(card)]) == 2
+        assert "the model needs red, nir (missing: nir)" in _one_line_error(capsys.readouterr().err)
+        assert main([*fetch, "--model", str(card)]) == 0
+        assert "loop winter: wrote" in capsys.readouterr().out  # other bands: not the cache
+        with rasterio.open(composite) as src:
+            assert src.descriptions == ("blue", "green", "red", "nir")
+        assert main([*detect, "--model", str(card)]) == 0
+        run = ["run", "loop", "--catalogue", str(catalogue), "--no-progress"]
+        assert main([*run, "--model", str(card)]) == 0
+        assert "winter: reused" in capsys.readouterr().out
+        assert main([*fetch, "--model", str(tmp_path / "nothing.card.json")]) == 2
+        assert "nothing.card.json" in _one_line_error(capsys.readouterr().err)
+
+
 def test_fetch_from_a_stac_api(
     tmp_path: Path, workdirs: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

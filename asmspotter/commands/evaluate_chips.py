@@ -14,14 +14,15 @@ def add_parser(subparsers: Any) -> None:
         "evaluate-chips",
         help="score a folder of labelled chip galleries with the shipped model",
         description=(
-            "Score every gallery PNG of DIR (grids of 48 x 48 px Sentinel-2 chips in the "
-            "value/3000 scaling; empty black cells are skipped; the label comes from the file "
-            "name: *positives* = mining, *negatives* = not) with the shipped model at its "
-            "card's chip threshold, and print TP, FN, TN, FP, sensitivity and specificity per "
-            "file and in total."
+            "Score every gallery of DIR (grids of 48 x 48 px Sentinel-2 chips: PNGs in the "
+            "value/3000 scaling, or GeoTIFFs of reflectance with a band name per band for "
+            "models of other bands; empty cells are skipped; the label comes from the file "
+            "name: *positives* = mining, *negatives* = not) with the shipped (or --model) model "
+            "at its card's chip threshold, and print TP, FN, TN, FP, sensitivity and "
+            "specificity per file and in total."
         ),
     )
-    p.add_argument("dir", metavar="DIR", help="folder of gallery PNGs")
+    p.add_argument("dir", metavar="DIR", help="folder of galleries (*.png, *.tif)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _args.add_model(p, device=False)
     p.add_argument("--threshold", type=float, help="chip threshold (default: the card's)")

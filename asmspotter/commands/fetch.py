@@ -78,6 +78,11 @@ def add_parser(subparsers: Any) -> None:
         "when the STAC URL's host is planetarycomputer.microsoft.com), "
         "planetary-computer or none (default: the region's source, auto)",
     )
+    p.add_argument(
+        "--model",
+        help="model name in data/models or a card path: the composites hold the bands its card "
+        "names (default: the shipped model's, true colour)",
+    )
     _args.add_catalogue(p)
     p.set_defaults(func=run)
 
@@ -92,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--max-cloud must be within 0..100 percent, got {args.max_cloud:g}")
     region = load_catalogue(args.catalogue)[args.region]
     periods = region.select_periods(args.period)
+    bands = _args.model_bands(args.model)
     for period in periods:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", CloudyCompositeWarning)
@@ -103,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
                 collection=args.collection,
                 max_cloud=args.max_cloud,
                 sign=args.sign,
+                bands=bands,
             )
         prov = result.provenance
         what = "reused cached" if result.reused else "wrote"

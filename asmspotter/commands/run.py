@@ -52,9 +52,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"== {region.name} ({region.id}): periods {', '.join(p.id for p in periods)}")
 
     print("-- fetch: cloud-free composites")
+    bands = _args.model_bands(args.model)  # the bands the model's card names
     composites = []
     for period in periods:
-        comp = fetch_composite(region, period, refresh=args.refresh, progress=not args.no_progress)
+        comp = fetch_composite(
+            region, period, refresh=args.refresh, progress=not args.no_progress, bands=bands
+        )
         composites.append(comp)
         action = "reused" if comp.reused else "wrote"
         print(f"   {period.id}: {action} {comp.path} (clear {comp.clear_fraction:.1%})")

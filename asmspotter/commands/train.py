@@ -27,11 +27,21 @@ def add_parser(subparsers: Any) -> None:
             "steps of a tiny network for tests and CI. --cv K instead cross-validates the recipe "
             "over the sample sets outside the held-out categories (K folds, one network per "
             "fold, nothing written to data/models) to compare recipes; --set changes the "
-            "recipe, e.g. --set set_balance=0 --set lr=0.001."
+            "recipe, e.g. --set set_balance=0 --set lr=0.001. --chips DIR --bands trains on "
+            "other galleries, e.g. GeoTIFF galleries of the ten L2A bands."
         ),
     )
     p.add_argument("--out", help="output folder (default: data/models, or reports/models-smoke)")
-    p.add_argument("--chips", help="folder of gallery PNGs (default: shared data amw/chips)")
+    p.add_argument(
+        "--chips",
+        help="folder of galleries, PNG or GeoTIFF (default: shared data amw/chips)",
+    )
+    p.add_argument(
+        "--bands",
+        help="comma-separated input bands of the network, picked from the galleries' bands "
+        "(default: red,green,blue); other band sets are normalised with the training chips' "
+        "mean and deviation",
+    )
     p.add_argument("--smoke", action="store_true", help="train a tiny model for a few steps")
     p.add_argument("--epochs", type=int, help="passes over the training chips")
     p.add_argument("--seed", type=int, help="random seed")
@@ -85,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, key)
         if value is not None:
             changes[key] = value
+    if args.bands is not None:
+        changes["bands"] = tuple(b.strip() for b in args.bands.split(",") if b.strip())
+        _check_bands(changes["bands"])
     try:
         cfg = replace(cfg, **changes)
     except ValueError as exc:
@@ -121,6 +134,19 @@ def run(args: argparse.Namespace) -> int:
             f"specificity {test['specificity']:.3f} ({test['n_pos']} mining, {test['n_neg']} not)"
         )
     return 0
+
+
+def _check_bands(bands: tuple[str, ...]) -> None:
+    """Refuse a --bands list that names no band or a band that is not a canonical name."""
+    from asmspotter.composite import CANONICAL_BANDS
+    from asmspotter.errors import InputError
+
+    unknown = [b for b in bands if b not in CANONICAL_BANDS]
+    if not bands or unknown:
+        raise InputError(
+            f"--bands: {', '.join(unknown) or 'no band'} is not a band name; use names of "
+            + ", ".join(CANONICAL_BANDS)
+        )
 
 
 def _cross_validate(args: argparse.Namespace, cfg: TrainConfig, chips: Path) -> int:

@@ -22,7 +22,8 @@ REFLECTANCE_SATURATION = 0.3
 #: Radiometries a composite may declare (dataset tag ``ASMSPOTTER_RADIOMETRY``).
 RADIOMETRIES = ("reflectance", "display")
 
-#: How each radiometry becomes model input (also written into the card).
+#: How each radiometry becomes model input (also written into the card), for models
+#: trained on the PNG galleries; :func:`input_scaling` gives the text of any card.
 INPUT_SCALING: dict[str, str] = {
     "reflectance": (
         "float surface reflectance (about 0..1, NaN = no-data) clipped to [0, 0.3]; "
@@ -34,6 +35,25 @@ INPUT_SCALING: dict[str, str] = {
         "(gain, gamma, offset, haze, quantisation) so other visualisation stretches work too"
     ),
 }
+
+
+def input_scaling(reflectance_max: float = REFLECTANCE_SATURATION) -> dict[str, Any]:
+    """Return the card's ``input_scaling`` section for a reflectance clip at ``reflectance_max``.
+
+    Models trained on the PNG galleries clip at :data:`REFLECTANCE_SATURATION` (the chips'
+    value/3000 scaling); models trained on GeoTIFF galleries of reflectance clip higher, and
+    their cards say so with the ``reflectance_max`` key.
+    """
+    if reflectance_max == REFLECTANCE_SATURATION:
+        return dict(INPUT_SCALING)
+    return {
+        "reflectance": (
+            f"float surface reflectance (about 0..1, NaN = no-data) clipped to "
+            f"[0, {reflectance_max:g}]; the model input is that reflectance"
+        ),
+        "display": INPUT_SCALING["display"],
+        "reflectance_max": reflectance_max,
+    }
 
 
 #: Test-time view sets: each view is (quarter turns counter-clockwise, left-right flip).
@@ -77,6 +97,8 @@ class ModelCard:
         chip_padding: reflect padding (px) added around a chip before scoring it.
         tta: test-time views averaged by chip scoring and inference (a key of
             :data:`~asmspotter.detect.card.VIEW_SETS`; cards without it mean ``none``).
+        reflectance_max: reflectance at which reflectance composites are clipped for the
+            model (``input_scaling.reflectance_max``; cards without it mean 0.3).
         training: training data, split and method.
         metrics: measured figures (chip test set, La Pampa validation, speed).
         definitions: what each metric means.
@@ -96,6 +118,7 @@ class ModelCard:
     tile_overlap: int = 64
     chip_padding: int = 24
     tta: str = "none"
+    reflectance_max: float = REFLECTANCE_SATURATION
     training: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, Any] = field(default_factory=dict)
     definitions: Mapping[str, Any] = field(default_factory=dict)
@@ -108,7 +131,7 @@ class ModelCard:
             "weights": self.weights,
             "sha256": self.sha256,
             "bands": list(self.bands),
-            "input_scaling": dict(INPUT_SCALING),
+            "input_scaling": input_scaling(self.reflectance_max),
             "chip_score": {
                 "rule": "mean of the top fraction of the chip's pixel probabilities",
                 "topk_fraction": self.chip_topk_fraction,
@@ -159,6 +182,9 @@ def card_from_dict(d: Mapping[str, Any], source: str = "card") -> ModelCard:
             tile_overlap=int(inf.get("tile_overlap", 64)),
             chip_padding=int(cs.get("padding_px", 24)),
             tta=str(inf.get("tta", "none")),
+            reflectance_max=float(
+                d.get("input_scaling", {}).get("reflectance_max", REFLECTANCE_SATURATION)
+            ),
             training=dict(d.get("training", {})),
             metrics=dict(d.get("metrics", {})),
             definitions=dict(d.get("definitions", {})),
@@ -194,6 +220,8 @@ def card_from_dict(d: Mapping[str, Any], source: str = "card") -> ModelCard:
             f"model card {source}: unknown inference.tta {card.tta!r} "
             f"(one of {', '.join(VIEW_SETS)})"
         )
+    if not card.reflectance_max > 0.0:
+        raise DataError(f"model card {source}: input_scaling.reflectance_max must be > 0")
     if card.tile_overlap < 0 or card.tile_size <= 2 * card.tile_overlap:
         raise DataError(f"model card {source}: tile_size must exceed twice tile_overlap")
     return card
@@ -253,12 +281,15 @@ def sha256_of(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def to_model_input(block: np.ndarray, radiometry: str) -> tuple[np.ndarray, np.ndarray]:
+def to_model_input(
+    block: np.ndarray, radiometry: str, reflectance_max: float = REFLECTANCE_SATURATION
+) -> tuple[np.ndarray, np.ndarray]:
     """Convert raster values to model input as the card says.
 
     Args:
         block: (bands, rows, cols) values of one window, bands in model order.
         radiometry: ``reflectance`` or ``display``.
+        reflectance_max: the card's clip of reflectance (``ModelCard.reflectance_max``).
 
     Returns:
         (float32 model input with no-data filled by 0, boolean valid mask (rows, cols)).
@@ -271,7 +302,7 @@ def to_model_input(block: np.ndarray, radiometry: str) -> tuple[np.ndarray, np.n
         x = block.astype(np.float32, copy=False)
         valid = np.all(np.isfinite(x), axis=0)
         # every non-finite value lies in an invalid pixel, which becomes 0 just below
-        x = np.clip(np.where(valid, x, np.float32(0.0)), 0.0, REFLECTANCE_SATURATION)
+        x = np.clip(np.where(valid, x, np.float32(0.0)), 0.0, reflectance_max)
     elif radiometry == "display":
         valid = np.any(block != 0, axis=0)
         x = block.astype(np.float32) * np.float32(REFLECTANCE_SATURATION / 255.0)
@@ -298,7 +329,7 @@ def render_markdown(card: ModelCard) -> str:
         "## Input scaling",
         "",
     ]
-    lines += [f"- `{k}`: {v}" for k, v in INPUT_SCALING.items()]
+    lines += [f"- `{k}`: {v}" for k, v in input_scaling(card.reflectance_max).items()]
     lines += [
         "",
         "## Chip-score rule and thresholds",

@@ -1,15 +1,23 @@
-"""Gallery PNGs of labelled Sentinel-2 chips: parsing, labels, sample sets and splits.
+"""Galleries of labelled Sentinel-2 chips: parsing, labels, sample sets and splits.
 
-A gallery is a PNG laid out as a grid of square cells (48 px, i.e. 480 m at 10 m;
-some ``*_rgb_preview`` galleries use 32-px cells, which are resampled to 48 px).
-Cells that are entirely black are empty. The label of every chip in a gallery comes
-from the file name (``*positives*`` = mining, ``*negatives*`` = not mining).
-RGB values are ``reflectance / 0.3 * 255`` (L1C value / 3000, clipped, times 255).
+A gallery is an image laid out as a grid of square cells (48 px, i.e. 480 m at 10 m).
+Cells that are entirely empty are skipped. The label of every chip in a gallery comes
+from the file name (``*positives*`` = mining, ``*negatives*`` = not mining). Two formats:
+
+- **PNG** (Amazon Mining Watch's true-colour chips): RGB values are
+  ``reflectance / 0.3 * 255`` (L1C value / 3000, clipped, times 255); black cells are empty;
+  some ``*_rgb_preview`` galleries use 32-px cells, which are resampled to 48 px.
+- **GeoTIFF** (``.tif``/``.tiff``, any band set, e.g. the ten 10 m and 20 m bands of L2A):
+  one band per canonical band name (the band description, as in composites), values as
+  float surface reflectance (NaN = no-data) or uint16 reflectance x 10000 (0 = no-data),
+  48-px cells; cells without any valid value are empty, no-data inside a chip becomes 0.
+  The model input is the reflectance clipped to [0, :data:`MULTIBAND_REFLECTANCE_MAX`].
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +32,12 @@ CHIP_SIZE = 48
 CELL_SIZES = (48, 32)
 #: Reflectance that maps to 255 in the chips (value / 3000 with L1C values x 10000).
 CHIP_REFLECTANCE_SCALE = 0.3
+#: Bands of the PNG galleries, in their order.
+RGB_BANDS: tuple[str, ...] = ("red", "green", "blue")
+#: Reflectance at which the chips of GeoTIFF galleries are clipped.
+MULTIBAND_REFLECTANCE_MAX = 1.0
+#: File suffixes read as galleries.
+GALLERY_SUFFIXES: tuple[str, ...] = (".png", ".tif", ".tiff")
 
 _NEGATIVE = re.compile(r"negative", re.IGNORECASE)
 _POSITIVE = re.compile(r"positive|minespos|mineria|mining", re.IGNORECASE)
@@ -32,15 +46,18 @@ _CLEAR = re.compile(r"_clear[0-9.]+")
 
 @dataclass(frozen=True)
 class Gallery:
-    """The chips of one gallery PNG.
+    """The chips of one gallery (PNG or GeoTIFF).
 
     Attributes:
         path: the PNG file.
         label: 1 for mining, 0 for not mining.
         sample_set: the sample-set key (file stem without the clear-sky threshold), shared
             by the ``clear0.05`` and ``clear0.75`` composites of the same points.
-        chips: uint8 array (n, 48, 48, 3), row-major over filled cells.
-        cell_size: the cell size found in the PNG.
+        chips: (n, 48, 48, bands), row-major over filled cells: uint8 in the PNG galleries'
+            scaling, or float32 surface reflectance for GeoTIFF galleries (see
+            :func:`reflectance_max`).
+        cell_size: the cell size found in the file.
+        bands: canonical names of the chips' bands, in order.
 
     """
 
@@ -49,11 +66,21 @@ class Gallery:
     sample_set: str
     chips: np.ndarray
     cell_size: int
+    bands: tuple[str, ...] = RGB_BANDS
 
     @property
     def name(self) -> str:
         """The file name."""
         return self.path.name
+
+
+def reflectance_max(chips: np.ndarray) -> float:
+    """Return the reflectance that the top of the chips' value range stands for.
+
+    uint8 chips (PNG galleries) reach :data:`CHIP_REFLECTANCE_SCALE` at 255; float chips
+    (GeoTIFF galleries) hold reflectance and are clipped at :data:`MULTIBAND_REFLECTANCE_MAX`.
+    """
+    return CHIP_REFLECTANCE_SCALE if chips.dtype == np.uint8 else MULTIBAND_REFLECTANCE_MAX
 
 
 def label_from_name(name: str) -> int:
@@ -126,9 +153,7 @@ def split_cells(img: np.ndarray, cell: int | None = None) -> tuple[np.ndarray, i
         raise DataError(f"expected an 8-bit RGB gallery, got {img.dtype} array {img.shape}")
     img = img[..., :3]
     c = cell or _cell_size(img)
-    ny, nx = img.shape[0] // c, img.shape[1] // c
-    cells = img[: ny * c, : nx * c].reshape(ny, c, nx, c, 3).transpose(0, 2, 1, 3, 4)
-    cells = cells.reshape(ny * nx, c, c, 3)
+    cells = _grid_cells(img, c)
     filled = cells.reshape(len(cells), -1).max(axis=1) > 0
     cells = cells[filled]
     if c != CHIP_SIZE and len(cells):
@@ -145,20 +170,86 @@ def split_cells(img: np.ndarray, cell: int | None = None) -> tuple[np.ndarray, i
     return np.ascontiguousarray(cells), c
 
 
+def _grid_cells(img: np.ndarray, c: int) -> np.ndarray:
+    """Cut (rows, cols, bands) into its (ny * nx, c, c, bands) cells, row-major."""
+    b = img.shape[2]
+    ny, nx = img.shape[0] // c, img.shape[1] // c
+    cells = img[: ny * c, : nx * c].reshape(ny, c, nx, c, b).transpose(0, 2, 1, 3, 4)
+    return cells.reshape(ny * nx, c, c, b)
+
+
+def _read_multiband(p: Path, label: int, max_chips: int | None) -> Gallery:
+    """Read a GeoTIFF gallery (see the module docstring for its layout and values)."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+    from asmspotter.composite import CANONICAL_BANDS
+
+    try:
+        with warnings.catch_warnings():
+            # galleries are mosaics of chips from many places: no georeference is expected
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(p) as src:
+                bands = tuple(d or "" for d in src.descriptions)
+                data = src.read()
+                nodata = src.nodata
+    except RasterioError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"not a readable GeoTIFF gallery: {p} ({first})") from None
+    if any(b not in CANONICAL_BANDS for b in bands) or len(set(bands)) != len(bands):
+        raise DataError(
+            f"{p}: band descriptions {', '.join(repr(b) for b in bands)} must name each band "
+            f"once, as one of {', '.join(CANONICAL_BANDS)}"
+        )
+    if np.issubdtype(data.dtype, np.floating):
+        refl = data.astype(np.float32)
+        if nodata is not None and not np.isnan(nodata):
+            refl[data == nodata] = np.nan
+    elif data.dtype == np.uint16:
+        refl = data.astype(np.float32) / np.float32(10000.0)
+        refl[data == (0 if nodata is None else nodata)] = np.nan
+    else:
+        raise DataError(
+            f"{p}: expected float reflectance or uint16 reflectance x 10000, got {data.dtype}"
+        )
+    rows, cols = refl.shape[1:]
+    if rows % CHIP_SIZE or cols % CHIP_SIZE:
+        raise DataError(f"GeoTIFF gallery {p} of {cols} x {rows} px is not a grid of 48-px cells")
+    cells = _grid_cells(np.moveaxis(refl, 0, -1), CHIP_SIZE)
+    valid = np.isfinite(cells)
+    filled = (valid & (cells != 0)).reshape(len(cells), -1).any(axis=1)
+    chips = np.where(valid, cells, np.float32(0.0))[filled]
+    if max_chips is not None:
+        chips = chips[:max_chips]
+    return Gallery(
+        path=p,
+        label=label,
+        sample_set=sample_set_of(p.name),
+        chips=np.ascontiguousarray(chips, dtype=np.float32),
+        cell_size=CHIP_SIZE,
+        bands=bands,
+    )
+
+
 def read_gallery(path: str | Path, max_chips: int | None = None) -> Gallery:
-    """Read a gallery PNG into its chips and label.
+    """Read a gallery (PNG or GeoTIFF) into its chips and label.
 
     Args:
-        path: the PNG.
+        path: the PNG or GeoTIFF.
         max_chips: keep at most this many chips (the first ones), or all.
 
     Raises:
         InputError: the label cannot be told from the name.
-        DataError: the file is missing, not a PNG, or not a grid of cells.
+        DataError: the file is missing, unreadable, or not a grid of cells; a GeoTIFF's
+            bands are not named by canonical band names or its values are of another type.
 
     """
     p = Path(path)
     label = label_from_name(p.name)
+    if p.suffix.lower() in (".tif", ".tiff"):
+        if not p.is_file():
+            raise DataError(f"gallery not found: {p}")
+        return _read_multiband(p, label, max_chips)
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -177,26 +268,26 @@ def read_gallery(path: str | Path, max_chips: int | None = None) -> Gallery:
 
 
 def list_galleries(directory: str | Path) -> list[Path]:
-    """Return the gallery PNGs of a folder, sorted by name.
+    """Return the galleries (PNG or GeoTIFF) of a folder, sorted by name.
 
     Raises:
-        InputError: the folder does not exist or holds no PNG.
+        InputError: the folder does not exist or holds no gallery.
 
     """
     d = Path(directory)
     if not d.is_dir():
         raise InputError(f"not a folder of chip galleries: {d}")
-    files = sorted(p for p in d.iterdir() if p.suffix.lower() == ".png" and p.is_file())
+    files = sorted(p for p in d.iterdir() if p.suffix.lower() in GALLERY_SUFFIXES and p.is_file())
     if not files:
-        raise InputError(f"no gallery PNGs (*.png) in {d}")
+        raise InputError(f"no galleries (*.png, *.tif) in {d}")
     return files
 
 
 def read_galleries(directory: str | Path, max_chips: int | None = None) -> list[Gallery]:
-    """Read every gallery PNG of a folder, sorted by name.
+    """Read every gallery (PNG or GeoTIFF) of a folder, sorted by name.
 
     Raises:
-        InputError: the folder does not exist, holds no PNG, or a name carries no label.
+        InputError: the folder does not exist, holds no gallery, or a name carries no label.
         DataError: a gallery cannot be read.
 
     """
@@ -208,10 +299,11 @@ class ChipArrays:
     """Chips stacked for training or evaluation.
 
     Attributes:
-        images: uint8 (n, 48, 48, 3).
+        images: (n, 48, 48, bands): uint8 (PNG galleries) or float32 reflectance (GeoTIFF).
         labels: int64 (n,) of 0/1.
         source: int64 (n,) index into ``files``.
         files: gallery file names.
+        bands: canonical names of the image bands, in order.
 
     """
 
@@ -219,6 +311,7 @@ class ChipArrays:
     labels: np.ndarray
     source: np.ndarray
     files: tuple[str, ...]
+    bands: tuple[str, ...] = RGB_BANDS
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -233,16 +326,76 @@ class ChipArrays:
         """Number of non-mining chips."""
         return len(self) - self.n_pos
 
+    def select(self, bands: Sequence[str]) -> ChipArrays:
+        """Return the chips with only ``bands``, in that order (``self`` if they match).
 
-def stack_galleries(galleries: Sequence[Gallery]) -> ChipArrays:
-    """Stack the chips of several galleries with their labels and sources."""
+        Raises:
+            InputError: a band is not among the chips' bands.
+
+        """
+        if tuple(bands) == self.bands:
+            return self
+        missing = [b for b in bands if b not in self.bands]
+        if missing:
+            raise InputError(
+                f"the chips hold bands {', '.join(self.bands)}; the model needs "
+                f"{', '.join(bands)} (missing: {', '.join(missing)})"
+            )
+        idx = [self.bands.index(b) for b in bands]
+        images = np.ascontiguousarray(self.images[..., idx])
+        return ChipArrays(images, self.labels, self.source, self.files, tuple(bands))
+
+
+def _kind(g: Gallery) -> tuple[tuple[str, ...], str]:
+    """Return the bands and value type of a gallery (stacked galleries must share them)."""
+    return (g.bands, g.chips.dtype.str)
+
+
+def check_one_kind(galleries: Sequence[Gallery]) -> None:
+    """Check that galleries share their bands and value type, so they can be stacked.
+
+    Raises:
+        DataError: naming the first gallery that differs from the first one.
+
+    """
+    odd = [g for g in galleries if _kind(g) != _kind(galleries[0])]
+    if odd:
+        a, b = galleries[0], odd[0]
+        raise DataError(
+            f"galleries {a.name} ({', '.join(a.bands)}, {a.chips.dtype}) and {b.name} "
+            f"({', '.join(b.bands)}, {b.chips.dtype}) hold different bands or values; a "
+            "folder of galleries for training or evaluation needs one kind"
+        )
+
+
+def stack_galleries(galleries: Sequence[Gallery], like: ChipArrays | None = None) -> ChipArrays:
+    """Stack the chips of several galleries with their labels and sources.
+
+    Args:
+        galleries: galleries of one kind (see :func:`check_one_kind`).
+        like: chips whose bands and value type an empty result takes (default: uint8
+            true colour, the PNG galleries').
+
+    Raises:
+        DataError: the galleries hold different bands or value types.
+
+    """
+    check_one_kind(galleries)
     imgs = [g.chips for g in galleries if len(g.chips)]
     if not imgs:
-        empty = np.zeros((0, CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
-        return ChipArrays(empty, np.zeros(0, np.int64), np.zeros(0, np.int64), ())
+        if galleries:
+            bands, dtype = galleries[0].bands, galleries[0].chips.dtype
+        elif like is not None:
+            bands, dtype = like.bands, like.images.dtype
+        else:
+            bands, dtype = RGB_BANDS, np.dtype(np.uint8)
+        empty = np.zeros((0, CHIP_SIZE, CHIP_SIZE, len(bands)), dtype)
+        return ChipArrays(empty, np.zeros(0, np.int64), np.zeros(0, np.int64), (), bands)
+    bands = galleries[0].bands
     labels = np.concatenate([np.full(len(g.chips), g.label, np.int64) for g in galleries])
     source = np.concatenate([np.full(len(g.chips), i, np.int64) for i, g in enumerate(galleries)])
-    return ChipArrays(np.concatenate(imgs), labels, source, tuple(g.name for g in galleries))
+    files = tuple(g.name for g in galleries)
+    return ChipArrays(np.concatenate(imgs), labels, source, files, bands)
 
 
 @dataclass(frozen=True)

@@ -267,7 +267,7 @@ def cross_validate(
     Args:
         config: the recipe (:class:`~asmspotter.detect.train.TrainConfig`); its
             ``test_sets`` are left out entirely and its ``val_sets`` join the pool.
-        chips_dir: folder of gallery PNGs.
+        chips_dir: folder of galleries (PNG or GeoTIFF).
         k: number of folds.
         specificity: the specificity the per-fold operating point is chosen for.
         device: torch device of the training steps.
@@ -281,7 +281,7 @@ def cross_validate(
         DataError: the galleries cannot be read.
 
     """
-    from asmspotter.detect.chips import split_galleries
+    from asmspotter.detect.chips import check_one_kind, split_galleries
     from asmspotter.detect.evaluate import chip_scores
     from asmspotter.detect.train import auc, check_device, fit
 
@@ -290,6 +290,7 @@ def cross_validate(
         raise InputError(f"specificity must lie between 0 and 1, got {specificity}")
     say = log or (lambda _m: None)
     galleries = read_galleries(chips_dir, config.max_chips_per_file)
+    check_one_kind(galleries)
     split = split_galleries(galleries, config.test_sets, ())
     pool = list(split.train)
     sets = sample_sets(pool)
@@ -302,7 +303,8 @@ def cross_validate(
         t0 = time.time()
         held = [g for g in pool if g.sample_set in keys]
         rest = [g for g in pool if g.sample_set not in keys]
-        tr, va = stack_galleries(rest), stack_galleries(held)
+        bands = config.input_bands
+        tr, va = stack_galleries(rest).select(bands), stack_galleries(held).select(bands)
         say(
             f"fold {i + 1}/{k}: train {len(tr)} chips ({tr.n_pos} mining), "
             f"fold {len(va)} chips ({va.n_pos} mining) in {len(keys)} sample sets"

@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from asmspotter.detect.chips import CHIP_REFLECTANCE_SCALE, Gallery
+from asmspotter.detect.chips import (
+    CHIP_REFLECTANCE_SCALE,
+    RGB_BANDS,
+    Gallery,
+    reflectance_max,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -111,10 +116,14 @@ def chip_scores(
     batch_size: int = 256,
     device: str = "cpu",
     views: str = "none",
+    clip: float | None = None,
 ) -> np.ndarray:
-    """Score uint8 chips (n, 48, 48, 3) in the chips' value/3000 scaling.
+    """Score chips (n, 48, 48, bands) whose bands are the model's.
 
-    Each chip is reflect-padded by ``padding`` px, run through the model (averaged over the
+    uint8 chips are read in the PNG galleries' value/3000 scaling, float chips as surface
+    reflectance clipped at ``clip`` (the card's ``reflectance_max``; default
+    :func:`~asmspotter.detect.chips.reflectance_max` of the chips). Each chip is
+    reflect-padded by ``padding`` px, run through the model (averaged over the
     test-time ``views``, see :data:`~asmspotter.detect.card.VIEW_SETS`), and the pixel
     probabilities of the chip itself are reduced with :func:`topk_mean`.
 
@@ -128,11 +137,15 @@ def chip_scores(
     from asmspotter.detect.model import view_probabilities
 
     out = np.zeros(len(chips), np.float32)
+    top = reflectance_max(chips) if clip is None else clip
     model.eval()
     with torch.inference_mode():
         for i in range(0, len(chips), batch_size):
             x = torch.from_numpy(chips[i : i + batch_size]).to(device)
-            x = x.permute(0, 3, 1, 2).float() * (CHIP_REFLECTANCE_SCALE / 255.0)
+            if chips.dtype == np.uint8:
+                x = x.permute(0, 3, 1, 2).float() * (CHIP_REFLECTANCE_SCALE / 255.0)
+            else:
+                x = x.permute(0, 3, 1, 2).float().clamp(0.0, top)
             if padding:
                 x = F.pad(x, (padding,) * 4, mode="reflect")
             p = view_probabilities(model, x, views)
@@ -219,17 +232,62 @@ def evaluate_galleries(
     """Evaluate a model on galleries at the card's (or a given) chip threshold.
 
     Chips are scored with the card's test-time views (``card.tta``), the setting its chip
-    threshold was chosen with.
+    threshold was chosen with, on the card's bands.
+
+    Raises:
+        InputError: a gallery lacks one of the card's bands.
+
     """
     thr = card.chip_threshold if threshold is None else threshold
+    model_chips = gallery_chips(galleries, card.bands)
     results = []
-    for g in galleries:
+    for g, chips in zip(galleries, model_chips, strict=True):
         scores = chip_scores(
-            model, g.chips, card.chip_topk_fraction, card.chip_padding, views=card.tta
+            model,
+            chips,
+            card.chip_topk_fraction,
+            card.chip_padding,
+            views=card.tta,
+            clip=card.reflectance_max,
         )
         calls = count(np.full(len(scores), g.label), scores >= thr)
         results.append(FileResult(g.name, g.label, calls, tuple(float(x) for x in scores)))
     return ChipEvaluation(tuple(results), thr, card.name)
+
+
+def gallery_chips(galleries: Sequence[Gallery], bands: Sequence[str]) -> list[np.ndarray]:
+    """Return each gallery's chips with only ``bands``, in that order.
+
+    Raises:
+        InputError: a gallery lacks one of ``bands`` (naming the gallery).
+
+    """
+    from asmspotter.errors import InputError
+
+    out = []
+    for g in galleries:
+        missing = [b for b in bands if b not in g.bands]
+        if missing:
+            raise InputError(
+                f"gallery {g.name} holds bands {', '.join(g.bands)}; the model needs "
+                f"{', '.join(bands)} (missing: {', '.join(missing)})"
+            )
+        same = tuple(bands) == g.bands
+        out.append(g.chips if same else g.chips[..., [g.bands.index(b) for b in bands]])
+    return out
+
+
+def display_chip(chip: np.ndarray, bands: Sequence[str]) -> np.ndarray:
+    """Return a chip as uint8 true colour for people (grey from its first band without RGB).
+
+    uint8 chips are returned as they are; reflectance is shown in the PNG galleries'
+    value/3000 scaling.
+    """
+    if chip.dtype == np.uint8:
+        return chip[..., :3]
+    idx = [bands.index(b) for b in RGB_BANDS] if set(RGB_BANDS) <= set(bands) else [0, 0, 0]
+    rgb = np.clip(chip[..., idx] / CHIP_REFLECTANCE_SCALE, 0.0, 1.0)
+    return np.round(rgb * 255.0).astype(np.uint8)
 
 
 def evaluate_with_model(
@@ -361,7 +419,7 @@ def write_errors(
     written.append(out / ERROR_FILES[0])
     for name, errors in sheets.items():
         shown = errors[:max_chips]
-        chips = [by_name[e.file].chips[e.index] for e in shown]
+        chips = [display_chip(by_name[e.file].chips[e.index], by_name[e.file].bands) for e in shown]
         captions = [f"{k + 1}: {e.score:.2f}" for k, e in enumerate(shown)]
         with atomic_output(out / name) as tmp:
             Image.fromarray(contact_sheet(chips, captions)).save(tmp, format="PNG")

@@ -541,7 +541,7 @@ def detect_composite(
                 def read(r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
                     win = Window(0, r0, info.width, r1 - r0)
                     block = src.read(list(info.band_indexes), window=win)
-                    x, v = to_model_input(block, info.radiometry)
+                    x, v = to_model_input(block, info.radiometry, card.reflectance_max)
                     return _fill_invalid(x, v), v
 
                 for strip in blended_strips(

@@ -1,6 +1,10 @@
 """Seeded synthetic inputs for the detector's tests and benchmark.
 
 - :func:`make_gallery`: a gallery PNG of 48-px cells (some empty) with a known label.
+- :func:`make_multiband_gallery`: a GeoTIFF gallery of the ten L2A bands (or any band set)
+  whose "look-alike" chips match the mining chips in the visible bands and differ only in the
+  infrared, so only a model that reads the infrared can tell them apart.
+- :func:`make_multiband_scene`: forest with mining patches and look-alike patches, per band.
 - :func:`make_scene`: a forest-like RGB scene in reflectance with bright "mining" patches.
 - :func:`write_composite`: such a scene written as a composite COG (either radiometry),
   in a real UTM CRS, through :func:`asmspotter.geoio.write_cog`.
@@ -8,13 +12,27 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from asmspotter.composite import CANONICAL_BANDS
 from asmspotter.detect.chips import CHIP_SIZE
 
+#: The ten 10 m and 20 m bands of Sentinel-2 L2A, in spectral order (all canonical bands
+#: but the 60 m ones).
+L2A_BANDS: tuple[str, ...] = tuple(
+    b for b in CANONICAL_BANDS if b not in ("coastal", "nir09", "cirrus")
+)
+#: Surface reflectance per L2A band of rainforest, of bare sediment in mining workings, and of
+#: a look-alike (the sediment's visible colour, vegetation-like infrared).
+SPECTRA: dict[str, tuple[float, ...]] = {
+    "forest": (0.03, 0.05, 0.03, 0.08, 0.22, 0.28, 0.32, 0.33, 0.16, 0.07),
+    "mining": (0.10, 0.13, 0.16, 0.19, 0.21, 0.22, 0.24, 0.25, 0.30, 0.25),
+    "lookalike": (0.10, 0.13, 0.16, 0.19, 0.30, 0.38, 0.42, 0.43, 0.14, 0.06),
+}
 #: Grid origin of synthetic composites: La Pampa, EPSG:32719 (UTM 19S), 10 m.
 DEFAULT_CRS = "EPSG:32719"
 DEFAULT_ORIGIN = (399690.0, 8565910.0)
@@ -111,3 +129,108 @@ def write_composite(
         band_names=list(bands),
         tags={"ASMSPOTTER_RADIOMETRY": radiometry},
     )
+
+
+def _spectrum(kind: str, bands: Sequence[str]) -> np.ndarray:
+    """Reflectance of ``kind`` (a key of :data:`SPECTRA`) in ``bands`` (L2A band names)."""
+    return np.array([SPECTRA[kind][L2A_BANDS.index(b)] for b in bands], np.float32)
+
+
+def multiband_chip(
+    kind: str, rng: np.random.Generator, bands: Sequence[str] = L2A_BANDS
+) -> np.ndarray:
+    """One (48, 48, bands) float32 reflectance chip of forest, with a patch unless ``forest``.
+
+    Args:
+        kind: ``forest``, ``mining`` (a patch of sediment) or ``lookalike`` (a patch with the
+            sediment's visible reflectance and a vegetation-like infrared).
+        rng: random generator.
+        bands: band names (L2A bands).
+
+    """
+    img = _spectrum("forest", bands) + rng.normal(0, 0.004, (CHIP_SIZE, CHIP_SIZE, len(bands)))
+    if kind != "forest":
+        y, x = rng.integers(8, 30, 2)
+        h, w = rng.integers(10, 18, 2)
+        patch = _spectrum(kind, bands) + rng.normal(0, 0.004, (h, w, len(bands)))
+        img[y : y + h, x : x + w] = patch
+    return np.clip(img, 0.001, 1.0).astype(np.float32)
+
+
+def make_multiband_gallery(
+    path: str | Path,
+    kinds: Sequence[str],
+    bands: Sequence[str] = L2A_BANDS,
+    cols: int = 4,
+    seed: int = 0,
+    dtype: str = "float32",
+) -> Path:
+    """Write a GeoTIFF gallery of :func:`multiband_chip` s; trailing cells stay empty.
+
+    Args:
+        path: destination ``.tif``; the file name must carry the label.
+        kinds: one chip kind per filled cell (see :func:`multiband_chip`).
+        bands: band names, written as the band descriptions.
+        cols: cells per row.
+        seed: random seed.
+        dtype: ``float32`` (reflectance, NaN in empty cells) or ``uint16`` (reflectance x
+            10000, 0 in empty cells).
+
+    """
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    rng = np.random.default_rng(seed)
+    n = len(kinds)
+    rows = max(1, -(-n // cols))
+    if rows * cols == n:
+        rows += 1  # keep at least one empty cell
+    img = np.full((len(bands), rows * CHIP_SIZE, cols * CHIP_SIZE), np.nan, np.float32)
+    for i, kind in enumerate(kinds):
+        r, c = divmod(i, cols)
+        cell = multiband_chip(kind, rng, bands)
+        img[:, r * CHIP_SIZE : (r + 1) * CHIP_SIZE, c * CHIP_SIZE : (c + 1) * CHIP_SIZE] = (
+            np.moveaxis(cell, -1, 0)
+        )
+    if dtype == "uint16":
+        data: np.ndarray = np.round(np.nan_to_num(img, nan=0.0) * 10000).astype(np.uint16)
+    else:
+        data = img
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    profile = {
+        "driver": "GTiff",
+        "width": data.shape[2],
+        "height": data.shape[1],
+        "count": len(bands),
+        "dtype": data.dtype.name,
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # galleries have no grid
+        with rasterio.open(p, "w", **profile) as dst:
+            dst.write(data)
+            for i, b in enumerate(bands, start=1):
+                dst.set_band_description(i, b)
+    return p
+
+
+def make_multiband_scene(
+    height: int, width: int, bands: Sequence[str] = L2A_BANDS, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return a (bands, rows, cols) reflectance scene and its true mining mask.
+
+    Forest, with a mining patch in the upper left quarter and a look-alike patch of the
+    same visible colour in the lower right quarter (both a fifth of the scene's side).
+    """
+    rng = np.random.default_rng(seed)
+    spec = {k: _spectrum(k, bands)[:, None, None] for k in SPECTRA}
+    scene = spec["forest"] + rng.normal(0, 0.004, (len(bands), height, width))
+    h, w = max(8, height // 5), max(8, width // 5)
+    truth = np.zeros((height, width), bool)
+    truth[height // 8 : height // 8 + h, width // 8 : width // 8 + w] = True
+    fake = np.zeros((height, width), bool)
+    fake[
+        height - height // 8 - h : height - height // 8, width - width // 8 - w : width - width // 8
+    ] = True
+    scene = np.where(truth, spec["mining"], np.where(fake, spec["lookalike"], scene))
+    return scene.astype(np.float32), truth

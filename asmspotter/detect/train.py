@@ -4,7 +4,10 @@ Method (also written into the model card):
 
 - **Data.** Gallery chips (48 x 48 px, chips' value/3000 scaling) with chip-level labels.
   Sample sets are split whole (``clear0.05`` and ``clear0.75`` together) into train,
-  validation and held-out test categories.
+  validation and held-out test categories. The same code trains on GeoTIFF galleries of
+  any band set (e.g. the ten L2A bands, ``TrainConfig.bands``); such a model is normalised
+  with its training chips' per-band mean and deviation and reads reflectance up to
+  :data:`~asmspotter.detect.chips.MULTIBAND_REFLECTANCE_MAX`.
 - **Mosaics.** Each training sample is a 2 x 2 mosaic of four random chips (96 x 96 px), so the
   network sees context across chip borders as it will inside large rasters.
 - **MIL loss.** The network outputs a pixel logit map; for each quadrant (chip) the mean of the
@@ -44,11 +47,13 @@ import torch.nn.functional as F
 from asmspotter.detect import DEFAULT_MODEL
 from asmspotter.detect.card import VIEW_SETS, check_views
 from asmspotter.detect.chips import (
-    CHIP_REFLECTANCE_SCALE,
     CHIP_SIZE,
+    RGB_BANDS,
     ChipArrays,
     Gallery,
+    check_one_kind,
     read_galleries,
+    reflectance_max,
     sample_set_of,
     split_galleries,
     stack_galleries,
@@ -105,7 +110,10 @@ class TrainConfig:
             :data:`~asmspotter.detect.card.VIEW_SETS`): the final evaluation, the threshold
             and the card use them; the per-epoch validation uses one view.
         pixel_threshold: probability threshold of the maps (fixed a priori, not tuned).
-        model: architecture and bands.
+        bands: input bands of the network, picked from the galleries' bands (None = the
+            ``model``'s, true colour). A band set other than the ``model``'s is normalised
+            with the per-band mean and standard deviation of the training chips.
+        model: architecture, and the bands and normalisation unless ``bands`` is given.
         test_sets: held-out sample sets.
         val_sets: validation sample sets.
         threads: torch CPU threads (0 = leave torch's default).
@@ -132,6 +140,7 @@ class TrainConfig:
     target_specificity: float = 0.98
     tta: str = "rot4"
     pixel_threshold: float = 0.5
+    bands: tuple[str, ...] | None = None
     model: ModelConfig = field(
         default_factory=lambda: ModelConfig(widths=(16, 32, 64, 128), version=3)
     )
@@ -162,6 +171,8 @@ class TrainConfig:
             "max_chips_per_file >= 1": self.max_chips_per_file is None
             or self.max_chips_per_file >= 1,
             "max_steps >= 1": self.max_steps is None or self.max_steps >= 1,
+            "bands name each band once": self.bands is None
+            or (len(self.bands) > 0 and len(set(self.bands)) == len(self.bands)),
         }
         broken = [rule for rule, ok in checks.items() if not ok]
         if broken:
@@ -181,10 +192,19 @@ class TrainConfig:
         )
         return replace(base, **kw)
 
+    @property
+    def input_bands(self) -> tuple[str, ...]:
+        """The bands the network reads: ``bands``, or else the ``model``'s."""
+        return self.model.bands if self.bands is None else tuple(self.bands)
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
+        """JSON form (``bands`` only where it is set)."""
         d = asdict(self)
         d["model"] = self.model.to_dict()
+        if self.bands is None:
+            del d["bands"]
+        else:
+            d["bands"] = list(self.bands)
         return d
 
 
@@ -204,7 +224,7 @@ def config_with(config: TrainConfig, assignments: Sequence[str]) -> TrainConfig:
     settable = {
         f.name: getattr(config, f.name)
         for f in fields(config)
-        if f.name not in ("model", "test_sets", "val_sets", "smoke")
+        if f.name not in ("model", "test_sets", "val_sets", "smoke", "bands")
     }
     changes: dict[str, Any] = {}
     for text in assignments:
@@ -265,7 +285,7 @@ class TrainResult:
 def random_stretch(
     t: torch.Tensor, gen: torch.Generator, strength: float = 1.0, keep: float = 0.35
 ) -> torch.Tensor:
-    """Apply a random display stretch to images in [0, 1] (n, 3, rows, cols), one per image.
+    """Apply a random display stretch to images in [0, 1] (n, bands, rows, cols), one per image.
 
     The stretch models other visualisations of the same reflectance: overall gain,
     gamma, per-channel gain and offset, haze, noise, saturation at 1 and uint8 steps.
@@ -322,8 +342,11 @@ def make_batch(
 ) -> torch.Tensor:
     """Build mosaics of model input from chip indexes.
 
+    The chips are brought to [0, 1] (uint8 / 255, or reflectance / its clip), augmented
+    there, and scaled back to reflectance.
+
     Args:
-        images: uint8 (n, 48, 48, 3) chips.
+        images: (n, 48, 48, bands) chips, uint8 (PNG galleries) or float32 reflectance.
         idx: (b, 4) chip indexes, quadrants in row-major order.
         gen: torch generator.
         augment: apply flips, rotations and stretches.
@@ -331,18 +354,20 @@ def make_batch(
         stretch_keep: see :func:`random_stretch`.
 
     Returns:
-        float32 (b, 3, 96, 96) model input (reflectance-like, chips' scaling).
+        float32 (b, bands, 96, 96) model input (reflectance; chips' scaling for uint8).
 
     """
-    b = idx.shape[0]
-    x = torch.from_numpy(images[idx.reshape(-1)]).permute(0, 3, 1, 2).float() / 255.0
+    b, c = idx.shape[0], images.shape[-1]
+    top = reflectance_max(images)
+    x = torch.from_numpy(images[idx.reshape(-1)]).permute(0, 3, 1, 2).float()
+    x = x / 255.0 if images.dtype == np.uint8 else x.clamp(0.0, top) / top
     if augment:
         x = _dihedral(x, gen)
     s = CHIP_SIZE
-    x = x.view(b, 2, 2, 3, s, s).permute(0, 3, 1, 4, 2, 5).reshape(b, 3, 2 * s, 2 * s)
+    x = x.view(b, 2, 2, c, s, s).permute(0, 3, 1, 4, 2, 5).reshape(b, c, 2 * s, 2 * s)
     if augment:
         x = random_stretch(x, gen, stretch_strength, stretch_keep)
-    return x * CHIP_REFLECTANCE_SCALE
+    return x * top
 
 
 def mil_loss(
@@ -444,15 +469,54 @@ def _stretched(images: np.ndarray, f: Callable[[np.ndarray], np.ndarray]) -> np.
 def load_split(
     chips_dir: Path, config: TrainConfig
 ) -> tuple[ChipArrays, ChipArrays, ChipArrays, list[Gallery]]:
-    """Read galleries and split them into train / val / test chip arrays."""
+    """Read galleries and split them into train / val / test chip arrays of the input bands.
+
+    Raises:
+        InputError: the folder holds no gallery, or the galleries lack an input band.
+        DataError: no training chips of both labels, or galleries of different kinds.
+
+    """
     galleries = read_galleries(chips_dir, config.max_chips_per_file)
+    check_one_kind(galleries)
     split = split_galleries(galleries, config.test_sets, config.val_sets)
-    train, val, test = (stack_galleries(s) for s in (split.train, split.val, split.test))
+    train = stack_galleries(split.train).select(config.input_bands)
+    val, test = (
+        stack_galleries(s, like=train).select(config.input_bands) for s in (split.val, split.test)
+    )
     if len(train) == 0 or train.n_pos == 0 or train.n_neg == 0:
         raise DataError(f"no training chips of both labels in {chips_dir}")
     if len(val) == 0 or val.n_pos == 0 or val.n_neg == 0:
         val = train  # tiny fixtures: validate on the training chips
     return train, val, test, galleries
+
+
+def model_config_for(config: TrainConfig, chips: ChipArrays) -> ModelConfig:
+    """Return the network's configuration for ``config``'s input bands.
+
+    The ``model`` as it is when its bands are the input bands; otherwise the same
+    architecture on ``config.bands``, normalised with the per-band mean and standard
+    deviation of ``chips``' model input (reflectance), rounded to 4 decimals.
+
+    Raises:
+        InputError: the chips do not hold the input bands in order.
+
+    """
+    bands = config.input_bands
+    if bands == config.model.bands:
+        return config.model
+    if chips.bands != bands:
+        raise InputError(
+            f"chips of bands {', '.join(chips.bands)} cannot train a model on {', '.join(bands)}"
+        )
+    top = reflectance_max(chips.images)
+    if chips.images.dtype == np.uint8:
+        x = chips.images.astype(np.float64) * (top / 255.0)
+    else:
+        x = np.clip(chips.images.astype(np.float64), 0.0, top)
+    flat = x.reshape(-1, len(bands))
+    mean = tuple(round(float(v), 4) for v in flat.mean(axis=0))
+    std = tuple(round(max(float(v), 1e-3), 4) for v in flat.std(axis=0))
+    return replace(config.model, bands=bands, mean=mean, std=std)
 
 
 def check_device(device: str) -> None:
@@ -517,7 +581,8 @@ def fit(
     rng = np.random.default_rng(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     # channels_last runs the convolutions about 1.4x faster on CPU (same arithmetic).
-    model = build_model(config.model).to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    net_config = model_config_for(config, train_set)
+    model = build_model(net_config).to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     ema = copy.deepcopy(model).requires_grad_(False) if config.ema_decay > 0 else model
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     chips_per_step = 4 * config.batch_mosaics
@@ -612,7 +677,7 @@ def train(
 
     Args:
         config: the run's configuration.
-        chips_dir: folder of gallery PNGs.
+        chips_dir: folder of galleries (PNG or GeoTIFF).
         out_dir: folder to write ``<name>.pt``, ``<name>.card.json`` and ``<name>.md`` to.
         log: callable receiving progress lines (None = silent).
         validate_la_pampa: also run the La Pampa 2019 validation when the shared scene exists.
@@ -641,6 +706,8 @@ def train(
     )
     fitted = fit(config, train_set, val_set, device=device, log=say, t0=t0)
     model, losses, history = fitted.model, list(fitted.losses), list(fitted.history)
+    config = replace(config, model=model.config)  # the card names the network as trained
+    png_chips = train_set.images.dtype == np.uint8
 
     views = config.tta
     val_scores = chip_scores(model, val_set.images, config.topk_fraction, views=views)
@@ -655,14 +722,15 @@ def train(
             c = count(test_set.labels[sel], test_scores[sel] >= thr)
             per_file.append({"file": name, **c.to_dict()})
         metrics["test_chips_per_file"] = per_file
-        robust = {}
-        for label, f in FIXED_STRETCHES.items():
-            s = chip_scores(
-                model, _stretched(test_set.images, f), config.topk_fraction, views=views
-            )
-            m = _metrics(test_set.labels, s, thr)
-            robust[label] = {k: m[k] for k in ("sensitivity", "specificity", "auc")}
-        metrics["test_chips_under_other_stretches"] = robust
+        if png_chips:  # display renderings concern true-colour chips only
+            robust = {}
+            for label, f in FIXED_STRETCHES.items():
+                s = chip_scores(
+                    model, _stretched(test_set.images, f), config.topk_fraction, views=views
+                )
+                m = _metrics(test_set.labels, s, thr)
+                robust[label] = {k: m[k] for k in ("sensitivity", "specificity", "auc")}
+            metrics["test_chips_under_other_stretches"] = robust
         say(
             f"test: sens {metrics['test_chips']['sensitivity']:.3f} "
             f"spec {metrics['test_chips']['specificity']:.3f} "
@@ -675,17 +743,24 @@ def train(
         name=config.name,
         weights=wpath.name,
         sha256=sha256_of(wpath),
-        bands=config.model.bands,
+        bands=model.config.bands,
         chip_topk_fraction=config.topk_fraction,
         chip_threshold=thr,
         pixel_threshold=config.pixel_threshold,
         tta=config.tta,
+        reflectance_max=reflectance_max(train_set.images),
         training=_training_section(config, chips_dir, train_set, val_set, test_set, history),
         metrics=metrics,
         definitions=DEFINITIONS,
-        extra={"description": DESCRIPTION, "limitations": LIMITATIONS, "regenerate": REGENERATE},
+        extra=(
+            {"description": DESCRIPTION, "limitations": LIMITATIONS, "regenerate": REGENERATE}
+            if png_chips
+            else _multiband_texts(config, chips_dir)
+        ),
     )
-    if validate_la_pampa and not config.smoke:
+    if model.config.bands != RGB_BANDS:
+        say("La Pampa 2019 validation skipped: its scene is true colour only")
+    elif validate_la_pampa and not config.smoke:
         from asmspotter import paths
         from asmspotter.detect import validate
 
@@ -709,12 +784,20 @@ def _training_section(
     test_set: ChipArrays,
     history: Sequence[dict[str, Any]],
 ) -> dict[str, Any]:
-    return {
-        "data": (
+    if train_set.images.dtype == np.uint8:
+        data = (
             "Amazon Mining Watch gallery chips (real Sentinel-2 L1C true colour, B4/B3/B2, "
             "value/3000 x 255, 48 x 48 px at 10 m), shared data amw/chips "
             "(Earth Genome, CC BY 4.0)"
-        ),
+        )
+    else:
+        data = (
+            f"GeoTIFF gallery chips of bands {', '.join(train_set.bands)} (surface "
+            f"reflectance clipped to [0, {reflectance_max(train_set.images):g}], 48 x 48 px "
+            "at 10 m)"
+        )
+    return {
+        "data": data,
         "chips_dir": str(chips_dir.name),
         "train": {
             "files": list(train_set.files),
@@ -740,6 +823,29 @@ def _training_section(
         "config": config.to_dict(),
         "history": list(history),
         "torch": torch.__version__,
+    }
+
+
+def _multiband_texts(config: TrainConfig, chips_dir: Path) -> dict[str, str]:
+    """Return the description, limitations and regeneration of a GeoTIFF-gallery model."""
+    bands = config.model.bands
+    return {
+        "description": (
+            f"artisanal gold-mining segmentation model for Sentinel-2 at 10 m on {len(bands)} "
+            f"bands ({', '.join(bands)}): a fully convolutional encoder-decoder (plain torch) "
+            "trained from chip-level labels by multiple-instance learning, giving a per-pixel "
+            "mining probability. It reads reflectance composites holding these bands."
+        ),
+        "limitations": (
+            f"trained on the galleries of {chips_dir.name}; see metrics for its measured "
+            "figures. It needs reflectance composites with its bands (display-stretched true "
+            "colour cannot feed it) and was not checked on the La Pampa scene, which is true "
+            "colour only."
+        ),
+        "regenerate": (
+            f"`asmspotter train --chips {chips_dir.name} --bands {','.join(bands)} "
+            f"--name {config.name}` with the settings in training.config (seeded)."
+        ),
     }
 
 
