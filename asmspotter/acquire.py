@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 
 from asmspotter import paths
 from asmspotter.catalogue import SIGN_METHODS, Period, Radiometry, Region
-from asmspotter.errors import DataError, FetchError, InputError
+from asmspotter.errors import DataError, FetchError, InputError, NoScenesError
 
 if TYPE_CHECKING:
     import pystac
@@ -440,7 +440,7 @@ def search_stac(query: StacQuery, http: HttpSettings | None = None) -> StacScene
         ) from None
     items = [i for i in items if _cloud_cover(i) <= query.max_cloud]
     if not items:
-        raise InputError(
+        raise NoScenesError(
             f"no Sentinel-2 scenes found for {query.describe()}; try a longer period or a "
             "higher --max-cloud"
         )

@@ -22,6 +22,7 @@ from asmspotter.errors import AsmSpotterError
 COMMAND_MODULES: tuple[str, ...] = (
     "regions",
     "fetch",
+    "make_chips",
     "train",
     "evaluate_chips",
     "detect",
@@ -40,6 +41,11 @@ The chain, one command per stage:
   asmspotter detect REGION           mining probability, mask and polygons per period
   asmspotter analyse REGION          areas, expansion factors and overlay statistics
   asmspotter run [REGION]            all of the above (default: the offline demo, la-pampa)
+
+The detector's model:
+  asmspotter train                   rebuild the shipped weights from the shared chips
+  asmspotter evaluate-chips DIR      chip sensitivity and specificity of a model
+  asmspotter make-chips POINTS       a multispectral chip gallery around sample points
 
 Environment: ASMSPOTTER_SHARED_DATA (shared real data, default ../shared/data),
 ASMSPOTTER_CACHE (composites, default ./cache), ASMSPOTTER_OUTPUT (results, default ./reports).

@@ -80,6 +80,11 @@ CANONICAL_BANDS: tuple[str, ...] = (
     "swir16",
     "swir22",
 )
+#: The ten 10 m and 20 m bands of Sentinel-2 L2A, in spectral order (all canonical bands but
+#: the 60 m ones): the default bands of multispectral chip galleries.
+L2A_BANDS: tuple[str, ...] = tuple(
+    b for b in CANONICAL_BANDS if b not in ("coastal", "nir09", "cirrus")
+)
 #: Bands the detector needs (its model card); composites hold these plus true colour.
 DETECTOR_BANDS: tuple[str, ...] = ("red", "green", "blue")
 #: True-colour bands for display.

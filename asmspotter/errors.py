@@ -26,3 +26,7 @@ class FetchError(AsmSpotterError):
 
 class CatalogueError(InputError):
     """The region catalogue is invalid; the message names the offending entry."""
+
+
+class NoScenesError(InputError):
+    """A STAC search found no scene for the place, dates and cloud limit asked for."""

@@ -18,14 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from asmspotter.composite import CANONICAL_BANDS
+from asmspotter.composite import L2A_BANDS
 from asmspotter.detect.chips import CHIP_SIZE
 
-#: The ten 10 m and 20 m bands of Sentinel-2 L2A, in spectral order (all canonical bands
-#: but the 60 m ones).
-L2A_BANDS: tuple[str, ...] = tuple(
-    b for b in CANONICAL_BANDS if b not in ("coastal", "nir09", "cirrus")
-)
 #: Surface reflectance per L2A band of rainforest, of bare sediment in mining workings, and of
 #: a look-alike (the sediment's visible colour, vegetation-like infrared).
 SPECTRA: dict[str, tuple[float, ...]] = {
