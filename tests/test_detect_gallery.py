@@ -185,3 +185,18 @@ def test_make_chips_command(
     assert main([*argv[:-3], "--name", "pits", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("asmspotter: error: cannot tell the label of pits") and "\n" not in err
+
+
+def test_shared_sample_points_match_their_galleries(shared_data: Path) -> None:
+    """The real points files make-chips reads: point i is chip i of the PNG gallery."""
+    from asmspotter.detect.gallery import read_points
+
+    chips = shared_data / "amw" / "chips"
+    files = sorted(chips.glob("*.geojson"))
+    assert len(files) >= 4
+    for points in files:
+        pngs = sorted(chips.glob(f"{points.stem}_S2L1C_*.png"))
+        assert pngs, points.name
+        lonlat = read_points(points)
+        assert all(-80 < lon < -50 and -20 < lat < 12 for lon, lat in lonlat)  # the Amazon
+        assert {len(read_gallery(p).chips) for p in pngs} == {len(lonlat)}, points.name
