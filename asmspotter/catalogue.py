@@ -482,13 +482,17 @@ def _bbox_center(spec: Mapping[str, Any]) -> tuple[float, float] | None:
     return None
 
 
+def utm_crs(lon: float, lat: float) -> str:
+    """Return the WGS 84 / UTM zone CRS (``EPSG:326zz`` / ``EPSG:327zz``) of a point."""
+    zone = min(60, int((lon + 180.0) // 6.0) + 1)
+    return f"EPSG:{(32600 if lat >= 0 else 32700) + zone}"
+
+
 def _utm_crs_for(outline: Mapping[str, Any]) -> str:
     center = _bbox_center(outline)
     if center is None:
         raise ValueError("give a 'crs' for outlines read from files")
-    lon, lat = center
-    zone = int((lon + 180) // 6) + 1
-    return f"EPSG:{32600 + zone if lat >= 0 else 32700 + zone}"
+    return utm_crs(*center)
 
 
 def _check_crs(crs: str) -> None:

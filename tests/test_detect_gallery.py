@@ -12,9 +12,10 @@ import pytest
 from pyproj import Transformer
 from shapely.geometry import Point, box
 
+from asmspotter.catalogue import utm_crs
 from asmspotter.cli import main
 from asmspotter.detect.chips import read_gallery
-from asmspotter.detect.gallery import chip_bounds, make_gallery_from_points, utm_crs
+from asmspotter.detect.gallery import chip_bounds, make_gallery_from_points
 from asmspotter.errors import FetchError, InputError
 from asmspotter.testing.stac_server import StacServer
 from asmspotter.testing.synthetic import SyntheticScenes, make_scenes

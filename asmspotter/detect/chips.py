@@ -231,6 +231,68 @@ def _read_multiband(p: Path, label: int, max_chips: int | None) -> Gallery:
     )
 
 
+def write_gallery(
+    path: str | Path,
+    chips: np.ndarray,
+    bands: Sequence[str],
+    cols: int = 20,
+    rows: int | None = None,
+    dtype: str = "float32",
+) -> Path:
+    """Write reflectance chips as a GeoTIFF gallery that :func:`read_gallery` reads back.
+
+    Args:
+        path: destination ``.tif`` (written atomically; the name should carry the label).
+        chips: float (n, 48, 48, bands) surface reflectance, NaN = no-data.
+        bands: canonical band names, written as the band descriptions.
+        cols: cells per row; chip i goes to cell i, row-major.
+        rows: rows of cells (default: as few as hold the chips); cells beyond the chips
+            stay empty.
+        dtype: ``float32`` (reflectance, NaN = no-data) or ``uint16`` (reflectance x 10000,
+            0 = no-data).
+
+    """
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    from asmspotter.geoio import atomic_output
+
+    n, b = len(chips), len(bands)
+    rows = -(-n // cols) if rows is None else rows
+    assert rows * cols >= n and chips.shape[1:] == (CHIP_SIZE, CHIP_SIZE, b), chips.shape
+    img = np.full((b, rows * CHIP_SIZE, cols * CHIP_SIZE), np.nan, np.float32)
+    for k, chip in enumerate(chips):
+        r, c = divmod(k, cols)
+        img[:, r * CHIP_SIZE : (r + 1) * CHIP_SIZE, c * CHIP_SIZE : (c + 1) * CHIP_SIZE] = (
+            np.moveaxis(chip, -1, 0)
+        )
+    if dtype == "uint16":
+        data: np.ndarray = np.round(np.nan_to_num(img, nan=0.0) * 10000).astype(np.uint16)
+        nodata: float = 0
+    else:
+        data, nodata = img, float("nan")
+    profile = {
+        "driver": "GTiff",
+        "width": data.shape[2],
+        "height": data.shape[1],
+        "count": b,
+        "dtype": data.dtype.name,
+        "nodata": nodata,
+        "compress": "deflate",
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+    }
+    final = Path(path)
+    with atomic_output(final) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a mosaic of many places
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(data)
+            for i, name in enumerate(bands, start=1):
+                dst.set_band_description(i, name)
+    return final
+
+
 def read_gallery(path: str | Path, max_chips: int | None = None) -> Gallery:
     """Read a gallery (PNG or GeoTIFF) into its chips and label.
 
@@ -335,15 +397,25 @@ class ChipArrays:
         """
         if tuple(bands) == self.bands:
             return self
-        missing = [b for b in bands if b not in self.bands]
-        if missing:
-            raise InputError(
-                f"the chips hold bands {', '.join(self.bands)}; the model needs "
-                f"{', '.join(bands)} (missing: {', '.join(missing)})"
-            )
-        idx = [self.bands.index(b) for b in bands]
+        idx = band_indexes(self.bands, bands, "the chip set")
         images = np.ascontiguousarray(self.images[..., idx])
         return ChipArrays(images, self.labels, self.source, self.files, tuple(bands))
+
+
+def band_indexes(have: Sequence[str], want: Sequence[str], what: str) -> list[int]:
+    """Return the 0-based positions of the ``want`` bands among ``have``.
+
+    Raises:
+        InputError: ``what`` (e.g. a gallery's name) lacks one of the bands the model needs.
+
+    """
+    missing = [b for b in want if b not in have]
+    if missing:
+        raise InputError(
+            f"{what} holds bands {', '.join(have)}; the model needs {', '.join(want)} "
+            f"(missing: {', '.join(missing)})"
+        )
+    return [list(have).index(b) for b in want]
 
 
 def _kind(g: Gallery) -> tuple[tuple[str, ...], str]:

@@ -21,6 +21,7 @@ from asmspotter.detect.chips import (
     CHIP_REFLECTANCE_SCALE,
     RGB_BANDS,
     Gallery,
+    band_indexes,
     reflectance_max,
 )
 
@@ -262,18 +263,11 @@ def gallery_chips(galleries: Sequence[Gallery], bands: Sequence[str]) -> list[np
         InputError: a gallery lacks one of ``bands`` (naming the gallery).
 
     """
-    from asmspotter.errors import InputError
-
     out = []
     for g in galleries:
-        missing = [b for b in bands if b not in g.bands]
-        if missing:
-            raise InputError(
-                f"gallery {g.name} holds bands {', '.join(g.bands)}; the model needs "
-                f"{', '.join(bands)} (missing: {', '.join(missing)})"
-            )
         same = tuple(bands) == g.bands
-        out.append(g.chips if same else g.chips[..., [g.bands.index(b) for b in bands]])
+        idx = band_indexes(g.bands, bands, f"gallery {g.name}")
+        out.append(g.chips if same else g.chips[..., idx])
     return out
 
 

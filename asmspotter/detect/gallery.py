@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from asmspotter.detect.chips import CHIP_SIZE, label_from_name
+from asmspotter.detect.chips import CHIP_SIZE, label_from_name, write_gallery
 from asmspotter.errors import InputError, NoScenesError
 
 #: Side of a chip in metres (48 px at 10 m).
@@ -97,12 +97,6 @@ def read_points(path: str | Path) -> list[tuple[float, float]]:
     return [(float(g.x), float(g.y)) for g in gdf.geometry]
 
 
-def utm_crs(lon: float, lat: float) -> str:
-    """Return the WGS 84 / UTM zone CRS (``EPSG:326zz`` / ``EPSG:327zz``) of a point."""
-    zone = min(60, int((lon + 180.0) // 6.0) + 1)
-    return f"EPSG:{(32600 if lat >= 0 else 32700) + zone}"
-
-
 def chip_bounds(lon: float, lat: float) -> tuple[str, tuple[float, float, float, float]]:
     """Return the UTM CRS and the bounds of the 48-px chip centred on a point.
 
@@ -111,6 +105,8 @@ def chip_bounds(lon: float, lat: float) -> tuple[str, tuple[float, float, float,
     minus 240 m, rounded to the grid.
     """
     from pyproj import Transformer
+
+    from asmspotter.catalogue import utm_crs
 
     crs = utm_crs(lon, lat)
     x, y = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(lon, lat)
@@ -278,13 +274,8 @@ def make_gallery_from_points(
         raise InputError(f"none of the {len(points)} points of {points_file} gave a chip")
 
     out = Path(out_dir)
-    rows = -(-len(chips) // cols)
-    img = np.full((len(wanted), rows * CHIP_SIZE, cols * CHIP_SIZE), np.nan, np.float32)
-    for k, chip in enumerate(chips):
-        r, c = divmod(k, cols)
-        cell = np.moveaxis(np.nan_to_num(chip, nan=0.0), -1, 0)
-        img[:, r * CHIP_SIZE : (r + 1) * CHIP_SIZE, c * CHIP_SIZE : (c + 1) * CHIP_SIZE] = cell
-    gallery = _write_gallery(out / f"{stem}.tif", img, wanted)
+    cells = np.nan_to_num(np.stack(chips), nan=0.0)  # no-data inside a chip is read as 0
+    gallery = write_gallery(out / f"{stem}.tif", cells, wanted, cols=cols)
     kept = [f for f in fates if f.chip is not None]
     gdf = gpd.GeoDataFrame(
         {
@@ -321,31 +312,3 @@ def make_gallery_from_points(
     }
     prov_path = geoio.write_json(out / f"{stem}.json", prov)
     return GalleryResult(gallery, points_path, prov_path, tuple(fates))
-
-
-def _write_gallery(path: Path, img: np.ndarray, bands: Sequence[str]) -> Path:
-    """Write a (bands, rows, cols) float32 gallery GeoTIFF atomically, bands named."""
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning
-
-    from asmspotter.geoio import atomic_output
-
-    profile = {
-        "driver": "GTiff",
-        "width": img.shape[2],
-        "height": img.shape[1],
-        "count": img.shape[0],
-        "dtype": "float32",
-        "nodata": float("nan"),
-        "compress": "deflate",
-        "tiled": True,
-        "blockxsize": 256,
-        "blockysize": 256,
-    }
-    with atomic_output(path) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a mosaic of many places
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(img)
-            for i, b in enumerate(bands, start=1):
-                dst.set_band_description(i, b)
-    return path

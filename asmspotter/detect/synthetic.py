@@ -12,14 +12,13 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from asmspotter.composite import L2A_BANDS
-from asmspotter.detect.chips import CHIP_SIZE
+from asmspotter.detect.chips import CHIP_SIZE, write_gallery
 
 #: Surface reflectance per L2A band of rainforest, of bare sediment in mining workings, and of
 #: a look-alike (the sediment's visible colour, vegetation-like infrared).
@@ -172,41 +171,15 @@ def make_multiband_gallery(
             10000, 0 in empty cells).
 
     """
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning
-
     rng = np.random.default_rng(seed)
     n = len(kinds)
     rows = max(1, -(-n // cols))
     if rows * cols == n:
         rows += 1  # keep at least one empty cell
-    img = np.full((len(bands), rows * CHIP_SIZE, cols * CHIP_SIZE), np.nan, np.float32)
-    for i, kind in enumerate(kinds):
-        r, c = divmod(i, cols)
-        cell = multiband_chip(kind, rng, bands)
-        img[:, r * CHIP_SIZE : (r + 1) * CHIP_SIZE, c * CHIP_SIZE : (c + 1) * CHIP_SIZE] = (
-            np.moveaxis(cell, -1, 0)
-        )
-    if dtype == "uint16":
-        data: np.ndarray = np.round(np.nan_to_num(img, nan=0.0) * 10000).astype(np.uint16)
-    else:
-        data = img
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    profile = {
-        "driver": "GTiff",
-        "width": data.shape[2],
-        "height": data.shape[1],
-        "count": len(bands),
-        "dtype": data.dtype.name,
-    }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # galleries have no grid
-        with rasterio.open(p, "w", **profile) as dst:
-            dst.write(data)
-            for i, b in enumerate(bands, start=1):
-                dst.set_band_description(i, b)
-    return p
+    chips = np.zeros((0, CHIP_SIZE, CHIP_SIZE, len(bands)), np.float32)
+    if kinds:
+        chips = np.stack([multiband_chip(kind, rng, bands) for kind in kinds])
+    return write_gallery(path, chips, bands, cols=cols, rows=rows, dtype=dtype)
 
 
 def make_multiband_scene(
