@@ -1,0 +1,191 @@
+"""The on-disk contract: where every output of the chain lives and what it is called.
+
+Every stage, command, notebook and test finds its files here; no output path or file name
+is written anywhere else. CONTRIBUTING.md's layout table lists the same paths (a test
+checks). Roots come from :mod:`asmspotter.paths` (``ASMSPOTTER_CACHE``,
+``ASMSPOTTER_OUTPUT``) unless a ``base`` folder is given.
+
+============  ==========================================================================
+what          path
+============  ==========================================================================
+composite     ``cache/<region>/<period>/composite.tif`` + ``composite.json``
+detection     ``reports/<region>/<period>/mining_probability.tif``, ``mining_mask.tif``,
+              ``mining.gpkg``, ``mining.geojson`` (EPSG:4326), ``detection.json``
+analysis      ``reports/<region>/analysis/`` (``periods.csv``, ``expansion.csv``,
+              ``overlay_layers.csv``, ``overlay_features.csv``, ``reference.csv``,
+              ``analysis.gpkg``, ``analysis.json``)
+report        ``reports/<region>/report.html`` (``report.<lang>.html`` for other languages),
+              ``report.pdf`` (``report.<lang>.pdf``), ``report.ipynb`` (the executed notebook)
+============  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from asmspotter import paths
+
+#: Dataset tag of composites saying how to read their values (see :mod:`asmspotter.bands`).
+RADIOMETRY_TAG = "ASMSPOTTER_RADIOMETRY"
+#: No-data value of the detector's uint8 mask rasters (0 = not mining, 1 = mining).
+MASK_NODATA = 255
+#: No-data value of the detector's float32 probability rasters.
+PROBABILITY_NODATA = float("nan")
+
+#: Name of the analysis folder below ``reports/<region>/``.
+ANALYSIS_FOLDER = "analysis"
+#: The language whose report files carry no language suffix.
+DEFAULT_LANGUAGE = "en"
+
+PathLike = str | os.PathLike[str]
+
+
+def _root(base: PathLike | None, default: Path) -> Path:
+    return Path(base) if base is not None else default
+
+
+@dataclass(frozen=True)
+class CompositeFiles:
+    """One period's cached composite: ``cache/<region>/<period>/``."""
+
+    folder: Path
+
+    @property
+    def tif(self) -> Path:
+        """The composite COG."""
+        return self.folder / "composite.tif"
+
+    @property
+    def provenance(self) -> Path:
+        """Its provenance JSON."""
+        return self.folder / "composite.json"
+
+
+@dataclass(frozen=True)
+class DetectionFiles:
+    """One period's detection: ``reports/<region>/<period>/``."""
+
+    folder: Path
+
+    @property
+    def probability(self) -> Path:
+        """Mining probability COG (float32, NaN = no-data)."""
+        return self.folder / "mining_probability.tif"
+
+    @property
+    def mask(self) -> Path:
+        """Mining mask COG (uint8: 1 mining, 0 not, :data:`MASK_NODATA` unobserved)."""
+        return self.folder / "mining_mask.tif"
+
+    @property
+    def gpkg(self) -> Path:
+        """Mining polygons in the region's CRS."""
+        return self.folder / "mining.gpkg"
+
+    @property
+    def geojson(self) -> Path:
+        """Mining polygons in EPSG:4326."""
+        return self.folder / "mining.geojson"
+
+    @property
+    def provenance(self) -> Path:
+        """Its provenance JSON (written last)."""
+        return self.folder / "detection.json"
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every file of the set, the provenance last."""
+        return (self.probability, self.mask, self.gpkg, self.geojson, self.provenance)
+
+
+@dataclass(frozen=True)
+class AnalysisFiles:
+    """A region's analysis: ``reports/<region>/analysis/``."""
+
+    folder: Path
+
+    @property
+    def periods_csv(self) -> Path:
+        """Per-period areas."""
+        return self.folder / "periods.csv"
+
+    @property
+    def expansion_csv(self) -> Path:
+        """Expansion factors between periods."""
+        return self.folder / "expansion.csv"
+
+    @property
+    def overlay_layers_csv(self) -> Path:
+        """Mining inside and outside each overlay layer."""
+        return self.folder / "overlay_layers.csv"
+
+    @property
+    def overlay_features_csv(self) -> Path:
+        """Mining inside each named overlay feature."""
+        return self.folder / "overlay_features.csv"
+
+    @property
+    def reference_csv(self) -> Path:
+        """Agreement with the reference footprints (when compared)."""
+        return self.folder / "reference.csv"
+
+    @property
+    def gpkg(self) -> Path:
+        """Per-period footprints and expansion layers."""
+        return self.folder / "analysis.gpkg"
+
+    @property
+    def json(self) -> Path:
+        """The whole result and its provenance (written last)."""
+        return self.folder / "analysis.json"
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """A region's briefing in one language: ``reports/<region>/report[.<lang>].*``."""
+
+    folder: Path
+    language: str = DEFAULT_LANGUAGE
+
+    @property
+    def _stem(self) -> str:
+        return "report" if self.language == DEFAULT_LANGUAGE else f"report.{self.language}"
+
+    @property
+    def html(self) -> Path:
+        """The self-contained HTML briefing."""
+        return self.folder / f"{self._stem}.html"
+
+    @property
+    def pdf(self) -> Path:
+        """The briefing printed to PDF."""
+        return self.folder / f"{self._stem}.pdf"
+
+    @property
+    def notebook(self) -> Path:
+        """The executed notebook the briefing was rendered from."""
+        return self.folder / f"{self._stem}.ipynb"
+
+
+def composite_files(region: str, period: str, base: PathLike | None = None) -> CompositeFiles:
+    """Return the files of a region's composite for one period (below the cache folder)."""
+    return CompositeFiles(_root(base, paths.cache_dir()) / region / period)
+
+
+def detection_files(region: str, period: str, base: PathLike | None = None) -> DetectionFiles:
+    """Return the files of a region's detection for one period (below the output folder)."""
+    return DetectionFiles(_root(base, paths.output_dir()) / region / period)
+
+
+def analysis_files(region: str, base: PathLike | None = None) -> AnalysisFiles:
+    """Return the files of a region's analysis (below the output folder)."""
+    return AnalysisFiles(_root(base, paths.output_dir()) / region / ANALYSIS_FOLDER)
+
+
+def report_files(
+    region: str, language: str = DEFAULT_LANGUAGE, base: PathLike | None = None
+) -> ReportFiles:
+    """Return the files of a region's briefing in one language (below the output folder)."""
+    return ReportFiles(_root(base, paths.output_dir()) / region, language)
