@@ -54,6 +54,10 @@ S2_BAND_IDS: Mapping[str, str] = {
     "scl": "SCL",
     "qa60": "QA60",
 }
+#: Earth Search asset keys of the Sentinel-2 mask layers: the scene classification of L2A
+#: items and the QA60 cloud bitmask of L1C items.
+SCL_ASSET = "scl"
+QA60_ASSET = "qa60"
 
 #: How a composite's values are to be read (its ``ASMSPOTTER_RADIOMETRY`` tag):
 #: ``reflectance`` = float surface or top-of-atmosphere reflectance (about 0..1, NaN =
@@ -66,7 +70,9 @@ RADIOMETRIES: tuple[Radiometry, ...] = ("reflectance", "display")
 DISPLAY_REFLECTANCE_MAX = 0.3
 
 
-def band_indexes(have: Sequence[str], want: Sequence[str], what: str) -> list[int]:
+def band_indexes(
+    have: Sequence[str], want: Sequence[str], what: str, wanted_by: str = "the model"
+) -> list[int]:
     """Return the 0-based positions of the ``want`` bands among ``have``.
 
     Names match exactly (canonical names are lower case). Add 1 for rasterio's band
@@ -76,6 +82,7 @@ def band_indexes(have: Sequence[str], want: Sequence[str], what: str) -> list[in
         have: the band names a raster or gallery holds, in its band order.
         want: the band names needed, in the order they are needed.
         what: how to name the holder in the error (e.g. a gallery's or composite's path).
+        wanted_by: who needs the bands, for the error.
 
     Raises:
         InputError: ``what`` lacks one of the bands.
@@ -84,7 +91,7 @@ def band_indexes(have: Sequence[str], want: Sequence[str], what: str) -> list[in
     missing = [b for b in want if b not in have]
     if missing:
         raise InputError(
-            f"{what} holds bands {', '.join(have)}; the model needs {', '.join(want)} "
+            f"{what} holds bands {', '.join(have)}; {wanted_by} needs {', '.join(want)} "
             f"(missing: {', '.join(missing)})"
         )
     return [list(have).index(b) for b in want]

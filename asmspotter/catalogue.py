@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from asmspotter import paths
+from asmspotter.bands import RADIOMETRIES, Radiometry
 from asmspotter.errors import CatalogueError, DataError, InputError
 
 OverlayKind = Literal["protected_area", "indigenous_territory", "mining_zone", "other"]
 OVERLAY_KINDS: tuple[str, ...] = ("protected_area", "indigenous_territory", "mining_zone", "other")
-Radiometry = Literal["reflectance", "display"]
 #: How asset hrefs are signed before they are read: ``auto`` signs for Planetary Computer
 #: when the STAC URL's host is planetarycomputer.microsoft.com, ``none`` never signs.
 SignMethod = Literal["auto", "none", "planetary-computer"]
@@ -222,7 +222,7 @@ class Source:
                 raise ValueError("a local source needs 'dir' and 'files'")
             if not self.bands:
                 raise ValueError("a local source needs its 'bands'")
-        if self.radiometry not in ("reflectance", "display"):
+        if self.radiometry not in RADIOMETRIES:
             raise ValueError(f"radiometry {self.radiometry!r} must be reflectance or display")
         if self.sign not in SIGN_METHODS:
             raise ValueError(f"sign {self.sign!r} must be one of {', '.join(SIGN_METHODS)}")

@@ -30,3 +30,13 @@ class CatalogueError(InputError):
 
 class NoScenesError(InputError):
     """A STAC search found no scene for the place, dates and cloud limit asked for."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """Return the first line of an exception's message (its type name when empty).
+
+    For one-line user messages built around a library's exception, whose text may run over
+    several lines.
+    """
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:limit]

@@ -29,6 +29,9 @@ from asmspotter import paths
 
 #: Dataset tag of composites saying how to read their values (see :mod:`asmspotter.bands`).
 RADIOMETRY_TAG = "ASMSPOTTER_RADIOMETRY"
+#: Dataset tags of composites naming the region and period they were made for.
+REGION_TAG = "ASMSPOTTER_REGION"
+PERIOD_TAG = "ASMSPOTTER_PERIOD"
 #: No-data value of the detector's uint8 mask rasters (0 = not mining, 1 = mining).
 MASK_NODATA = 255
 #: No-data value of the detector's float32 probability rasters.

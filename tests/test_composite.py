@@ -13,13 +13,12 @@ import rasterio
 from asmspotter.acquire import HttpSettings
 from asmspotter.catalogue import get_region
 from asmspotter.composite import (
-    RADIOMETRY_TAG,
     CloudyCompositeWarning,
-    composite_path,
     fetch_composite,
     open_composite,
 )
 from asmspotter.errors import DataError, FetchError, InputError
+from asmspotter.layout import RADIOMETRY_TAG, composite_files
 from asmspotter.testing.stac_server import StacServer
 from asmspotter.testing.synthetic import (
     SCL_CIRRUS,
@@ -319,7 +318,7 @@ def test_la_pampa_composites_match_the_shared_scenes(
         ("2021", "R1_original_2021-07-23.tif"),
     ):
         result = fetch_composite(region, period)
-        assert result.path == composite_path("la-pampa", period)
+        assert result.path == composite_files("la-pampa", period).tif
         source = shared_data / "scenes" / "madre-de-dios-la-pampa" / name
         with rasterio.open(source) as src, rasterio.open(result.path) as out:
             assert out.crs == src.crs and out.transform == src.transform

@@ -7,11 +7,16 @@ and the assets under ``/data/<file>`` with HTTP range requests, so that pystac-c
 GDAL's ``/vsicurl/`` talk to it as to Earth Search. Asset hrefs in the served items point at
 the server itself.
 
-With ``sas=True`` the server acts like Microsoft Planetary Computer: ``/token/<collection>``
-hands out SAS tokens (JSON ``{"msft:expiry", "token"}``, the SAS API root being
-:attr:`StacServer.sas_url`) and asset requests whose query lacks a valid, unexpired token of
-the asset's collection are refused with HTTP 403, as Azure blob storage refuses unsigned
-reads.
+With ``sas=True`` the server acts like Microsoft Planetary Computer and its Azure blob
+storage. The items' asset hrefs point at a blob storage account of the server's own
+(``http://<account>.blob.core.windows.net/<collection>/<file>``, :attr:`StacServer.blob_host`;
+one container per collection), so that the ``planetary-computer`` package signs them; while
+the server runs, ``GDAL_HTTP_PROXY`` points at it, so GDAL's requests for those hrefs come to
+it as to an HTTP proxy, and nothing leaves the machine. ``/token/<account>/<container>`` (and
+``/token/<collection>``) hand out SAS tokens (JSON ``{"msft:expiry", "token"}``, the SAS API
+root being :attr:`StacServer.sas_url`), and asset requests whose query lacks a valid,
+unexpired token of the asset's container are refused with HTTP 403, as Azure blob storage
+refuses unsigned reads.
 
 Faults, for testing error handling: :meth:`StacServer.fail_next` (answer N requests with an
 HTTP error), :meth:`StacServer.hang_next` (sleep before answering, longer than a client
@@ -36,6 +41,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import os
 import re
 import secrets
 import threading
@@ -45,6 +51,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+#: Domain of Azure blob storage accounts (the hosts the ``planetary-computer`` package signs).
+BLOB_DOMAIN = ".blob.core.windows.net"
+#: GDAL's HTTP proxy setting, pointed at the server while it runs with ``sas=True``.
+PROXY_ENV = "GDAL_HTTP_PROXY"
 
 CONFORMANCE: tuple[str, ...] = (
     "https://api.stacspec.org/v1.0.0/core",
@@ -65,6 +76,7 @@ class RequestRecord:
         path: URL path without the query string.
         range: the ``Range`` header, if any.
         query: the query string (where signed asset requests carry their SAS token).
+        host: the host a proxied request was for (the blob storage account), else empty.
 
     """
 
@@ -72,6 +84,7 @@ class RequestRecord:
     path: str
     range: str | None = None
     query: str = ""
+    host: str = ""
 
 
 @dataclass
@@ -94,8 +107,10 @@ class StacServer:
         files: file name -> local path (or bytes) served under ``/data/<file>``.
         host: interface to bind (loopback only).
         page_size: default number of items per search page.
-        sas: act like Planetary Computer: serve SAS tokens at ``/token/<collection>`` and
-            refuse (403) asset requests without a valid token of the asset's collection.
+        sas: act like Planetary Computer: serve the assets from a blob storage account of
+            the server's own (through ``GDAL_HTTP_PROXY`` while it runs), SAS tokens at
+            ``/token/<account>/<container>``, and refuse (403) asset requests without a
+            valid token of the asset's container (its collection).
         token_lifetime: seconds the SAS tokens handed out are valid.
 
     """
@@ -124,6 +139,9 @@ class StacServer:
         self.page_size = page_size
         self.sas = sas
         self.token_lifetime = token_lifetime
+        #: Blob storage account name (``sas=True``), unique per server.
+        self.account = f"asmspotter{secrets.token_hex(4)}"
+        self._saved_proxy: str | None = None
         self._tokens: dict[str, tuple[str, str, dt.datetime]] = {}  # sig -> (coll, token, end)
         self._file_collection = {
             Path(a["href"]).name: str(i.get("collection"))
@@ -143,20 +161,34 @@ class StacServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host!s}:{port}"
 
+    @property
+    def proxy(self) -> str:
+        """``host:port`` of the server as an HTTP proxy (for ``GDAL_HTTP_PROXY``)."""
+        host, port = self._httpd.server_address[:2]
+        return f"{host!s}:{port}"
+
     def start(self) -> StacServer:
-        """Start serving in a background thread."""
+        """Start serving in a background thread (``sas=True``: and set ``GDAL_HTTP_PROXY``)."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
             self._thread.start()
+            if self.sas:
+                self._saved_proxy = os.environ.get(PROXY_ENV)
+                os.environ[PROXY_ENV] = self.proxy
         return self
 
     def stop(self) -> None:
-        """Stop serving and release hanging requests."""
+        """Stop serving and release hanging requests (``sas=True``: restore the proxy)."""
         self._stop.set()
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join(timeout=5)
             self._thread = None
+            if self.sas:
+                if self._saved_proxy is None:
+                    os.environ.pop(PROXY_ENV, None)
+                else:
+                    os.environ[PROXY_ENV] = self._saved_proxy
         self._httpd.server_close()
 
     def __enter__(self) -> StacServer:
@@ -167,8 +199,17 @@ class StacServer:
 
     @property
     def sas_url(self) -> str:
-        """Root of the SAS API (``sas=True``): tokens at ``{sas_url}/token/<collection>``."""
+        """Root of the SAS API (``sas=True``): tokens at ``{sas_url}/token/<account>/<c>``."""
         return self.url
+
+    @property
+    def blob_host(self) -> str:
+        """Host of the server's blob storage account (``sas=True``)."""
+        return f"{self.account}{BLOB_DOMAIN}"
+
+    def blob_url(self, collection: str) -> str:
+        """URL of the blob storage container holding a collection's assets (``sas=True``)."""
+        return f"http://{self.blob_host}/{collection}"
 
     # -- inspection -------------------------------------------------------------------------
 
@@ -182,6 +223,10 @@ class StacServer:
         """Every request received so far, oldest first."""
         with self._lock:
             return list(self._log)
+
+    def asset_requests(self) -> list[RequestRecord]:
+        """Return the requests for asset files (under ``/data/`` or to the blob account)."""
+        return [r for r in self.requests if r.host or r.path.startswith("/data/")]
 
     def clear_log(self) -> None:
         """Forget the requests received so far."""
@@ -234,9 +279,11 @@ class StacServer:
 
     # -- request handling (called from the handler threads) ---------------------------------
 
-    def _record(self, method: str, path: str, range_: str | None, query: str = "") -> _Fault | None:
+    def _record(
+        self, method: str, path: str, range_: str | None, query: str = "", host: str = ""
+    ) -> _Fault | None:
         with self._lock:
-            self._log.append(RequestRecord(method, path, range_, query))
+            self._log.append(RequestRecord(method, path, range_, query, host))
             for fault in self._faults:
                 if fault.remaining > 0 and fault.matches(path):
                     fault.remaining -= 1
@@ -250,11 +297,16 @@ class StacServer:
         with self._lock:
             return self._files.get(name)
 
-    def _issue_token(self, collection: str) -> dict[str, str] | None:
-        """Hand out a Planetary-Computer-like SAS token, None for an unknown collection."""
+    def _issue_token(self, container: str) -> dict[str, str] | None:
+        """Hand out a Planetary-Computer-like SAS token for a container or collection.
+
+        ``container`` is ``<account>/<container>`` or a collection id (each collection's
+        assets are in the container of its name). None when unknown.
+        """
+        account, _, collection = container.rpartition("/")
         with self._lock:
             known = {str(i.get("collection")) for i in self._items}
-        if collection not in known:
+        if collection not in known or account not in ("", self.account):
             return None
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         end = now + dt.timedelta(seconds=self.token_lifetime)
@@ -295,7 +347,11 @@ class StacServer:
         for asset in out.get("assets", {}).values():
             href = asset["href"]
             if not re.match(r"[a-z]+://", href):
-                asset["href"] = f"{self.url}/{href.lstrip('/')}"
+                asset["href"] = (
+                    f"{self.blob_url(str(out.get('collection')))}/{Path(href).name}"
+                    if self.sas
+                    else f"{self.url}/{href.lstrip('/')}"
+                )
         out["links"] = [
             {
                 "rel": "self",
@@ -495,13 +551,14 @@ def _make_handler(server: StacServer) -> type[BaseHTTPRequestHandler]:
             self._send_json({"code": str(status), "description": message}, status)
 
         def _handle(self, method: str) -> None:
-            parts = urlsplit(self.path)
+            parts = urlsplit(self.path)  # absolute when the request came as to a proxy
+            host = parts.netloc if parts.netloc not in ("", server.proxy) else ""
             path = parts.path.rstrip("/") or "/"
             body = b""
             if method == "POST":
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-            fault = server._record(method, path, self.headers.get("Range"), parts.query)
+            fault = server._record(method, path, self.headers.get("Range"), parts.query, host)
             if fault is not None:
                 if fault.kind == "hang":
                     server._wait(fault.seconds)
@@ -512,7 +569,10 @@ def _make_handler(server: StacServer) -> type[BaseHTTPRequestHandler]:
                     self._error(fault.status, f"injected fault: HTTP {fault.status}")
                     return
             try:
-                self._route(method, path, parts.query, body)
+                if host:
+                    self._blob(host, path, parts.query, head=method == "HEAD")
+                else:
+                    self._route(method, path, parts.query, body)
             except (BrokenPipeError, ConnectionResetError):
                 pass
             except (ValueError, KeyError, json.JSONDecodeError) as exc:
@@ -552,6 +612,20 @@ def _make_handler(server: StacServer) -> type[BaseHTTPRequestHandler]:
                     self._send_json(token, head=head)
             else:
                 self._error(404, f"not found: {path}")
+
+        def _blob(self, host: str, path: str, query: str, head: bool) -> None:
+            """Serve ``/<container>/<file>`` of the server's blob storage account."""
+            container, _, name = path.lstrip("/").partition("/")
+            if not server.sas or host != server.blob_host:
+                self._error(502, f"the test server is no proxy for {host}")
+            elif server._file_collection.get(name) != container:
+                self._error(404, f"BlobNotFound: {container}/{name}")
+            else:
+                problem = server._token_problem(name, query)
+                if problem is not None:
+                    self._error(403, problem)
+                else:
+                    self._send_file(name, head)
 
         def _send_garbage(self, head: bool) -> None:
             body = b"<html><body>Service temporarily rerouted</body></html>"

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from asmspotter.composite import S2CLOUDLESS_BANDS
+from asmspotter.composite.masks import S2CLOUDLESS_BANDS
 from asmspotter.geoio import write_cog
 
 #: SCL classes (Sentinel-2 L2A scene classification).
@@ -474,7 +474,7 @@ def planetary_computer_item(item: Mapping[str, Any]) -> dict[str, Any]:
     """
     import copy
 
-    from asmspotter.acquire import S2_BAND_IDS
+    from asmspotter.bands import S2_BAND_IDS
 
     out = copy.deepcopy(dict(item))
     assets: dict[str, Any] = {}

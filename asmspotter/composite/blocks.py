@@ -1,0 +1,236 @@
+"""Write a lazily computed composite block by block, and explain failed scene reads.
+
+:func:`write_blocks` computes the (dask) median window by window into a tiled GeoTIFF with
+bounded memory and a progress bar, then makes it a COG. Scene reads that fail on the way
+become one-line errors (:func:`read_error`) that name the file but never a SAS token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from asmspotter import geoio
+from asmspotter.acquire import TIMEOUT_ENV, StacQuery
+from asmspotter.errors import AsmSpotterError, DataError, FetchError
+
+
+class _WindowWriter:
+    """A ``da.store`` target writing (band, y, x) blocks into an open rasterio dataset."""
+
+    def __init__(self, dst: Any) -> None:
+        self.dst = dst
+
+    def __setitem__(self, key: tuple[slice, ...], value: np.ndarray) -> None:
+        from rasterio.windows import Window
+
+        bands, ys, xs = key
+        window = Window.from_slices(ys, xs)
+        indexes = list(range(bands.start + 1, bands.stop + 1))
+        self.dst.write(value, indexes=indexes, window=window)
+
+
+class _Counter:
+    """A ``da.store`` target summing boolean blocks."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self._lock = threading.Lock()
+
+    def __setitem__(self, key: Any, value: np.ndarray) -> None:
+        with self._lock:
+            self.total += int(np.count_nonzero(value))
+
+
+@contextlib.contextmanager
+def _progress(desc: str, enabled: bool) -> Iterator[None]:
+    """Show a tqdm bar over dask tasks while the scenes load."""
+    from dask.callbacks import Callback
+    from tqdm.auto import tqdm
+
+    class _Bar(Callback):
+        def _start_state(self, dsk: Any, state: Any) -> None:
+            self.bar = tqdm(
+                total=len(dsk),
+                desc=desc,
+                unit="task",
+                disable=None if enabled else True,
+                leave=False,
+            )
+
+        def _posttask(self, *args: Any) -> None:
+            self.bar.update(1)
+
+        def _finish(self, *args: Any) -> None:
+            self.bar.close()
+
+    with _Bar():
+        yield
+
+
+class _OdcReadErrors(logging.Filter):
+    """Keep odc's "Failed to load" log lines for the error message instead of printing them.
+
+    Installed once on odc's reader logger: the same failure is raised as one clear
+    :class:`DataError` or :class:`FetchError`, and reads still in flight on other threads
+    when it is raised would otherwise print their own lines after it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith("Failed to load"):
+            return True
+        with self._lock:
+            self.messages = [*self.messages[-20:], message]
+        return False
+
+    def take(self) -> list[str]:
+        with self._lock:
+            taken, self.messages = self.messages, []
+        return taken
+
+
+_ODC_READ_ERRORS = _OdcReadErrors()
+
+
+@contextlib.contextmanager
+def _quiet_odc() -> Iterator[list[str]]:
+    """Collect odc's read-error log lines; yields the list filled when a read fails."""
+    logger = logging.getLogger("odc.loader._rio")
+    if _ODC_READ_ERRORS not in logger.filters:
+        logger.addFilter(_ODC_READ_ERRORS)
+    _ODC_READ_ERRORS.take()
+    collected: list[str] = []
+    try:
+        yield collected
+    except BaseException:
+        collected.extend(_ODC_READ_ERRORS.take())
+        raise
+
+
+def write_blocks(
+    tif: Path,
+    median: Any,
+    clear: Any,
+    bands: list[str],
+    geobox: Any,
+    tags: Mapping[str, str],
+    desc: str,
+    progress: bool,
+    query: StacQuery,
+) -> int:
+    """Compute the composite block by block into a tiled GeoTIFF, then make it a COG."""
+    import dask
+    import dask.array as da
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    tif.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{tif.stem}.work-", suffix=tif.suffix, dir=tif.parent)
+    os.close(fd)
+    work = Path(name)
+    counter = _Counter()
+    try:
+        with rasterio.open(
+            work,
+            "w",
+            driver="GTiff",
+            width=geobox.shape.x,
+            height=geobox.shape.y,
+            count=len(bands),
+            dtype="float32",
+            crs=geobox.crs.to_wkt(),
+            transform=geobox.transform,
+            nodata=float("nan"),
+            tiled=True,
+            blockxsize=256,
+            blockysize=256,
+            compress="DEFLATE",
+            BIGTIFF="IF_SAFER",
+        ) as dst:
+            for i, b in enumerate(bands, start=1):
+                dst.set_band_description(i, b)
+            dst.update_tags(**tags)
+            with _quiet_odc() as odc_log:
+                try:
+                    with (
+                        _progress(desc, progress),
+                        dask.config.set(scheduler="threads"),
+                        warnings.catch_warnings(),
+                    ):
+                        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN medians
+                        targets: list[Any] = [_WindowWriter(dst), counter]
+                        da.store([median, clear], targets, lock=threading.Lock())
+                except (RasterioError, OSError) as exc:
+                    odc_log.extend(_ODC_READ_ERRORS.take())
+                    raise read_error(exc, query, odc_log) from None
+        geoio.translate_to_cog(work, tif)
+    finally:
+        for p in (work, work.with_name(work.name + ".aux.xml")):
+            p.unlink(missing_ok=True)
+    return counter.total
+
+
+def _access_hint(query: StacQuery) -> str:
+    if query.sign == "none":
+        return (
+            "its assets need signed URLs: for Planetary Computer pass --sign "
+            "planetary-computer (or set 'sign: planetary-computer' in the region's source)"
+        )
+    return (
+        "the Planetary Computer SAS token was refused (expired, or not for this "
+        "collection); run again for a fresh token"
+    )
+
+
+def read_error(exc: BaseException, query: StacQuery, logged: Sequence[str] = ()) -> AsmSpotterError:
+    """Turn a failed scene read into a one-line FetchError or DataError."""
+
+    def redact(text: str) -> str:  # drop URL queries: they may hold a SAS token
+        return re.sub(r"(https?://[^\s'\"?]+)\?[^\s'\"]*", r"\1", text)
+
+    chain: list[str] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(chain) < 5:
+        chain.append(redact(str(seen)))
+        seen = seen.__cause__ or seen.__context__
+    text = " | ".join([*chain, *(redact(line) for line in logged)])
+    m = re.search(r"(https?://[^\s'\"]+)", text)
+    where = (
+        re.sub(r":\d+$", "", m.group(1).rstrip(":.,")) if m else (f"a scene of {query.describe()}")
+    )
+    low = text.lower()
+    if "timed out" in low or "timeout" in low:
+        return FetchError(f"reading {where} timed out; set {TIMEOUT_ENV} to wait longer")
+    code = re.search(r"http (?:response )?(?:code|status)\D{0,3}(\d{3})", low)
+    if code and code.group(1).startswith("5"):
+        return FetchError(f"server error HTTP {code.group(1)} reading {where} (after retries)")
+    azure = (urlsplit(where).hostname or "").endswith(".blob.core.windows.net")
+    if code and (
+        code.group(1) in ("401", "403")
+        or (azure and query.sign == "none" and code.group(1) in ("404", "409"))
+    ):
+        return FetchError(
+            f"access denied (HTTP {code.group(1)}) reading {where}; {_access_hint(query)}"
+        )
+    if (code and code.group(1) == "404") or "does not exist" in low or "no such file" in low:
+        return DataError(f"scene file missing (HTTP 404): {where}")
+    detail = next((c for c in reversed(chain) if c.strip()), "")
+    detail = detail.strip().splitlines()[0][:160] if detail.strip() else type(exc).__name__
+    return DataError(f"scene file truncated or corrupt: {where} ({detail})")
