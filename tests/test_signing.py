@@ -1,8 +1,9 @@
-"""Planetary Computer signing (asmspotter.acquire.PlanetaryComputerSigner) end to end.
+"""Planetary Computer signing (asmspotter.acquire.signing, the planetary-computer package).
 
 Everything runs against the loopback STAC server in its Planetary-Computer mode
-(``StacServer(..., sas=True)``): SAS tokens at ``/token/<collection>`` and 403 for asset
-requests without a valid token.
+(``StacServer(..., sas=True)``): assets in a blob storage account the server stands in for,
+SAS tokens at ``/token/<account>/<container>`` and 403 for asset requests without a valid
+token.
 """
 
 from __future__ import annotations
@@ -12,22 +13,27 @@ import datetime as dt
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
+import planetary_computer
 import pystac
 import pytest
 
 from asmspotter.acquire import (
     PC_SAS_URL,
     PC_SAS_URL_ENV,
+    TOKEN_MARGIN_S,
     HttpSettings,
-    PlanetaryComputerSigner,
     StacQuery,
     clear_token_cache,
-    is_signed,
     plan_source,
     resolve_signing,
+    sas_url,
+    search_stac,
+    sign,
+    signing_provenance,
+    stac_query,
 )
 from asmspotter.catalogue import Source, get_region
 from asmspotter.composite import fetch_composite, open_composite
@@ -44,6 +50,7 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     monkeypatch.delenv(PC_SAS_URL_ENV, raising=False)
+    monkeypatch.delenv("PC_SDK_SAS_URL", raising=False)
     clear_token_cache()  # tokens are cached per SAS URL; ports may be reused between tests
     with forbid_remote_connections():
         yield
@@ -56,10 +63,11 @@ def scenes(tmp_path_factory: pytest.TempPathFactory) -> SyntheticScenes:
 
 
 @pytest.fixture()
-def pc_server(scenes: SyntheticScenes) -> Iterator[StacServer]:
+def pc_server(scenes: SyntheticScenes, monkeypatch: pytest.MonkeyPatch) -> Iterator[StacServer]:
     """A Planetary-Computer-like server: PC-shaped items, SAS tokens, 403 without one."""
     items = [planetary_computer_item(i) for i in scenes.items]
     with StacServer(items, scenes.files, sas=True) as srv:
+        monkeypatch.setenv(PC_SAS_URL_ENV, srv.sas_url)
         yield srv
 
 
@@ -115,67 +123,94 @@ def test_source_sign_option(scenes: SyntheticScenes) -> None:
         Source(sign="yes")  # type: ignore[arg-type]
 
 
-# -- the signer ------------------------------------------------------------------------------
+# -- the signer: the planetary-computer package with our timeouts and errors ----------------
+
+
+def _token_of(href: str) -> str:
+    return href.split("?", 1)[1]
+
+
+def _is_signed(href: str) -> bool:
+    return "sig" in parse_qs(urlsplit(href).query)
+
+
+def _blob(server: StacServer, collection: str = "sentinel-2-l2a") -> str:
+    return f"{server.blob_url(collection)}/x.tif"
 
 
 def test_sign_href_forms(pc_server: StacServer) -> None:
-    signer = PlanetaryComputerSigner(pc_server.sas_url, FAST)
-    href = f"{pc_server.url}/data/x.tif"
-    signed = signer.sign_href(href, "sentinel-2-l2a")
+    href = _blob(pc_server)
+    signed = sign(href, FAST)
     token = pc_server.issued_tokens("sentinel-2-l2a")[0]
-    assert signed == f"{href}?{token}" and is_signed(signed)
-    assert signer.sign_href(f"{href}?a=1", "sentinel-2-l2a") == f"{href}?a=1&{token}"
-    assert signer.sign_href(signed, "sentinel-2-l2a") == signed  # already signed
-    assert signer.sign_href("/local/file.tif", "sentinel-2-l2a") == "/local/file.tif"
+    assert signed == f"{href}?{token}" and _is_signed(signed)
+    assert sign(signed, FAST) == signed  # already signed
+    assert sign("/local/file.tif", FAST) == "/local/file.tif"
+    outside = f"{pc_server.url}/data/x.tif"  # not in blob storage: nothing to sign
+    assert sign(outside, FAST) == outside
     assert len(pc_server.issued_tokens()) == 1  # one token, reused
+    # the package's own token cache holds it: the package alone signs with it, unasked
+    assert planetary_computer.sign(href) == signed
+    assert len(pc_server.issued_tokens()) == 1
 
 
 def test_default_sas_url_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert PlanetaryComputerSigner(http=FAST).sas_url == PC_SAS_URL
-    monkeypatch.setenv(PC_SAS_URL_ENV, "http://127.0.0.1:9/sas/")
-    assert PlanetaryComputerSigner(http=FAST).sas_url == "http://127.0.0.1:9/sas"
+    monkeypatch.delenv("PC_SDK_SAS_URL", raising=False)
+    assert sas_url() == PC_SAS_URL
+    monkeypatch.setenv("PC_SDK_SAS_URL", "http://127.0.0.1:9/pc/token")  # the package's
+    assert sas_url() == "http://127.0.0.1:9/pc"
+    monkeypatch.setenv(PC_SAS_URL_ENV, "http://127.0.0.1:9/sas/")  # ours comes first
+    assert sas_url() == "http://127.0.0.1:9/sas"
     monkeypatch.setenv(PC_SAS_URL_ENV, "127.0.0.1:9")
     with pytest.raises(InputError, match=PC_SAS_URL_ENV):
-        PlanetaryComputerSigner(http=FAST)
+        sas_url()
 
 
-def test_tokens_are_cached_per_collection_until_shortly_before_expiry(
-    tmp_path: Path, scenes: SyntheticScenes
+def test_tokens_are_cached_per_container_until_shortly_before_expiry(
+    scenes: SyntheticScenes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     other = [{**scenes.items[0], "id": "other", "collection": "landsat-c2-l2", "assets": {}}]
     items = [*map(planetary_computer_item, scenes.items), *other]
     with StacServer(items, scenes.files, sas=True) as srv:
-        signer = PlanetaryComputerSigner(srv.sas_url, FAST)
-        first = signer.token("sentinel-2-l2a")
-        assert signer.token("sentinel-2-l2a") is first
-        # shared by every signer of the process
-        assert PlanetaryComputerSigner(srv.sas_url, FAST).token("sentinel-2-l2a") is first
-        assert signer.token("landsat-c2-l2").token != first.token  # one token per collection
-        assert [r.path for r in srv.requests] == ["/token/sentinel-2-l2a", "/token/landsat-c2-l2"]
-        assert 3590 < first.remaining(dt.datetime.now(dt.UTC)) <= 3600
-        # an hour later, within the margin before expiry: renewed
-        later = PlanetaryComputerSigner(
-            srv.sas_url, FAST, clock=lambda: first.expiry - dt.timedelta(seconds=60)
-        )
-        assert later.token("sentinel-2-l2a").token != first.token
-        assert len(srv.issued_tokens("sentinel-2-l2a")) == 2
+        monkeypatch.setenv(PC_SAS_URL_ENV, srv.sas_url)
+        first = sign(_blob(srv), FAST)
+        assert sign(_blob(srv), FAST) == first
+        # one token per container (each collection's assets are in a container of their own)
+        assert _token_of(sign(_blob(srv, "landsat-c2-l2"), FAST)) != _token_of(first)
+        assert [r.path for r in srv.requests] == [
+            f"/token/{srv.account}/sentinel-2-l2a",
+            f"/token/{srv.account}/landsat-c2-l2",
+        ]
+        expiry = signing_provenance([_item(first)])["collections"]["sentinel-2-l2a"]
+        left = dt.datetime.fromisoformat(expiry["token_expiry"]) - dt.datetime.now(dt.UTC)
+        assert 3590 < left.total_seconds() <= 3600
     # tokens that live shorter than the margin are asked for every time
-    with StacServer(items, scenes.files, sas=True, token_lifetime=60) as srv:
-        signer = PlanetaryComputerSigner(srv.sas_url, FAST, margin=120)
-        signer.token("sentinel-2-l2a")
-        signer.token("sentinel-2-l2a")
-        assert len(srv.issued_tokens()) == 2
-        assert (
-            PlanetaryComputerSigner(srv.sas_url, FAST, margin=30).token("sentinel-2-l2a").token
-            == srv.issued_tokens()[-1]
-        )
+    with StacServer(items, scenes.files, sas=True, token_lifetime=TOKEN_MARGIN_S - 100) as srv:
+        monkeypatch.setenv(PC_SAS_URL_ENV, srv.sas_url)
+        sign(_blob(srv), FAST)
+        second = sign(_blob(srv), FAST)
+        assert len(srv.issued_tokens()) == 2 and _token_of(second) == srv.issued_tokens()[-1]
+
+
+def _item(href: str) -> pystac.Item:
+    return pystac.Item.from_dict(
+        {
+            "type": "Feature",
+            "stac_version": "1.0.0",
+            "id": "x",
+            "collection": "sentinel-2-l2a",
+            "geometry": None,
+            "properties": {"datetime": "2020-01-01T00:00:00Z"},
+            "links": [],
+            "assets": {"B04": {"href": href}},
+        }
+    )
 
 
 def test_token_endpoint_errors_are_retried(pc_server: StacServer) -> None:
     pc_server.fail_next(2, status=503, path_prefix="/token")
-    token = PlanetaryComputerSigner(pc_server.sas_url, FAST).token("sentinel-2-l2a")
-    assert token.token == pc_server.issued_tokens()[0]
-    assert sum(r.path == "/token/sentinel-2-l2a" for r in pc_server.requests) == 3
+    signed = sign(_blob(pc_server), FAST)
+    assert _token_of(signed) == pc_server.issued_tokens()[0]
+    assert sum(r.path.startswith("/token/") for r in pc_server.requests) == 3
 
 
 @pytest.mark.parametrize(
@@ -183,12 +218,16 @@ def test_token_endpoint_errors_are_retried(pc_server: StacServer) -> None:
     [
         (
             "500",
-            r"SAS API http://127\.0\.0\.1:\d+/token/sentinel-2-l2a answered HTTP 500 "
-            r"\(3 tries\) when asked for a token for collection 'sentinel-2-l2a'",
+            r"SAS API http://127\.0\.0\.1:\d+/token/asmspotter\w+/sentinel-2-l2a answered HTTP "
+            r"500 \(3 tries\) when asked for a token for storage container "
+            r"'asmspotter\w+/sentinel-2-l2a'",
         ),
         ("hang", r"did not answer within 0\.3 s \(2 tries\); set ASMSPOTTER_HTTP_TIMEOUT"),
         ("garbage", r"answered something that is not a SAS token"),
-        ("unknown", r"answered HTTP 404 when asked for a token for collection 'nothing'"),
+        (
+            "unknown",
+            r"answered HTTP 404 when asked for a token for storage container '\w+/nothing'",
+        ),
     ],
 )
 def test_token_endpoint_failures_give_one_line_fetch_errors(
@@ -205,29 +244,34 @@ def test_token_endpoint_failures_give_one_line_fetch_errors(
     else:
         collection = "nothing"
     with pytest.raises(FetchError, match=message) as err:
-        PlanetaryComputerSigner(pc_server.sas_url, http).token(collection)
+        sign(_blob(pc_server, collection), http)
     assert "\n" not in str(err.value)
 
 
-def test_unreachable_token_endpoint() -> None:
+def test_unreachable_token_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    monkeypatch.setenv(PC_SAS_URL_ENV, f"http://127.0.0.1:{port}")
     with pytest.raises(FetchError, match=r"cannot reach Planetary Computer SAS API .*2 tries"):
-        PlanetaryComputerSigner(f"http://127.0.0.1:{port}", HttpSettings(1, 1, 0.01)).token("x")
+        sign("http://acct.blob.core.windows.net/c/x.tif", HttpSettings(1, 1, 0.01))
 
 
-def test_sign_item_signs_the_named_assets_of_a_copy(
+def test_searches_sign_as_the_source_says_and_sign_copies(
     pc_server: StacServer, scenes: SyntheticScenes
 ) -> None:
-    served = planetary_computer_item(scenes.items[0])
-    for asset in served["assets"].values():
-        asset["href"] = f"{pc_server.url}/{asset['href']}"
-    item = pystac.Item.from_dict(served)
-    signed = PlanetaryComputerSigner(pc_server.sas_url, FAST).sign_item(item, ["B04", "SCL"])
-    assert is_signed(signed.assets["B04"].href) and is_signed(signed.assets["SCL"].href)
-    assert not is_signed(signed.assets["B03"].href)
-    assert not any(is_signed(a.href) for a in item.assets.values())  # the original is intact
+    region = scenes.region(pc_server.url)
+    plain = search_stac(stac_query(region, region.periods[0], sign="none"), FAST)
+    assert pc_server.issued_tokens() == []
+    assert not any(_is_signed(a.href) for i in plain.items for a in i.assets.values())
+    signed = search_stac(stac_query(region, region.periods[0], sign="planetary-computer"), FAST)
+    assert len(pc_server.issued_tokens()) == 1  # the search results were signed as they came
+    assert all(_is_signed(a.href) for i in signed.items for a in i.assets.values())
+    item = plain.items[0]
+    copy = sign(item, FAST)
+    assert all(_is_signed(a.href) for a in copy.assets.values())
+    assert not any(_is_signed(a.href) for a in item.assets.values())  # the original is intact
+    assert len(pc_server.issued_tokens()) == 1
 
 
 # -- composites ------------------------------------------------------------------------------
@@ -256,7 +300,7 @@ def test_signed_composite_equals_the_unsigned_one(
 
     token = pc_server.issued_tokens("sentinel-2-l2a")
     assert len(token) == 1  # one token for all scenes and bands
-    reads = [r for r in pc_server.requests if r.path.startswith("/data/")]
+    reads = pc_server.asset_requests()
     assert reads and all(parse_qs(r.query).get("sig") == parse_qs(token[0])["sig"] for r in reads)
     signing = signed.provenance["signing"]
     assert signing["method"] == "planetary-computer"
@@ -275,7 +319,9 @@ def test_unsigned_reads_are_refused_with_a_hint_to_sign(
         _fetch(scenes, pc_server)
     msg = str(err.value)
     assert "\n" not in msg
-    assert msg.startswith(f"access denied (HTTP 403) reading {pc_server.url}/data/")
+    assert msg.startswith(
+        f"access denied (HTTP 403) reading {pc_server.blob_url('sentinel-2-l2a')}/"
+    )
     assert "--sign planetary-computer" in msg
     assert pc_server.issued_tokens() == []
     _no_files(workdirs["cache"])
@@ -288,11 +334,11 @@ def test_refused_token_says_so_and_is_renewed_next_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(PC_SAS_URL_ENV, pc_server.sas_url)
-    stale = PlanetaryComputerSigner(http=FAST).token("sentinel-2-l2a")  # cached...
+    stale = _token_of(sign(_blob(pc_server), FAST))  # cached...
     pc_server.expire_tokens()  # ...but the server no longer accepts it
     with pytest.raises(FetchError, match=r"HTTP 403.*SAS token was refused") as err:
         _fetch(scenes, pc_server, sign="planetary-computer")
-    assert stale.token not in str(err.value) and "sig=" not in str(err.value)
+    assert stale not in str(err.value) and "sig=" not in str(err.value)
     _no_files(workdirs["cache"])
     result = _fetch(scenes, pc_server, sign="planetary-computer")  # a fresh token
     assert len(pc_server.issued_tokens()) == 2 and result.path.is_file()
@@ -310,12 +356,12 @@ def test_token_endpoint_failure_leaves_no_cache_entry(
         _fetch(scenes, pc_server, sign="planetary-computer")
     assert "\n" not in str(err.value)
     assert sum(r.path.startswith("/token/") for r in pc_server.requests) == 3
-    assert not any(r.path.startswith("/data/") for r in pc_server.requests)
+    assert not pc_server.asset_requests()
     _no_files(workdirs["cache"])
 
 
 def test_read_errors_never_show_tokens() -> None:
-    from asmspotter.composite import _read_error
+    from asmspotter.composite.blocks import read_error as _read_error
 
     query = StacQuery(
         "r",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +155,36 @@ def test_planetary_computer_mode(scenes: SyntheticScenes) -> None:
     with StacServer(scenes.items, scenes.files) as srv:
         assert requests.get(f"{srv.url}/token/sentinel-2-l2a", timeout=5).status_code == 404
         assert requests.get(f"{srv.url}/data/{name}", timeout=5).status_code == 200
+
+
+def test_planetary_computer_mode_stands_in_for_blob_storage(
+    scenes: SyntheticScenes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GDAL_HTTP_PROXY", raising=False)
+    name = scenes.scenes[0].files["red"].name
+    with StacServer(scenes.items, scenes.files, sas=True) as srv:
+        assert os.environ["GDAL_HTTP_PROXY"] == srv.proxy  # GDAL's reads come to the server
+        via = {"http": f"http://{srv.proxy}"}
+        item = requests.get(f"{srv.url}/search", timeout=5).json()["features"][0]
+        url = f"http://{srv.account}.blob.core.windows.net/sentinel-2-l2a/{name}"
+        assert item["assets"]["red"]["href"] == url == f"{srv.blob_url('sentinel-2-l2a')}/{name}"
+        refused = requests.get(url, proxies=via, timeout=5)
+        assert refused.status_code == 403 and "AuthenticationFailed" in refused.text
+        token = requests.get(f"{srv.sas_url}/token/{srv.account}/sentinel-2-l2a", timeout=5).json()[
+            "token"
+        ]
+        assert requests.get(f"{url}?{token}", proxies=via, timeout=5).content == (
+            scenes.files[name].read_bytes()
+        )
+        assert srv.asset_requests()[-1].host == srv.blob_host
+        wrong = url.replace("/sentinel-2-l2a/", "/other/")
+        assert requests.get(f"{wrong}?{token}", proxies=via, timeout=5).status_code == 404
+        elsewhere = requests.get("http://example.org/x", proxies=via, timeout=5)
+        assert elsewhere.status_code == 502  # a proxy for its own blob storage only
+        assert (
+            requests.get(f"{srv.sas_url}/token/other/sentinel-2-l2a", timeout=5).status_code == 404
+        )
+    assert "GDAL_HTTP_PROXY" not in os.environ
 
 
 def test_server_binds_loopback_only_and_guard_blocks_remote(scenes: SyntheticScenes) -> None:
