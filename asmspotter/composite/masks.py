@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from asmspotter.bands import QA60_ASSET, SCL_ASSET
+from asmspotter.bands import CANONICAL_BANDS, QA60_ASSET, SCL_ASSET
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -23,18 +23,10 @@ if TYPE_CHECKING:
 SCL_MASKED: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
 #: QA60 bits masked on L1C scenes when s2cloudless is not installed: opaque cloud, cirrus.
 QA60_BITS: tuple[int, ...] = (10, 11)
-#: s2cloudless input bands (B01 B02 B04 B05 B08 B8A B09 B10 B11 B12) and its 10 m settings.
-S2CLOUDLESS_BANDS: tuple[str, ...] = (
-    "coastal",
-    "blue",
-    "red",
-    "rededge1",
-    "nir",
-    "nir08",
-    "nir09",
-    "cirrus",
-    "swir16",
-    "swir22",
+#: s2cloudless input bands (B01 B02 B04 B05 B08 B8A B09 B10 B11 B12: all but B03, B06 and
+#: B07, in spectral order) and its 10 m settings.
+S2CLOUDLESS_BANDS: tuple[str, ...] = tuple(
+    b for b in CANONICAL_BANDS if b not in ("green", "rededge2", "rededge3")
 )
 S2CLOUDLESS_SETTINGS: Mapping[str, Any] = {
     "threshold": 0.4,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,14 +85,14 @@ def build_stac(
     )
     keys = _asset_keys(items, [*refl_bands, *mask_inputs(method)], method)
     scaling = {i.id: {b: band_scaling(i, keys[b]) for b in refl_bands} for i in items}
-    load_keys = list(dict.fromkeys(keys[b] for b in [*refl_bands, *mask_inputs(method)]))
+    load_keys = tuple(dict.fromkeys(keys[b] for b in [*refl_bands, *mask_inputs(method)]))
     geobox = GeoBox.from_geopolygon(
         Geometry(region.outline, "EPSG:4326"), resolution=RESOLUTION, crs=region.crs
     )
-    odc.stac.configure_rio(cloud_defaults=False, **http.gdal_options())
-    median, clear_any = _median(
-        items, scaling, keys, refl_bands, bands, load_keys, geobox, method, chunk_size
-    )
+    gdal: dict[str, Any] = dict(http.gdal_options())
+    odc.stac.configure_rio(cloud_defaults=False, **gdal)
+    load = _Load(keys, tuple(refl_bands), tuple(bands), load_keys, geobox, method, chunk_size)
+    median, clear_any = _median(items, scaling, load)
     tags = {RADIOMETRY_TAG: "reflectance", REGION_TAG: region.id, PERIOD_TAG: query.period}
     desc = f"{region.id} {query.period}: {len(items)} scenes"
     signed = query.sign == "planetary-computer"
@@ -139,16 +140,32 @@ def _asset_keys(items: Sequence[pystac.Item], names: Sequence[str], method: str)
         raise
 
 
+@dataclass(frozen=True)
+class _Load:
+    """How the scenes are loaded and reduced.
+
+    Attributes:
+        keys: canonical band or mask name -> asset key.
+        refl_bands: bands turned into reflectance (the composite's and the mask's inputs).
+        bands: the composite's bands.
+        load_keys: asset keys loaded.
+        geobox: the composite's grid.
+        method: the mask method.
+        chunk_size: pixels per side of the chunks.
+
+    """
+
+    keys: Mapping[str, str]
+    refl_bands: tuple[str, ...]
+    bands: tuple[str, ...]
+    load_keys: tuple[str, ...]
+    geobox: Any
+    method: str
+    chunk_size: int
+
+
 def _median(
-    items: Sequence[pystac.Item],
-    scaling: Scaling,
-    keys: Mapping[str, str],
-    refl_bands: Sequence[str],
-    bands: Sequence[str],
-    load_keys: Sequence[str],
-    geobox: Any,
-    method: str,
-    chunk_size: int,
+    items: Sequence[pystac.Item], scaling: Scaling, load: _Load
 ) -> tuple[xr.DataArray, xr.DataArray]:
     """Return the lazy per-pixel median (band, y, x) and whether any scene was clear (y, x).
 
@@ -158,13 +175,12 @@ def _median(
 
     groups: dict[tuple[tuple[float, float], ...], list[pystac.Item]] = {}
     for item in items:
-        sig = tuple((scaling[item.id][b].scale, scaling[item.id][b].offset) for b in refl_bands)
+        per = scaling[item.id]
+        sig = tuple((per[b].scale, per[b].offset) for b in load.refl_bands)
         groups.setdefault(sig, []).append(item)
     stacks, clears = [], []
     for sig, group in groups.items():
-        stack, valid = _load_group(
-            group, sig, keys, refl_bands, bands, load_keys, geobox, method, chunk_size
-        )
+        stack, valid = _load_group(group, sig, load)
         stacks.append(stack)
         clears.append(valid)
     stack = xr.concat(stacks, dim="time") if len(stacks) > 1 else stacks[0]
@@ -176,15 +192,7 @@ def _median(
 
 
 def _load_group(
-    group: Sequence[pystac.Item],
-    sig: Sequence[tuple[float, float]],
-    keys: Mapping[str, str],
-    refl_bands: Sequence[str],
-    bands: Sequence[str],
-    load_keys: Sequence[str],
-    geobox: Any,
-    method: str,
-    chunk_size: int,
+    group: Sequence[pystac.Item], sig: Sequence[tuple[float, float]], load: _Load
 ) -> tuple[xr.DataArray, xr.DataArray]:
     """Return a group's reflectance (band, time, y, x), NaN but where clear, and the clear."""
     import odc.stac
@@ -192,23 +200,24 @@ def _load_group(
 
     ds = odc.stac.load(
         group,
-        bands=list(load_keys),
-        geobox=geobox,
+        bands=list(load.load_keys),
+        geobox=load.geobox,
         groupby="solar_day",
-        chunks={"x": chunk_size, "y": chunk_size},
+        chunks={"x": load.chunk_size, "y": load.chunk_size},
         resampling="nearest",
         fail_on_error=True,
     )
+    keys = load.keys
     refl = {
         b: (ds[keys[b]].astype("float32") * np.float32(s[0]) + np.float32(s[1])).where(
             ds[keys[b]] != 0
         )
-        for b, s in zip(refl_bands, sig, strict=True)
+        for b, s in zip(load.refl_bands, sig, strict=True)
     }
-    valid = clear_mask(method, ds, keys, refl)
-    for b in bands:
+    valid = clear_mask(load.method, ds, keys, refl)
+    for b in load.bands:
         valid = valid & refl[b].notnull()
-    return xr.concat([refl[b].where(valid) for b in bands], dim="band"), valid
+    return xr.concat([refl[b].where(valid) for b in load.bands], dim="band"), valid
 
 
 def _scaling_provenance(scaling: Scaling, bands: Sequence[str]) -> dict[str, Any]:
