@@ -91,7 +91,7 @@ def inspect_composite(
             dtypes, nodata = src.dtypes, src.nodata
             size, crs, transform = (src.width, src.height), src.crs, src.transform
     except RasterioError as exc:
-        raise DataError(f"composite {p} is truncated or corrupt: {first_line(exc)}") from None
+        raise _corrupt(p, exc) from None
     if radiometry not in RADIOMETRIES:
         found = f"{RADIOMETRY_TAG}={radiometry!r}" if radiometry else f"no {RADIOMETRY_TAG} tag"
         raise DataError(
@@ -153,9 +153,7 @@ def open_composite(
         with rasterio.open(info.path) as src:
             data = src.read(list(info.band_indexes))
     except RasterioError as exc:
-        raise DataError(
-            f"composite {info.path} is truncated or corrupt: {first_line(exc)}"
-        ) from None
+        raise _corrupt(info.path, exc) from None
     transform = info.transform
     xs = transform.c + transform.a * (np.arange(info.width) + 0.5)
     ys = transform.f + transform.e * (np.arange(info.height) + 0.5)
@@ -172,3 +170,7 @@ def open_composite(
         },
         name="composite",
     )
+
+
+def _corrupt(path: Path, exc: BaseException) -> DataError:
+    return DataError(f"cannot read composite {path}: truncated or corrupt ({first_line(exc)})")
