@@ -40,31 +40,24 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import json
 import os
 import re
 import secrets
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode
+
+from asmspotter.testing.stac_api import collection, landing, matches, search_page
+from asmspotter.testing.stac_handler import make_handler
 
 #: Domain of Azure blob storage accounts (the hosts the ``planetary-computer`` package signs).
 BLOB_DOMAIN = ".blob.core.windows.net"
 #: GDAL's HTTP proxy setting, pointed at the server while it runs with ``sas=True``.
 PROXY_ENV = "GDAL_HTTP_PROXY"
-
-CONFORMANCE: tuple[str, ...] = (
-    "https://api.stacspec.org/v1.0.0/core",
-    "https://api.stacspec.org/v1.0.0/item-search",
-    "https://api.stacspec.org/v1.0.0/item-search#query",
-    "https://api.stacspec.org/v1.0.0/collections",
-    "http://www.opengis.net/spec/ogcapi-features-1/conf/1.0/core",
-    "http://www.opengis.net/spec/ogcapi-features-1/conf/1.0/geojson",
-)
 
 
 @dataclass(frozen=True)
@@ -148,7 +141,7 @@ class StacServer:
             for i in self._items
             for a in i.get("assets", {}).values()
         }
-        self._httpd = ThreadingHTTPServer((host, 0), _make_handler(self))
+        self._httpd = ThreadingHTTPServer((host, 0), make_handler(self))
         self._httpd.daemon_threads = True
         self._httpd.block_on_close = False
         self._thread: threading.Thread | None = None
@@ -363,325 +356,17 @@ class StacServer:
         return out
 
     def _landing(self) -> dict[str, Any]:
-        u = self.url
-        return {
-            "type": "Catalog",
-            "id": "asmspotter-test-stac",
-            "title": "ASMSpotter loopback STAC API",
-            "description": "Synthetic Sentinel-2 scenes for tests",
-            "stac_version": "1.0.0",
-            "conformsTo": list(CONFORMANCE),
-            "links": [
-                {"rel": "self", "href": f"{u}/", "type": "application/json"},
-                {"rel": "root", "href": f"{u}/", "type": "application/json"},
-                {"rel": "conformance", "href": f"{u}/conformance", "type": "application/json"},
-                {"rel": "data", "href": f"{u}/collections", "type": "application/json"},
-                {
-                    "rel": "search",
-                    "href": f"{u}/search",
-                    "type": "application/geo+json",
-                    "method": "GET",
-                },
-                {
-                    "rel": "search",
-                    "href": f"{u}/search",
-                    "type": "application/geo+json",
-                    "method": "POST",
-                },
-            ],
-        }
+        return landing(self.url)
 
     def _collections(self) -> list[dict[str, Any]]:
         with self._lock:
             ids = sorted({str(i.get("collection")) for i in self._items})
-        return [
-            {
-                "type": "Collection",
-                "id": cid,
-                "stac_version": "1.0.0",
-                "description": f"synthetic {cid}",
-                "license": "CC-BY-4.0",
-                "extent": {
-                    "spatial": {"bbox": [[-180, -90, 180, 90]]},
-                    "temporal": {"interval": [[None, None]]},
-                },
-                "links": [{"rel": "self", "href": f"{self.url}/collections/{cid}"}],
-            }
-            for cid in ids
-        ]
+        return [collection(self.url, cid) for cid in ids]
 
     def _search(self, params: Mapping[str, Any], method: str) -> dict[str, Any]:
         with self._lock:
-            items = [i for i in self._items if _matches(i, params)]
-        items.sort(key=lambda i: (i["properties"].get("datetime", ""), i["id"]))
-        limit = int(params.get("limit") or self.page_size)
-        start = int(params.get("token") or 0)
-        page = items[start : start + limit]
-        links: list[dict[str, Any]] = []
-        if start + limit < len(items):
-            nxt = {**params, "token": str(start + limit)}
-            if method == "POST":
-                links.append(
-                    {
-                        "rel": "next",
-                        "href": f"{self.url}/search",
-                        "method": "POST",
-                        "type": "application/geo+json",
-                        "body": nxt,
-                    }
-                )
-            else:
-                from urllib.parse import urlencode
-
-                query = urlencode({k: _as_query(v) for k, v in nxt.items()})
-                links.append(
-                    {
-                        "rel": "next",
-                        "href": f"{self.url}/search?{query}",
-                        "type": "application/geo+json",
-                        "method": "GET",
-                    }
-                )
-        return {
-            "type": "FeatureCollection",
-            "features": [self._served_item(i) for i in page],
-            "numberMatched": len(items),
-            "numberReturned": len(page),
-            "links": links,
-        }
-
-
-def _as_query(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value)
-    if isinstance(value, Mapping):
-        return json.dumps(value)
-    return str(value)
-
-
-def _get_params(query: str) -> dict[str, Any]:
-    raw = {k: v[-1] for k, v in parse_qs(query).items()}
-    params: dict[str, Any] = dict(raw)
-    if "collections" in raw:
-        params["collections"] = [c for c in raw["collections"].split(",") if c]
-    if "ids" in raw:
-        params["ids"] = [c for c in raw["ids"].split(",") if c]
-    if "bbox" in raw:
-        params["bbox"] = [float(v) for v in raw["bbox"].split(",")]
-    for key in ("intersects", "query"):
-        if key in raw:
-            params[key] = json.loads(raw[key])
-    return params
-
-
-def _parse_instant(text: str, end: bool) -> dt.datetime | None:
-    if text in ("", ".."):
-        return None
-    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value
-
-
-def _matches(item: Mapping[str, Any], params: Mapping[str, Any]) -> bool:
-    props = item.get("properties", {})
-    collections = params.get("collections")
-    if collections and item.get("collection") not in collections:
-        return False
-    ids = params.get("ids")
-    if ids and item["id"] not in ids:
-        return False
-    bbox = params.get("bbox")
-    if bbox:
-        a = item["bbox"]
-        if a[0] > bbox[2] or a[2] < bbox[0] or a[1] > bbox[3] or a[3] < bbox[1]:
-            return False
-    if params.get("intersects"):
-        from shapely.geometry import shape
-
-        if not shape(item["geometry"]).intersects(shape(params["intersects"])):
-            return False
-    if params.get("datetime"):
-        text = str(params["datetime"])
-        when = _parse_instant(props["datetime"], False)
-        assert when is not None
-        if "/" in text:
-            a, b = text.split("/", 1)
-            lo, hi = _parse_instant(a, False), _parse_instant(b, True)
-        else:
-            lo = hi = _parse_instant(text, False)
-        if (lo is not None and when < lo) or (hi is not None and when > hi):
-            return False
-    for prop, ops in (params.get("query") or {}).items():
-        value = props.get(prop)
-        for op, ref in ops.items():
-            if value is None:
-                return False
-            ok = {
-                "eq": value == ref,
-                "neq": value != ref,
-                "lt": value < ref,
-                "lte": value <= ref,
-                "gt": value > ref,
-                "gte": value >= ref,
-            }.get(op, True)
-            if not ok:
-                return False
-    return True
-
-
-def _make_handler(server: StacServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            return  # keep test output quiet
-
-        def _send_json(self, obj: Any, status: int = 200, head: bool = False) -> None:
-            body = json.dumps(obj).encode()
-            self.send_response(status)
-            ctype = "application/geo+json" if obj and "features" in obj else "application/json"
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if not head:
-                self.wfile.write(body)
-
-        def _error(self, status: int, message: str) -> None:
-            self._send_json({"code": str(status), "description": message}, status)
-
-        def _handle(self, method: str) -> None:
-            parts = urlsplit(self.path)  # absolute when the request came as to a proxy
-            host = parts.netloc if parts.netloc not in ("", server.proxy) else ""
-            path = parts.path.rstrip("/") or "/"
-            body = b""
-            if method == "POST":
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-            fault = server._record(method, path, self.headers.get("Range"), parts.query, host)
-            if fault is not None:
-                if fault.kind == "hang":
-                    server._wait(fault.seconds)
-                elif fault.kind == "garbage":
-                    self._send_garbage(head=method == "HEAD")
-                    return
-                else:
-                    self._error(fault.status, f"injected fault: HTTP {fault.status}")
-                    return
-            try:
-                if host:
-                    self._blob(host, path, parts.query, head=method == "HEAD")
-                else:
-                    self._route(method, path, parts.query, body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-            except (ValueError, KeyError, json.JSONDecodeError) as exc:
-                self._error(400, f"bad request: {exc}")
-
-        def _route(self, method: str, path: str, query: str, body: bytes) -> None:
-            head = method == "HEAD"
-            if path == "/":
-                self._send_json(server._landing(), head=head)
-            elif path == "/conformance":
-                self._send_json({"conformsTo": list(CONFORMANCE)}, head=head)
-            elif path == "/collections":
-                self._send_json({"collections": server._collections(), "links": []}, head=head)
-            elif path.startswith("/collections/"):
-                cid = path.split("/")[2]
-                found = [c for c in server._collections() if c["id"] == cid]
-                if found:
-                    self._send_json(found[0], head=head)
-                else:
-                    self._error(404, f"no collection {cid}")
-            elif path == "/search":
-                params = json.loads(body or b"{}") if method == "POST" else _get_params(query)
-                self._send_json(server._search(params, method), head=head)
-            elif path.startswith("/data/"):
-                name = path[len("/data/") :]
-                problem = server._token_problem(name, query)
-                if problem is not None:
-                    self._error(403, problem)
-                else:
-                    self._send_file(name, head)
-            elif server.sas and path.startswith("/token/"):
-                collection = path[len("/token/") :]
-                token = server._issue_token(collection)
-                if token is None:
-                    self._error(404, f"no collection {collection}")
-                else:
-                    self._send_json(token, head=head)
-            else:
-                self._error(404, f"not found: {path}")
-
-        def _blob(self, host: str, path: str, query: str, head: bool) -> None:
-            """Serve ``/<container>/<file>`` of the server's blob storage account."""
-            container, _, name = path.lstrip("/").partition("/")
-            if not server.sas or host != server.blob_host:
-                self._error(502, f"the test server is no proxy for {host}")
-            elif server._file_collection.get(name) != container:
-                self._error(404, f"BlobNotFound: {container}/{name}")
-            else:
-                problem = server._token_problem(name, query)
-                if problem is not None:
-                    self._error(403, problem)
-                else:
-                    self._send_file(name, head)
-
-        def _send_garbage(self, head: bool) -> None:
-            body = b"<html><body>Service temporarily rerouted</body></html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if not head:
-                self.wfile.write(body)
-
-        def _send_file(self, name: str, head: bool) -> None:
-            data = server._file(name)
-            if data is None:
-                self._error(404, f"no such file: {name}")
-                return
-            total = len(data)
-            rng = self.headers.get("Range")
-            start, end, status = 0, total - 1, 200
-            if rng:
-                m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
-                if not m or (not m.group(1) and not m.group(2)):
-                    self._error(400, f"unsupported range {rng}")
-                    return
-                if m.group(1):
-                    start = int(m.group(1))
-                    end = min(int(m.group(2)), total - 1) if m.group(2) else total - 1
-                else:  # suffix range: last N bytes
-                    start = max(0, total - int(m.group(2)))
-                if start >= total:
-                    self.send_response(416)
-                    self.send_header("Content-Range", f"bytes */{total}")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                status = 206
-            chunk = data[start : end + 1]
-            self.send_response(status)
-            self.send_header("Content-Type", "image/tiff")
-            self.send_header("Accept-Ranges", "bytes")
-            self.send_header("Content-Length", str(len(chunk)))
-            if status == 206:
-                self.send_header("Content-Range", f"bytes {start}-{end}/{total}")
-            self.end_headers()
-            if not head:
-                self.wfile.write(chunk)
-
-        def do_GET(self) -> None:  # noqa: N802
-            self._handle("GET")
-
-        def do_POST(self) -> None:  # noqa: N802
-            self._handle("POST")
-
-        def do_HEAD(self) -> None:  # noqa: N802
-            self._handle("HEAD")
-
-    return Handler
+            items = [i for i in self._items if matches(i, params)]
+        return search_page(items, params, method, self.url, self.page_size, self._served_item)
 
 
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
