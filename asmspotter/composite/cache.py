@@ -151,13 +151,9 @@ def fetch_composite(
     )
     request = _request(plan, out_bands)
     files = composite_files(reg.id, per.id)
-    if not refresh:
-        cached = _cached_provenance(files)
-        if cached is not None and cached.get("request") == request:
-            log.info("reusing cached composite %s", files.tif)
-            return CompositeResult(reg.id, per.id, files.tif, cached, reused=True)
-        if cached is not None:
-            log.info("cached composite %s was made with other settings; rebuilding", files.tif)
+    cached = None if refresh else _reusable(files, request)
+    if cached is not None:
+        return CompositeResult(reg.id, per.id, files.tif, cached, reused=True)
     # Invalidate first: from here until the JSON is written the entry counts as absent.
     files.provenance.unlink(missing_ok=True)
     prov: dict[str, Any] = {
@@ -212,6 +208,17 @@ def _request(plan: LocalScene | StacQuery, bands: Sequence[str]) -> dict[str, An
     if isinstance(plan, LocalScene):
         return {"type": "local", "file": plan.path.name, "bands": list(bands)}
     return {"type": "stac", **plan.as_dict(), "bands": list(bands), "resolution": RESOLUTION}
+
+
+def _reusable(files: CompositeFiles, request: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Return the provenance of a complete cache entry made for ``request``, else None."""
+    cached = _cached_provenance(files)
+    if cached is not None and cached.get("request") == request:
+        log.info("reusing cached composite %s", files.tif)
+        return cached
+    if cached is not None:
+        log.info("cached composite %s was made with other settings; rebuilding", files.tif)
+    return None
 
 
 def _cached_provenance(files: CompositeFiles) -> dict[str, Any] | None:

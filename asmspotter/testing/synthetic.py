@@ -309,8 +309,7 @@ def make_scenes(
         The scenes and the truth to check composites against.
 
     """
-    from pyproj import CRS, Transformer
-    from rasterio.transform import from_origin
+    from pyproj import CRS
 
     rows, cols = shape
     assert rows % 2 == 0 and cols % 2 == 0, "shape must be even"
@@ -321,17 +320,9 @@ def make_scenes(
     band_list = tuple(dict.fromkeys([*bands, *(S2CLOUDLESS_BANDS if level == "L1C" else ())]))
     unknown = [b for b in band_list if b not in LAND_DN]
     assert not unknown, f"unknown bands {unknown}"
-    transform = from_origin(origin[0], origin[1], 10.0, 10.0)
-    to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
-    x0, y1 = origin
-    x1, y0 = x0 + 10 * cols, y1 - 10 * rows
-    lons, lats = to_lonlat.transform([x0, x1, x1, x0], [y1, y1, y0, y0])
-    footprint = (min(lons), min(lats), max(lons), max(lats))
-    ring = [[float(a), float(b)] for a, b in zip(lons, lats, strict=True)]
-    ring.append(ring[0])
+    grid = _Grid(crs, origin, rows, cols, blocksize)
     rng = np.random.default_rng(seed)
     collection = "sentinel-2-l2a" if level == "L2A" else "sentinel-2-l1c"
-    epsg = CRS.from_user_input(crs).to_epsg()
 
     scenes: list[SyntheticScene] = []
     refl = {b: np.full((len(specs), rows, cols), np.nan) for b in band_list}
@@ -345,86 +336,25 @@ def make_scenes(
             scl20[r0:r1, c0:c1] = cls
         if all_cloudy:
             scl20[:] = SCL_CLOUD_HIGH
-        scl = np.kron(scl20, np.ones((2, 2), dtype=np.uint8))
-        nodata = scl == SCL_NO_DATA
-        cloudy = np.isin(scl, _CLOUDY_SCL)
         baseline = "04.00" if spec.date >= BASELINE_04_FROM else "03.01"
         offset_dn = -1000 if baseline == "04.00" else 0
         item_id = f"S2A_SYN_{spec.date:%Y%m%d}_{i}_{level}"
         files: dict[str, Path] = {}
         assets: dict[str, Any] = {}
+        scl = np.kron(scl20, np.ones((2, 2), dtype=np.uint8))
         for b in band_list:
-            dn = LAND_DN[b] + rng.integers(0, 400, size=(rows, cols)) + 50 * i
-            dn = np.where(cloudy, CLOUD_DN[b] + rng.integers(0, 200, size=(rows, cols)), dn)
-            dn = np.where(scl == SCL_SHADOW, dn // 3, dn)
-            stored = (dn - offset_dn).astype(np.uint16)
-            stored[scl == SCL_SATURATED] = 65535
-            stored[nodata] = 0
-            refl[b][i] = np.where(nodata, np.nan, dn / 10000.0)
-            path = out / f"{item_id}_{b}.tif"
-            write_cog(
-                path,
-                stored,
-                crs=crs,
-                transform=transform,
-                nodata=0,
-                band_names=[b],
-                blocksize=blocksize,
+            files[b], assets[b], refl[b][i] = grid.write_band(
+                out / f"{item_id}_{b}.tif", b, scl, rng, i, offset_dn
             )
-            files[b] = path
-            assets[b] = _asset(path.name, b, "uint16", 10, scale=1e-4, offset=offset_dn / 10000)
-        if level == "L2A":
-            path = out / f"{item_id}_scl.tif"
-            write_cog(
-                path,
-                scl20,
-                crs=crs,
-                transform=from_origin(x0, y1, 20.0, 20.0),
-                nodata=0,
-                band_names=["scl"],
-                blocksize=blocksize,
-            )
-            files["scl"] = path
-            assets["scl"] = _asset(path.name, "scl", "uint8", 20)
-            clear[i] = ~np.isin(scl, _MASKED_SCL)
-        else:
-            qa = np.zeros((rows, cols), dtype=np.uint16)
-            qa[np.isin(scl, (SCL_CLOUD_MEDIUM, SCL_CLOUD_HIGH))] = QA60_OPAQUE
-            qa[scl == SCL_CIRRUS] = QA60_CIRRUS
-            path = out / f"{item_id}_qa60.tif"
-            write_cog(
-                path, qa, crs=crs, transform=transform, band_names=["qa60"], blocksize=blocksize
-            )
-            files["qa60"] = path
-            assets["qa60"] = _asset(path.name, "qa60", "uint16", 10, nodata=None)
-            clear[i] = (qa == 0) & ~nodata
-        item = {
-            "type": "Feature",
-            "stac_version": "1.0.0",
-            "stac_extensions": [
-                "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
-                "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
-                "https://stac-extensions.github.io/projection/v1.1.0/schema.json",
-            ],
-            "id": item_id,
-            "collection": collection,
-            "bbox": list(footprint),
-            "geometry": {"type": "Polygon", "coordinates": [ring]},
-            "properties": {
-                "datetime": f"{spec.date.isoformat()}T14:57:12.024000Z",
-                "platform": "sentinel-2a",
-                "constellation": "sentinel-2",
-                "eo:cloud_cover": spec.cloud_cover,
-                "proj:epsg": epsg,
-                "s2:processing_baseline": baseline,
-            },
-            "assets": assets,
-            "links": [],
-        }
+        mask = "scl" if level == "L2A" else "qa60"
+        files[mask], assets[mask], clear[i] = grid.write_mask(
+            out / f"{item_id}_{mask}.tif", scl20, level
+        )
+        item = _item(item_id, collection, grid, spec, baseline, assets)
         scenes.append(SyntheticScene(item_id, spec.date, offset_dn, item, files))
     return SyntheticScenes(
         crs=crs,
-        transform=transform,
+        transform=grid.transform,
         shape=(rows, cols),
         bands=band_list,
         level=level,
@@ -432,8 +362,144 @@ def make_scenes(
         scenes=tuple(scenes),
         reflectance=refl,
         clear=clear,
-        footprint=footprint,
+        footprint=grid.footprint,
     )
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """The 10 m grid of synthetic scenes and how their files are written."""
+
+    crs: str
+    origin: tuple[float, float]
+    rows: int
+    cols: int
+    blocksize: int
+
+    @property
+    def transform(self) -> Any:
+        from rasterio.transform import from_origin
+
+        return from_origin(self.origin[0], self.origin[1], 10.0, 10.0)
+
+    @property
+    def ring(self) -> list[list[float]]:
+        """The grid's outline in EPSG:4326 (closed)."""
+        from pyproj import Transformer
+
+        to_lonlat = Transformer.from_crs(self.crs, "EPSG:4326", always_xy=True)
+        x0, y1 = self.origin
+        x1, y0 = x0 + 10 * self.cols, y1 - 10 * self.rows
+        lons, lats = to_lonlat.transform([x0, x1, x1, x0], [y1, y1, y0, y0])
+        ring = [[float(a), float(b)] for a, b in zip(lons, lats, strict=True)]
+        return [*ring, ring[0]]
+
+    @property
+    def footprint(self) -> tuple[float, float, float, float]:
+        """(min lon, min lat, max lon, max lat)."""
+        lons, lats = zip(*self.ring[:-1], strict=True)
+        return (min(lons), min(lats), max(lons), max(lats))
+
+    def write_band(
+        self,
+        path: Path,
+        band: str,
+        scl: np.ndarray,
+        rng: np.random.Generator,
+        i: int,
+        offset_dn: int,
+    ) -> tuple[Path, dict[str, Any], np.ndarray]:
+        """Write scene ``i``'s band; return the file, its asset and the true reflectance."""
+        shape = (self.rows, self.cols)
+        nodata = scl == SCL_NO_DATA
+        dn = LAND_DN[band] + rng.integers(0, 400, size=shape) + 50 * i
+        dn = np.where(
+            np.isin(scl, _CLOUDY_SCL), CLOUD_DN[band] + rng.integers(0, 200, size=shape), dn
+        )
+        dn = np.where(scl == SCL_SHADOW, dn // 3, dn)
+        stored = (dn - offset_dn).astype(np.uint16)
+        stored[scl == SCL_SATURATED] = 65535
+        stored[nodata] = 0
+        write_cog(
+            path,
+            stored,
+            crs=self.crs,
+            transform=self.transform,
+            nodata=0,
+            band_names=[band],
+            blocksize=self.blocksize,
+        )
+        asset = _asset(path.name, band, "uint16", 10, scale=1e-4, offset=offset_dn / 10000)
+        return path, asset, np.where(nodata, np.nan, dn / 10000.0)
+
+    def write_mask(
+        self, path: Path, scl20: np.ndarray, level: str
+    ) -> tuple[Path, dict[str, Any], np.ndarray]:
+        """Write the SCL (L2A, 20 m) or QA60 (L1C) layer; return it, its asset and the clear."""
+        from rasterio.transform import from_origin
+
+        scl = np.kron(scl20, np.ones((2, 2), dtype=np.uint8))
+        if level == "L2A":
+            transform = from_origin(self.origin[0], self.origin[1], 20.0, 20.0)
+            write_cog(
+                path,
+                scl20,
+                crs=self.crs,
+                transform=transform,
+                nodata=0,
+                band_names=["scl"],
+                blocksize=self.blocksize,
+            )
+            return path, _asset(path.name, "scl", "uint8", 20), ~np.isin(scl, _MASKED_SCL)
+        qa = np.zeros((self.rows, self.cols), dtype=np.uint16)
+        qa[np.isin(scl, (SCL_CLOUD_MEDIUM, SCL_CLOUD_HIGH))] = QA60_OPAQUE
+        qa[scl == SCL_CIRRUS] = QA60_CIRRUS
+        write_cog(
+            path,
+            qa,
+            crs=self.crs,
+            transform=self.transform,
+            band_names=["qa60"],
+            blocksize=self.blocksize,
+        )
+        asset = _asset(path.name, "qa60", "uint16", 10, nodata=None)
+        return path, asset, (qa == 0) & ~(scl == SCL_NO_DATA)
+
+
+def _item(
+    item_id: str,
+    collection: str,
+    grid: _Grid,
+    spec: SceneSpec,
+    baseline: str,
+    assets: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Return a scene's STAC item, as Earth Search writes them."""
+    from pyproj import CRS
+
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "stac_extensions": [
+            "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
+            "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
+            "https://stac-extensions.github.io/projection/v1.1.0/schema.json",
+        ],
+        "id": item_id,
+        "collection": collection,
+        "bbox": list(grid.footprint),
+        "geometry": {"type": "Polygon", "coordinates": [grid.ring]},
+        "properties": {
+            "datetime": f"{spec.date.isoformat()}T14:57:12.024000Z",
+            "platform": "sentinel-2a",
+            "constellation": "sentinel-2",
+            "eo:cloud_cover": spec.cloud_cover,
+            "proj:epsg": CRS.from_user_input(grid.crs).to_epsg(),
+            "s2:processing_baseline": baseline,
+        },
+        "assets": dict(assets),
+        "links": [],
+    }
 
 
 def _asset(
