@@ -31,13 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from asmspotter.detect.card import RADIOMETRIES, ModelCard, check_views, to_model_input
+from asmspotter import layout
+from asmspotter.composite.reading import CompositeInfo, inspect_composite
+from asmspotter.detect.card import ModelCard, check_views, to_model_input
 from asmspotter.errors import DataError, InputError
 
 if TYPE_CHECKING:
     from asmspotter.detect.model import MiningNet
 
-RADIOMETRY_TAG = "ASMSPOTTER_RADIOMETRY"
 PROB_NAME = "mining_probability.tif"
 MASK_NAME = "mining_mask.tif"
 GPKG_NAME = "mining.gpkg"
@@ -291,101 +292,6 @@ def predict_array(
 
 
 # --------------------------------------------------------------------------- composites
-
-
-@dataclass(frozen=True)
-class CompositeInfo:
-    """What the detector needs to know about a composite.
-
-    Attributes:
-        path: the COG.
-        band_indexes: 1-based indexes of the model's bands in the file.
-        radiometry: ``reflectance`` or ``display``.
-        width: columns.
-        height: rows.
-        crs: rasterio CRS.
-        transform: affine transform.
-        dtype: band data type.
-        descriptions: band descriptions found.
-
-    """
-
-    path: Path
-    band_indexes: tuple[int, ...]
-    radiometry: str
-    width: int
-    height: int
-    crs: Any
-    transform: Any
-    dtype: str
-    descriptions: tuple[str, ...]
-
-
-def inspect_composite(path: str | Path, bands: tuple[str, ...]) -> CompositeInfo:
-    """Open a composite and check it can feed a model taking ``bands``.
-
-    Raises:
-        DataError: missing, unreadable/corrupt, no radiometry tag, wrong bands or dtype.
-
-    """
-    import rasterio
-    from rasterio.errors import RasterioError
-
-    from asmspotter.detect.model import select_bands
-
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"composite not found: {p} (build it with `asmspotter fetch`)")
-    try:
-        with rasterio.open(p) as src:
-            descs = tuple(d or "" for d in src.descriptions)
-            tags = src.tags()
-            info = dict(
-                width=src.width,
-                height=src.height,
-                crs=src.crs,
-                transform=src.transform,
-                dtypes=src.dtypes,
-            )
-    except RasterioError as exc:
-        raise DataError(f"cannot read composite {p}: not a valid GeoTIFF ({exc})") from exc
-    radiometry = tags.get(RADIOMETRY_TAG)
-    if radiometry not in RADIOMETRIES:
-        raise DataError(
-            f"composite {p} has {RADIOMETRY_TAG}={radiometry!r}; expected one of "
-            f"{', '.join(RADIOMETRIES)}"
-        )
-    try:
-        idx = select_bands(descs, bands)
-    except KeyError as exc:
-        raise DataError(
-            f"composite {p} has bands {', '.join(d or '?' for d in descs)}; the model needs "
-            f"{', '.join(bands)} (missing: {exc.args[0]})"
-        ) from exc
-    dtypes = {info["dtypes"][i - 1] for i in idx}
-    if radiometry == "display" and dtypes != {"uint8"}:
-        raise DataError(
-            f"composite {p} is tagged display but its bands are {', '.join(sorted(dtypes))}; "
-            "expected uint8"
-        )
-    if radiometry == "reflectance" and not dtypes <= {"float32", "float64"}:
-        raise DataError(
-            f"composite {p} is tagged reflectance but its bands are "
-            f"{', '.join(sorted(dtypes))}; expected float32"
-        )
-    if info["crs"] is None:
-        raise DataError(f"composite {p} has no CRS")
-    return CompositeInfo(
-        path=p,
-        band_indexes=tuple(idx),
-        radiometry=radiometry,
-        width=int(info["width"]),
-        height=int(info["height"]),
-        crs=info["crs"],
-        transform=info["transform"],
-        dtype=sorted(dtypes)[0],
-        descriptions=descs,
-    )
 
 
 def _fill_invalid(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -779,10 +685,10 @@ def detect_region(
         DataError: a composite is absent or unfinished (names the ``fetch`` to run).
 
     """
-    from asmspotter.composite import composite_complete, composite_path
+    from asmspotter.composite import composite_complete
 
-    todo = [(p, composite_path(region.id, p.id)) for p in periods]
-    missing = [str(c) for _, c in todo if not composite_complete(c)]
+    todo = [(p, layout.composite_files(region.id, p.id)) for p in periods]
+    missing = [str(c.tif) for _, c in todo if not composite_complete(c)]
     if missing:
         raise DataError(
             f"composite not found: {missing[0]} (run `asmspotter fetch {region.id}` first)"
@@ -790,7 +696,7 @@ def detect_region(
     det = load_detector(model, device)
     return [
         detect_composite(
-            comp,
+            comp.tif,
             detection_dir(region.id, period.id),
             detector=det,
             region=region.id,
