@@ -1,16 +1,16 @@
-"""Writing an analysis: CSV tables, a GeoPackage and ``analysis.json``, all atomically.
+"""Writing an analysis: CSV tables, a GeoPackage and a JSON record, all atomically.
 
-Layout of ``reports/<region>/analysis/``:
+The files and their names are :class:`asmspotter.layout.AnalysisFiles`:
 
 =========================  =========================================================
-``periods.csv``            per period: cumulative, new (active, stopped) hectares
-``expansion.csv``          every pair of periods: factors and yearly growth
-``overlay_layers.csv``     per layer and period: inside / outside the layer
-``overlay_features.csv``   per layer, feature and period: inside / new inside
-``reference.csv``          agreement with the reference (when compared)
-``analysis.gpkg``          ``period_<id>`` (new area of that period; stopped area for
+``periods_csv``            per period: cumulative, new (active, stopped) hectares
+``expansion_csv``          every pair of periods: factors and yearly growth
+``overlay_layers_csv``     per layer and period: inside / outside the layer
+``overlay_features_csv``   per layer, feature and period: inside / new inside
+``reference_csv``          agreement with the reference (when compared)
+``gpkg``                   ``period_<id>`` (new area of that period; stopped area for
                            per-period masks) and ``overlay_<id>`` layers, region CRS
-``analysis.json``          provenance and the whole result (the ``--json`` output)
+``json``                   provenance and the whole result (the ``--json`` output)
 =========================  =========================================================
 """
 
@@ -29,14 +29,7 @@ import shapely
 from asmspotter.analyse.accounting import M2_PER_HA
 from asmspotter.analyse.pipeline import AnalysisResult
 from asmspotter.geoio import atomic_output, provenance_base, write_json
-
-
-def analysis_dir(region_id: str, base: str | os.PathLike[str] | None = None) -> Path:
-    """Return ``<output dir>/<region>/analysis``."""
-    from asmspotter import paths
-
-    root = Path(base) if base is not None else paths.output_dir()
-    return root / region_id / "analysis"
+from asmspotter.layout import AnalysisFiles
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
@@ -139,15 +132,16 @@ def write_analysis(
 
     Args:
         result: the analysis.
-        out_dir: the folder (``reports/<region>/analysis``); created if needed.
+        out_dir: the folder (:func:`asmspotter.layout.analysis_files`, ``.folder``); created
+            if needed.
         crs: CRS of the GeoPackage layers (the region's working CRS).
         arguments: the command's arguments, for the provenance record.
 
     Returns:
-        The files written, ``analysis.json`` last.
+        The files written, the JSON record last.
 
     """
-    out = Path(out_dir)
+    files = AnalysisFiles(Path(out_dir))
     acc = result.accounting
     active = acc.kind == "active"
     written: list[Path] = []
@@ -167,7 +161,7 @@ def write_analysis(
         if active:
             row += [_num(f.active_ha), _num(f.stopped_ha)]
         rows.append(row)
-    written.append(_write_csv(out / "periods.csv", header, rows))
+    written.append(_write_csv(files.periods_csv, header, rows))
 
     header = [
         "from",
@@ -192,7 +186,7 @@ def write_analysis(
         if active:
             row.append(_num(p.active_factor, 6))
         rows.append(row)
-    written.append(_write_csv(out / "expansion.csv", header, rows))
+    written.append(_write_csv(files.expansion_csv, header, rows))
 
     header = [
         "layer",
@@ -218,7 +212,7 @@ def write_analysis(
             if active:
                 row.append(_num(z.active_inside_ha))
             rows.append(row)
-    written.append(_write_csv(out / "overlay_layers.csv", header, rows))
+    written.append(_write_csv(files.overlay_layers_csv, header, rows))
 
     header = ["layer", "kind", "feature_id", "name", "period", "inside_ha", "new_inside_ha"]
     header += ["active_inside_ha"] if active else []
@@ -238,9 +232,9 @@ def write_analysis(
                 if active:
                     row.append(_num(z.active_inside_ha))
                 rows.append(row)
-    written.append(_write_csv(out / "overlay_features.csv", header, rows))
+    written.append(_write_csv(files.overlay_features_csv, header, rows))
 
-    ref_csv = out / "reference.csv"
+    ref_csv = files.reference_csv
     if result.reference is not None:
         header = [
             "period",
@@ -274,19 +268,19 @@ def write_analysis(
     elif ref_csv.exists():
         ref_csv.unlink()  # a stale comparison from an earlier run would mislead
 
-    written.append(write_geopackage(result, out / "analysis.gpkg", crs=crs))
+    written.append(write_geopackage(result, files.gpkg, crs=crs))
 
     record = {
         "provenance": {
             **provenance_base(),
             "stage": "analyse",
             "arguments": arguments,
-            "outputs": [p.name for p in written] + ["analysis.json"],
+            "outputs": [p.name for p in written] + [files.json.name],
             "gpkg_crs": str(crs) if crs is not None else acc.crs.srs,
         },
         **result.to_dict(),
     }
-    written.append(write_json(out / "analysis.json", record))
+    written.append(write_json(files.json, record))
     return written
 
 

@@ -7,7 +7,6 @@ and tests can use it without a catalogue; :func:`analyse_region` adds the catalo
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -415,8 +414,6 @@ def analyse_region(
         DataError: missing or unreadable files.
 
     """
-    from asmspotter import paths
-
     if footprints:
         assignment: LayerAssignment = layers_from_files(footprints, region.periods, period_ids)
         default_kind: FootprintKind = "new"
@@ -425,8 +422,7 @@ def analyse_region(
             periods = tuple(region.period(p) for p in period_ids)
         else:
             periods = region.periods
-        base = Path(output_dir) if output_dir is not None else paths.output_dir()
-        assignment = detector_layers(region.id, periods, base)
+        assignment = detector_layers(region.id, periods, output_dir)
         default_kind = "active"
     chosen_kind: FootprintKind = kind or default_kind
     if area_attribute and kind is None:
@@ -481,8 +477,3 @@ def analyse_region(
         notes=notes,
         warnings=warnings,
     )
-
-
-def replace_inputs(result: AnalysisResult, **inputs: Any) -> AnalysisResult:
-    """Return a copy of ``result`` with extra provenance fields in ``inputs``."""
-    return dataclasses.replace(result, inputs={**result.inputs, **inputs})

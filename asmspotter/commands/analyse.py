@@ -107,7 +107,8 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the analysis and write or print its results."""
-    from asmspotter.analyse import analyse_region, analysis_dir, format_summary, write_analysis
+    from asmspotter import layout
+    from asmspotter.analyse import analyse_region, format_summary, write_analysis
     from asmspotter.catalogue import load_catalogue
 
     region = load_catalogue(args.catalogue)[args.region]
@@ -130,9 +131,8 @@ def run(args: argparse.Namespace) -> int:
     written = []
     if not args.no_write:
         arguments = {k: v for k, v in vars(args).items() if k != "func"}
-        written = write_analysis(
-            result, analysis_dir(region.id), crs=region.crs, arguments=arguments
-        )
+        folder = layout.analysis_files(region.id).folder
+        written = write_analysis(result, folder, crs=region.crs, arguments=arguments)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
     else:

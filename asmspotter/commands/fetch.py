@@ -90,6 +90,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Fetch the composites and say where they are."""
     from asmspotter.catalogue import load_catalogue
+    from asmspotter.chain import model_bands
     from asmspotter.composite import CloudyCompositeWarning, fetch_composite
     from asmspotter.errors import InputError
 
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--max-cloud must be within 0..100 percent, got {args.max_cloud:g}")
     region = load_catalogue(args.catalogue)[args.region]
     periods = region.select_periods(args.period)
-    bands = _args.model_bands(args.model)
+    bands = model_bands(args.model)
     for period in periods:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", CloudyCompositeWarning)
