@@ -9,10 +9,13 @@ import warnings
 from typing import Any
 
 from asmspotter.commands import _args
+from asmspotter.layout import TEMPLATES
 
-DESCRIPTION = """\
+_COMPOSITE = TEMPLATES.composite
+
+DESCRIPTION = f"""\
 Build the cloud-free Sentinel-2 composite of each period of a region and cache it as a
-COG with provenance (cache/<region>/<period>/composite.tif and composite.json).
+COG with provenance ({_COMPOSITE.tif} and {_COMPOSITE.provenance.name}).
 
 STAC regions search the region's STAC API (default Earth Search v1, sentinel-2-l2a; L1C
 before the region's l2a_from date) for scenes under the cloud limit, mask clouds, shadows,
