@@ -28,9 +28,10 @@ from asmspotter import layout
 
 if TYPE_CHECKING:
     from asmspotter.analyse import AnalysisResult
-    from asmspotter.catalogue import Period, Region
+    from asmspotter.catalogue import Region
     from asmspotter.composite import CompositeResult
     from asmspotter.detect.inference import DetectionResult
+    from asmspotter.periods import Period
 
 #: The chain's stages, in order.
 Stage = Literal["fetch", "detect", "analyse"]

@@ -26,9 +26,9 @@ import shapely
 from pyproj import CRS
 
 from asmspotter import layout
-from asmspotter.catalogue import Period
 from asmspotter.errors import DataError, InputError
 from asmspotter.layout import MASK_NODATA
+from asmspotter.periods import Period
 
 log = logging.getLogger(__name__)
 

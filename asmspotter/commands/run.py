@@ -9,9 +9,9 @@ from asmspotter.chain import ChainReporter, Stage
 from asmspotter.commands import _args
 
 if TYPE_CHECKING:
-    from asmspotter.catalogue import Period
     from asmspotter.composite import CompositeResult
     from asmspotter.detect.inference import DetectionResult
+    from asmspotter.periods import Period
 
 _STAGE_TITLES: dict[str, str] = {
     "fetch": "cloud-free composites",
