@@ -28,6 +28,7 @@ from asmspotter.analyse import (
     clean_polygons,
     detector_layers,
     expansion,
+    format_summary,
     layers_from_files,
     order_periods,
     write_analysis,
@@ -689,3 +690,18 @@ def test_footprints_outside_the_region_are_flagged() -> None:
     acc = account(active_layers(), outline=far, crs=UTM)
     assert [f.cumulative_ha for f in acc.figures] == [0.0, 0.0, 0.0]
     assert any("none of the 4 footprint features lies inside" in w for w in acc.warnings)
+
+
+def test_summary_prints_the_figures_of_the_json() -> None:
+    result = analyse(active_layers(), kind="active", crs=UTM)
+    data = result.to_dict()
+    lines = format_summary(result).splitlines()
+    assert "mined area per period (polygon areas, equal-area projection)" in lines[0]
+    for row, line in zip(data["periods"], lines[2:5], strict=True):
+        cells = line.split()
+        assert cells[0] == row["period"]
+        figures = [row[k] for k in ("cumulative_ha", "new_ha", "active_ha", "stopped_ha")]
+        assert cells[1:] == ["-" if v is None else f"{v:,.1f}" for v in figures]
+    ef = data["expansion_factor"]
+    assert lines[5].startswith(f"  expansion {ef['from']} -> {ef['to']}: ")
+    assert f"cumulative area x{ef['value']:.3f}" in lines[5]
