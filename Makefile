@@ -27,9 +27,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# notebooks/ (the briefings) is linted too once it exists
+LINT_PATHS := asmspotter tests benchmarks $(wildcard notebooks)
+
 lint: $(STAMP)
-	$(BIN)/ruff check asmspotter tests benchmarks
-	$(BIN)/ruff format --check asmspotter tests benchmarks
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
 clean-outputs:

@@ -25,6 +25,7 @@ from typing import Any, Literal, cast
 from asmspotter import paths
 from asmspotter.bands import RADIOMETRIES, Radiometry
 from asmspotter.errors import CatalogueError, DataError, InputError
+from asmspotter.periods import Period, parse_date
 
 OverlayKind = Literal["protected_area", "indigenous_territory", "mining_zone", "other"]
 OVERLAY_KINDS: tuple[str, ...] = ("protected_area", "indigenous_territory", "mining_zone", "other")
@@ -41,101 +42,6 @@ DEFAULT_L1C_COLLECTION = "sentinel-2-l1c"
 def default_catalogue_path() -> Path:
     """Return the catalogue shipped with the project (``data/regions.yaml``)."""
     return paths.project_data_dir() / "regions.yaml"
-
-
-@dataclass(frozen=True)
-class Period:
-    """A time window whose imagery is reduced to one composite.
-
-    Attributes:
-        id: short name used on the command line and in file names (``2019``, ``2020-Q3``).
-        start: first day, inclusive.
-        end: last day, inclusive.
-
-    """
-
-    id: str
-    start: dt.date
-    end: dt.date
-
-    def __post_init__(self) -> None:
-        if not self.id or not re.fullmatch(r"[A-Za-z0-9_.-]+", self.id):
-            raise ValueError(f"period id {self.id!r} must be letters, digits, '-', '_' or '.'")
-        if self.end < self.start:
-            raise ValueError(f"period {self.id!r}: end {self.end} is before start {self.start}")
-
-    @property
-    def mid(self) -> dt.date:
-        """The middle day of the period (used to measure time between periods)."""
-        return self.start + (self.end - self.start) // 2
-
-    @property
-    def days(self) -> int:
-        """Length of the period in days, both ends included."""
-        return (self.end - self.start).days + 1
-
-    def datetime_range(self) -> str:
-        """Return the period as a STAC ``datetime`` interval string."""
-        return f"{self.start.isoformat()}T00:00:00Z/{self.end.isoformat()}T23:59:59Z"
-
-    @classmethod
-    def parse(cls, spec: Any) -> Period:
-        """Build a period from a catalogue value.
-
-        Accepted forms: a year (``2019``), a quarter (``"2020-Q3"``), a month
-        (``"2020-07"``), a date range (``"2020-07-01/2020-09-30"``) or a mapping
-        ``{id, start, end}``.
-
-        Raises:
-            ValueError: the value is none of these or its dates are out of order.
-
-        """
-        if isinstance(spec, Mapping):
-            missing = {"start", "end"} - set(spec)
-            if missing:
-                raise ValueError(f"period {dict(spec)} lacks {', '.join(sorted(missing))}")
-            start, end = _as_date(spec["start"]), _as_date(spec["end"])
-            pid = str(spec.get("id") or f"{start.isoformat()}_{end.isoformat()}")
-            return cls(pid, start, end)
-        text = str(spec).strip()
-        if re.fullmatch(r"\d{4}", text):
-            year = int(text)
-            return cls(text, dt.date(year, 1, 1), dt.date(year, 12, 31))
-        m = re.fullmatch(r"(\d{4})-Q([1-4])", text, flags=re.IGNORECASE)
-        if m:
-            year, q = int(m.group(1)), int(m.group(2))
-            start = dt.date(year, 3 * q - 2, 1)
-            return cls(f"{year}-Q{q}", start, _month_end(year, 3 * q))
-        m = re.fullmatch(r"(\d{4})-(\d{2})", text)
-        if m:
-            year, month = int(m.group(1)), int(m.group(2))
-            if not 1 <= month <= 12:
-                raise ValueError(f"period {text!r}: month {month} does not exist")
-            return cls(text, dt.date(year, month, 1), _month_end(year, month))
-        if "/" in text:
-            a, b = text.split("/", 1)
-            start, end = _as_date(a), _as_date(b)
-            return cls(f"{start.isoformat()}_{end.isoformat()}", start, end)
-        raise ValueError(
-            f"period {text!r} is not a year, quarter (2020-Q3), month (2020-07), "
-            "date range (2020-07-01/2020-09-30) or {id, start, end}"
-        )
-
-
-def _month_end(year: int, month: int) -> dt.date:
-    first_next = dt.date(year + month // 12, month % 12 + 1, 1)
-    return first_next - dt.timedelta(days=1)
-
-
-def _as_date(value: Any) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value).strip())
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)") from exc
 
 
 @dataclass(frozen=True)
@@ -568,7 +474,7 @@ def _parse_source(spec: Mapping[str, Any]) -> Source:
             stac_url=str(spec.get("url", DEFAULT_STAC_URL)),
             collection=str(spec.get("collection", DEFAULT_COLLECTION)),
             l1c_collection=str(spec.get("l1c_collection", DEFAULT_L1C_COLLECTION)),
-            l2a_from=_as_date(spec["l2a_from"]) if spec.get("l2a_from") else None,
+            l2a_from=parse_date(spec["l2a_from"]) if spec.get("l2a_from") else None,
             max_cloud=float(spec.get("max_cloud", 40)),
             local_dir=(paths.shared_data_dir() / str(spec["dir"])) if spec.get("dir") else None,
             local_files={str(k): str(v) for k, v in (spec.get("files") or {}).items()},

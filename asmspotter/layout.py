@@ -16,6 +16,8 @@ analysis      ``reports/<region>/analysis/`` (``periods.csv``, ``expansion.csv``
               ``analysis.gpkg``, ``analysis.json``)
 report        ``reports/<region>/report.html`` (``report.<lang>.html`` for other languages),
               ``report.pdf`` (``report.<lang>.pdf``), ``report.ipynb`` (the executed notebook)
+training      ``reports/models-smoke/`` (``train --smoke``), ``reports/crossval/crossval.json``
+              (``train --cv``)
 ============  ==========================================================================
 """
 
@@ -39,6 +41,12 @@ PROBABILITY_NODATA = float("nan")
 
 #: Name of the analysis folder below ``reports/<region>/``.
 ANALYSIS_FOLDER = "analysis"
+#: Default folders of ``asmspotter train``'s outputs below the output folder: the smoke
+#: models, and the cross-validation record (:data:`CROSSVAL_NAME`).
+SMOKE_MODELS_FOLDER = "models-smoke"
+CROSSVAL_FOLDER = "crossval"
+#: File name of the cross-validation record.
+CROSSVAL_NAME = "crossval.json"
 #: The language whose report files carry no language suffix.
 DEFAULT_LANGUAGE = "en"
 
@@ -192,3 +200,37 @@ def report_files(
 ) -> ReportFiles:
     """Return the files of a region's briefing in one language (below the output folder)."""
     return ReportFiles(_root(base, paths.output_dir()) / region, language)
+
+
+def smoke_models_dir(base: PathLike | None = None) -> Path:
+    """Return the default folder of ``train --smoke`` models (below the output folder)."""
+    return _root(base, paths.output_dir()) / SMOKE_MODELS_FOLDER
+
+
+def crossval_dir(base: PathLike | None = None) -> Path:
+    """Return the default folder of ``train --cv`` records (below the output folder)."""
+    return _root(base, paths.output_dir()) / CROSSVAL_FOLDER
+
+
+@dataclass(frozen=True)
+class Templates:
+    """The layout as documents and help texts write it.
+
+    Paths are relative to the default root folders (``cache``, ``reports``), with
+    ``<region>`` and ``<period>`` for the ids; CONTRIBUTING.md's table is checked against
+    them.
+    """
+
+    composite: CompositeFiles
+    detection: DetectionFiles
+    analysis: AnalysisFiles
+    report: ReportFiles
+
+
+#: The layout with placeholders, for help texts and documents.
+TEMPLATES = Templates(
+    composite=composite_files("<region>", "<period>", base=paths.CACHE_FOLDER),
+    detection=detection_files("<region>", "<period>", base=paths.OUTPUT_FOLDER),
+    analysis=analysis_files("<region>", base=paths.OUTPUT_FOLDER),
+    report=report_files("<region>", base=paths.OUTPUT_FOLDER),
+)

@@ -10,26 +10,58 @@ variable                   default
 ``ASMSPOTTER_CACHE``        ``<project root>/cache`` (composites)
 ``ASMSPOTTER_OUTPUT``       ``<project root>/reports`` (detections, analyses, reports)
 =========================  =============================================
+
+The project root is the source checkout when the package runs from one (editable
+installs too), else the current working folder (a package installed with ``pip install .``).
+The project's own data (the regions catalogue, the shipped models) is package data, found
+through :mod:`importlib.resources` wherever the package is installed.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 from pathlib import Path
 
 from asmspotter.errors import DataError
 
-#: Root of the source checkout (the folder holding ``asmspotter/`` and ``data/``).
+#: The folder holding the ``asmspotter`` package: the root of a source checkout (the folder
+#: holding ``asmspotter/``, ``data/`` and ``pyproject.toml``), or ``site-packages`` when
+#: the package is installed.
 PROJECT_ROOT: Path = Path(__file__).resolve().parent.parent
+
+#: The package's resources folder: in a source checkout a link to the top-level ``data/``
+#: folder, installed as package data.
+RESOURCES = "resources"
+#: Sub-folder of the resources that holds the shipped models (weights, cards, docs).
+MODELS = "models"
+#: Names of the default cache and output folders below the project root.
+CACHE_FOLDER = "cache"
+OUTPUT_FOLDER = "reports"
 
 SHARED_DATA_ENV = "ASMSPOTTER_SHARED_DATA"
 CACHE_ENV = "ASMSPOTTER_CACHE"
 OUTPUT_ENV = "ASMSPOTTER_OUTPUT"
 
 
+def source_checkout() -> Path | None:
+    """Return the source checkout the package runs from, or None when it is installed."""
+    return PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").is_file() else None
+
+
+def project_root() -> Path:
+    """Return the folder the default locations sit in (see the module's docstring)."""
+    return source_checkout() or Path.cwd()
+
+
 def project_data_dir() -> Path:
-    """Return the project's own ``data/`` folder (catalogue, model weights, configs)."""
-    return PROJECT_ROOT / "data"
+    """Return the project's own data folder (catalogue, model weights), as package data."""
+    return Path(str(importlib.resources.files("asmspotter").joinpath(RESOURCES)))
+
+
+def models_dir() -> Path:
+    """Return the folder of the shipped models (``data/models`` in a source checkout)."""
+    return project_data_dir() / MODELS
 
 
 def shared_data_dir() -> Path:
@@ -37,7 +69,7 @@ def shared_data_dir() -> Path:
     env = os.environ.get(SHARED_DATA_ENV)
     if env:
         return Path(env).expanduser().resolve()
-    return (PROJECT_ROOT.parent / "shared" / "data").resolve()
+    return (project_root().parent / "shared" / "data").resolve()
 
 
 def shared_data_available() -> bool:
@@ -67,13 +99,13 @@ def require_shared_data(*parts: str) -> Path:
 def cache_dir() -> Path:
     """Return the cache folder for composites (created on demand by writers)."""
     env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser().resolve() if env else PROJECT_ROOT / "cache"
+    return Path(env).expanduser().resolve() if env else project_root() / CACHE_FOLDER
 
 
 def output_dir() -> Path:
     """Return the folder for generated outputs (detections, analyses, reports)."""
     env = os.environ.get(OUTPUT_ENV)
-    return Path(env).expanduser().resolve() if env else PROJECT_ROOT / "reports"
+    return Path(env).expanduser().resolve() if env else project_root() / OUTPUT_FOLDER
 
 
 def writable_dir(path: str | os.PathLike[str], what: str = "output folder") -> Path:

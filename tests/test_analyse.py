@@ -19,6 +19,7 @@ import pytest
 import shapely
 from pyproj import Geod
 
+from asmspotter import layout
 from asmspotter.analyse import (
     PeriodLayer,
     account,
@@ -28,6 +29,7 @@ from asmspotter.analyse import (
     clean_polygons,
     detector_layers,
     expansion,
+    format_summary,
     layers_from_files,
     order_periods,
     write_analysis,
@@ -485,17 +487,20 @@ def _write_detector_outputs(out: Path) -> None:
 
     from asmspotter.geoio import write_cog
 
-    base = out / "test-region"
-    (base / "2019").mkdir(parents=True)
-    frame(A).to_file(base / "2019" / "mining.gpkg", layer="mining")
-    (base / "2020").mkdir()
-    frame(A, B).dissolve().to_file(base / "2020" / "mining.gpkg", layer="mining")
-    (base / "2021").mkdir()
+    d19, d20, d21 = (
+        layout.detection_files("test-region", p, base=out) for p in ("2019", "2020", "2021")
+    )
+    d19.folder.mkdir(parents=True)
+    frame(A).to_file(d19.gpkg, layer="mining")
+    d20.folder.mkdir()
+    frame(A, B).dissolve().to_file(d20.gpkg, layer="mining")
+    d21.folder.mkdir()
     mask = np.zeros((200, 400), dtype=np.uint8)  # 4 km x 2 km grid from (X0, Y0 + 1000)
     mask[50:100, 200:300] = 1  # rows from the top: y 500..0 m, x 2000..3000 m = C
-    mask[0:100, 0:50] = 255  # no data over x 0..500 m, y 0..1000 m: half of A unobserved
+    # no data over x 0..500 m, y 0..1000 m: half of A unobserved
+    mask[0:100, 0:50] = layout.MASK_NODATA
     write_cog(
-        base / "2021" / "mining_mask.tif",
+        d21.mask,
         mask,
         crs=UTM,
         transform=Affine(10, 0, X0, 0, -10, Y0 + 1000),
@@ -507,7 +512,9 @@ def test_detector_outputs_contract(tmp_path: Path) -> None:
     _write_detector_outputs(tmp_path)
     got = detector_layers("test-region", (P19, P20, P21), tmp_path)
     assert [la.period.id for la in got.layers] == ["2019", "2020", "2021"]
-    assert got.layers[2].sources[0].endswith("mining_mask.tif")
+    assert got.layers[2].sources[0] == str(
+        layout.detection_files("test-region", "2021", tmp_path).mask
+    )
     acc = account(got.layers, kind="active", crs=UTM)
     assert [f.cumulative_ha for f in acc.figures] == pytest.approx([100, 150, 200])
     # A and B were active in 2020; in 2021 half of A could not be observed (no data),
@@ -531,32 +538,32 @@ def test_analyse_region_from_detector_and_write(tmp_path: Path, workdirs) -> Non
     # Equal-area figures differ from the UTM squares' nominal areas by the scale factor.
     cum = [f.cumulative_ha for f in result.accounting.figures]
     assert cum == pytest.approx([100, 150, 200], rel=2e-3)
-    written = write_analysis(result, out / "test-region" / "analysis", crs=UTM)
-    names = {p.name for p in written}
-    assert names == {
-        "periods.csv",
-        "expansion.csv",
-        "overlay_layers.csv",
-        "overlay_features.csv",
-        "analysis.gpkg",
-        "analysis.json",
-    }
-    layers = {name for name, _ in pyogrio.list_layers(out / "test-region/analysis/analysis.gpkg")}
+    files = layout.analysis_files("test-region", base=out)
+    written = write_analysis(result, files.folder, crs=UTM)
+    assert written == [
+        files.periods_csv,
+        files.expansion_csv,
+        files.overlay_layers_csv,
+        files.overlay_features_csv,
+        files.gpkg,
+        files.json,
+    ]
+    layers = {name for name, _ in pyogrio.list_layers(files.gpkg)}
     assert layers == {"period_2019", "period_2020", "period_2021", "overlay_zones"}
-    p21 = gpd.read_file(out / "test-region/analysis/analysis.gpkg", layer="period_2021")
+    p21 = gpd.read_file(files.gpkg, layer="period_2021")
     assert p21.crs.to_epsg() == 32719
     assert set(p21["status"]) == {"new", "stopped"}
     stopped = p21[p21.status == "stopped"]
     assert stopped.area.sum() / 1e4 == pytest.approx(100, rel=1e-6)  # back in UTM: exact
-    zl = gpd.read_file(out / "test-region/analysis/analysis.gpkg", layer="overlay_zones")
+    zl = gpd.read_file(files.gpkg, layer="overlay_zones")
     assert set(zl["feature_id"]) == {"z1", "z2"}
     assert "inside_ha_2021" in zl.columns
-    record = json.loads((out / "test-region/analysis/analysis.json").read_text())
+    record = json.loads(files.json.read_text())
     assert record["provenance"]["software"] == "asmspotter"
     assert record["provenance"]["stage"] == "analyse"
     assert record["periods"][2]["stopped_ha"] == pytest.approx(100, rel=2e-3)
-    assert not list((out / "test-region/analysis").glob(".*partial*"))
-    header = (out / "test-region/analysis/periods.csv").read_text().splitlines()[0]
+    assert not list(files.folder.glob(".*partial*"))
+    header = files.periods_csv.read_text().splitlines()[0]
     assert header == "period,start,end,cumulative_ha,new_ha,active_ha,stopped_ha"
 
 
@@ -618,7 +625,7 @@ def test_cli_json_and_files(tmp_path: Path, workdirs, capsys) -> None:
     assert [p["inside_ha"] for p in z1["periods"]] == pytest.approx([100, 120, 120], rel=2e-3)
     assert [p["new_inside_ha"] for p in z1["periods"]] == pytest.approx([100, 20, 0], rel=2e-3)
     assert data["legal_zone"][0]["layer"] == "zones"
-    assert (workdirs["output"] / "test-region/analysis/analysis.json").is_file()
+    assert layout.analysis_files("test-region", base=workdirs["output"]).json.is_file()
 
 
 def test_cli_table_output_and_errors(tmp_path: Path, workdirs, capsys) -> None:
@@ -689,3 +696,18 @@ def test_footprints_outside_the_region_are_flagged() -> None:
     acc = account(active_layers(), outline=far, crs=UTM)
     assert [f.cumulative_ha for f in acc.figures] == [0.0, 0.0, 0.0]
     assert any("none of the 4 footprint features lies inside" in w for w in acc.warnings)
+
+
+def test_summary_prints_the_figures_of_the_json() -> None:
+    result = analyse(active_layers(), kind="active", crs=UTM)
+    data = result.to_dict()
+    lines = format_summary(result).splitlines()
+    assert "mined area per period (polygon areas, equal-area projection)" in lines[0]
+    for row, line in zip(data["periods"], lines[2:5], strict=True):
+        cells = line.split()
+        assert cells[0] == row["period"]
+        figures = [row[k] for k in ("cumulative_ha", "new_ha", "active_ha", "stopped_ha")]
+        assert cells[1:] == ["-" if v is None else f"{v:,.1f}" for v in figures]
+    ef = data["expansion_factor"]
+    assert lines[5].startswith(f"  expansion {ef['from']} -> {ef['to']}: ")
+    assert f"cumulative area x{ef['value']:.3f}" in lines[5]

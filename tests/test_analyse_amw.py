@@ -17,6 +17,7 @@ import pytest
 import shapely
 from pyproj import Geod
 
+from asmspotter import layout
 from asmspotter.analyse import AnalysisResult, PeriodLayer, account, analyse_region
 from asmspotter.catalogue import Period, get_region
 
@@ -157,5 +158,5 @@ def test_cli_reproduces_amw(shared_data: Path, workdirs, capsys) -> None:
     assert last["inside_legal_zone_ha"] + last["outside_legal_zone_ha"] == pytest.approx(
         cum["2021"], rel=1e-6
     )
-    folder = workdirs["output"] / "madre-de-dios" / "analysis"
-    assert (folder / "analysis.json").is_file() and (folder / "analysis.gpkg").is_file()
+    files = layout.analysis_files("madre-de-dios", base=workdirs["output"])
+    assert files.json.is_file() and files.gpkg.is_file()

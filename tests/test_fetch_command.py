@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from asmspotter import layout
 from asmspotter.acquire import PC_SAS_URL_ENV, clear_token_cache
 from asmspotter.cli import main
 from asmspotter.testing.stac_server import StacServer, forbid_remote_connections
@@ -38,9 +39,9 @@ def test_fetch_la_pampa_writes_both_composites(
     assert main(["fetch", "la-pampa"]) == 0
     out = capsys.readouterr().out
     for period in ("2019", "2021"):
-        folder = workdirs["cache"] / "la-pampa" / period
-        assert (folder / "composite.tif").is_file() and (folder / "composite.json").is_file()
-        assert f"la-pampa {period}: wrote {folder / 'composite.tif'}" in out
+        files = layout.composite_files("la-pampa", period, base=workdirs["cache"])
+        assert files.tif.is_file() and files.provenance.is_file()
+        assert f"la-pampa {period}: wrote {files.tif}" in out
     assert "clear 100.0%" in out
     assert main(["fetch", "la-pampa", "--period", "2021"]) == 0
     out = capsys.readouterr().out
@@ -105,7 +106,7 @@ def test_fetch_and_run_get_the_bands_of_the_model(
 
     card = _red_nir_model(tmp_path)
     scenes = make_scenes(tmp_path / "scenes", seed=8)
-    composite = workdirs["cache"] / "loop" / "winter" / "composite.tif"
+    composite = layout.composite_files("loop", "winter", base=workdirs["cache"]).tif
     with StacServer(scenes.items, scenes.files) as server:
         catalogue = _loopback_catalogue(tmp_path, scenes.inner_bbox(), server.url, [WINTER])
         fetch = ["fetch", "loop", "--catalogue", str(catalogue), "-p", "winter"]
@@ -136,12 +137,12 @@ def test_fetch_from_a_stac_api(
         assert main(["fetch", "loop", "--catalogue", str(catalogue), "-p", "winter"]) == 0
         out = capsys.readouterr().out
         assert "loop winter: wrote" in out and "3 scenes from sentinel-2-l2a" in out
-        assert (workdirs["cache"] / "loop" / "winter" / "composite.json").is_file()
+        assert layout.composite_files("loop", "winter", base=workdirs["cache"]).provenance.is_file()
         # the same custom catalogue takes the fetched composite on to detection
         argv = ["detect", "loop", "--catalogue", str(catalogue), "-p", "winter", "--no-progress"]
         assert main(argv) == 0
         assert "loop winter:" in capsys.readouterr().out
-        assert (workdirs["output"] / "loop" / "winter" / "mining.geojson").is_file()
+        assert layout.detection_files("loop", "winter", base=workdirs["output"]).geojson.is_file()
         assert main(["detect", "loop", "-p", "winter", "--no-progress"]) == 2
         assert "unknown region 'loop'" in _one_line_error(capsys.readouterr().err)
         assert main(["fetch", "loop", "--catalogue", str(catalogue), "-p", "2019"]) == 2
@@ -172,7 +173,8 @@ def test_fetch_from_a_planetary_computer_like_api(
         out = capsys.readouterr().out
         assert "3 scenes from sentinel-2-l2a, signed (planetary-computer)" in out
         assert len(server.issued_tokens()) == 1
-        prov = (workdirs["cache"] / "loop" / "winter" / "composite.json").read_text()
+        files = layout.composite_files("loop", "winter", base=workdirs["cache"])
+        prov = files.provenance.read_text()
         assert server.issued_tokens()[0] not in prov
     clear_token_cache()
 

@@ -27,3 +27,34 @@ def test_defaults_sit_beside_the_project(monkeypatch: pytest.MonkeyPatch) -> Non
     assert paths.cache_dir() == paths.PROJECT_ROOT / "cache"
     assert paths.output_dir() == paths.PROJECT_ROOT / "reports"
     assert (paths.project_data_dir() / "regions.yaml").is_file()
+
+
+def test_project_data_is_package_data() -> None:
+    import importlib.resources
+
+    data = paths.project_data_dir()
+    assert data == Path(str(importlib.resources.files("asmspotter") / paths.RESOURCES))
+    assert (data / "regions.yaml").is_file()
+    assert paths.models_dir() == data / paths.MODELS
+    assert sorted(paths.models_dir().glob("*.card.json"))  # the shipped model's card
+    checkout = paths.source_checkout()
+    if checkout is not None:  # in a source checkout the resources are its data/ folder
+        assert data.resolve() == (checkout / "data").resolve()
+
+
+def test_installed_package_defaults_to_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an installed package sits in site-packages: no pyproject.toml beside it
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setattr(paths, "PROJECT_ROOT", site)
+    monkeypatch.chdir(work)
+    for env in (paths.SHARED_DATA_ENV, paths.CACHE_ENV, paths.OUTPUT_ENV):
+        monkeypatch.delenv(env, raising=False)
+    assert paths.source_checkout() is None
+    assert paths.cache_dir() == work / "cache"
+    assert paths.output_dir() == work / "reports"
+    assert paths.shared_data_dir() == (tmp_path / "shared" / "data").resolve()

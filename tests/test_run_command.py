@@ -9,6 +9,7 @@ import geopandas as gpd
 import pytest
 import rasterio
 
+from asmspotter import layout
 from asmspotter.cli import main
 
 
@@ -20,16 +21,16 @@ def test_run_la_pampa_end_to_end(
     assert "-- fetch" in out and "-- detect" in out and "-- analyse" in out
 
     for period in ("2019", "2021"):
-        comp = workdirs["cache"] / "la-pampa" / period / "composite.tif"
-        det = workdirs["output"] / "la-pampa" / period
-        with rasterio.open(comp) as c, rasterio.open(det / "mining_mask.tif") as m:
+        comp = layout.composite_files("la-pampa", period, base=workdirs["cache"]).tif
+        det = layout.detection_files("la-pampa", period, base=workdirs["output"])
+        with rasterio.open(comp) as c, rasterio.open(det.mask) as m:
             assert (c.crs, c.transform, c.shape) == (m.crs, m.transform, m.shape)
-        polys = gpd.read_file(det / "mining.gpkg")
+        polys = gpd.read_file(det.gpkg)
         assert len(polys) > 0 and polys.is_valid.all()
-        assert gpd.read_file(det / "mining.geojson").crs.to_epsg() == 4326
+        assert gpd.read_file(det.geojson).crs.to_epsg() == 4326
 
     analysis = json.loads(
-        (workdirs["output"] / "la-pampa" / "analysis" / "analysis.json").read_text()
+        layout.analysis_files("la-pampa", base=workdirs["output"]).json.read_text()
     )
     result = analysis.get("result", analysis)
     periods = result["periods"]

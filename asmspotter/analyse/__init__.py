@@ -49,7 +49,6 @@ from asmspotter.analyse.layers import (
     vectorise_mask,
 )
 from asmspotter.analyse.output import (
-    analysis_dir,
     format_summary,
     write_analysis,
     write_geopackage,
@@ -88,7 +87,6 @@ __all__ = [
     "account",
     "analyse",
     "analyse_region",
-    "analysis_dir",
     "apportion",
     "area_crs",
     "clean_polygons",

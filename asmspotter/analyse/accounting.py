@@ -39,8 +39,8 @@ from asmspotter.analyse.layers import (
     project_outline,
     to_crs_checked,
 )
-from asmspotter.catalogue import Period
 from asmspotter.errors import DataError, InputError
+from asmspotter.periods import Period
 
 AreaMode = Literal["geometry", "attribute"]
 

@@ -1,7 +1,7 @@
 """Footprint layers: reading them, giving each its period, and cleaning their geometry.
 
 A *period layer* is the set of mining polygons of one period. It comes from a
-detector run (``reports/<region>/<period>/mining.gpkg`` or ``mining_mask.tif``) or
+detector run (the polygons or the mask of :class:`asmspotter.layout.DetectionFiles`) or
 from files a user supplies (one file per period, or files with a ``year`` column).
 
 All area work happens in one equal-area CRS per analysis (:func:`area_crs`), a
@@ -25,8 +25,10 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
-from asmspotter.catalogue import Period
+from asmspotter import layout
 from asmspotter.errors import DataError, InputError
+from asmspotter.layout import MASK_NODATA
+from asmspotter.periods import Period
 
 log = logging.getLogger(__name__)
 
@@ -436,10 +438,6 @@ def layers_from_files(
     return LayerAssignment(ordered, tuple(notes), tuple(warnings + order_warnings))
 
 
-#: Mask value the detector writes where a period has no valid observation.
-MASK_NODATA = 255
-
-
 def vectorise_mask(path: str | os.PathLike[str], value: int = 1) -> gpd.GeoDataFrame:
     """Turn the pixels of one value of a mining mask GeoTIFF into polygons.
 
@@ -473,25 +471,25 @@ def vectorise_mask(path: str | os.PathLike[str], value: int = 1) -> gpd.GeoDataF
 
 
 def detector_layers(
-    region_id: str, periods: Sequence[Period], out_dir: str | os.PathLike[str]
+    region_id: str, periods: Sequence[Period], out_dir: str | os.PathLike[str] | None = None
 ) -> LayerAssignment:
     """Find the detector's outputs for a region's periods.
 
-    Reads ``<out_dir>/<region>/<period>/mining.gpkg`` (polygons), or vectorises
-    ``mining_mask.tif`` where the GeoPackage is absent. The mask's no-data pixels (255)
-    become the period's *unobserved* area. Periods without either file are skipped
-    with a warning.
+    Reads each period's polygons (:attr:`~asmspotter.layout.DetectionFiles.gpkg` below
+    ``out_dir``, default the output folder), or vectorises its mask
+    (:attr:`~asmspotter.layout.DetectionFiles.mask`) where the GeoPackage is absent. The
+    mask's no-data pixels (:data:`MASK_NODATA`) become the period's *unobserved* area.
+    Periods without either file are skipped with a warning.
 
     Raises:
         DataError: no period of the region has detector outputs.
 
     """
-    base = Path(out_dir) / region_id
     layers: list[PeriodLayer] = []
     missing: list[str] = []
     for period in periods:
-        folder = base / period.id
-        gpkg, mask = folder / "mining.gpkg", folder / "mining_mask.tif"
+        files = layout.detection_files(region_id, period.id, base=out_dir)
+        gpkg, mask = files.gpkg, files.mask
         unobserved = vectorise_mask(mask, MASK_NODATA) if mask.is_file() else None
         if gpkg.is_file():
             frame = read_vector(gpkg, "detector polygons")
@@ -500,10 +498,11 @@ def detector_layers(
             layers.append(PeriodLayer(period, vectorise_mask(mask), (str(mask),), unobserved))
         else:
             missing.append(period.id)
+    names = layout.detection_files(region_id, "<period>", base=out_dir)
     if not layers:
         raise DataError(
-            f"no detector outputs for region {region_id!r} under {base} (looked for "
-            f"<period>/mining.gpkg or mining_mask.tif for periods "
+            f"no detector outputs for region {region_id!r} under {names.folder.parent} (looked "
+            f"for <period>/{names.gpkg.name} or {names.mask.name} for periods "
             f"{', '.join(p.id for p in periods)}); run `asmspotter detect {region_id}` first, "
             "or pass --footprints FILE ..."
         )
@@ -514,9 +513,8 @@ def detector_layers(
             "next period's new area includes anything that appeared in them"
         )
     ordered, more = order_periods(layers)
-    return LayerAssignment(
-        ordered, ("detector outputs (mining.gpkg / mining_mask.tif)",), tuple(warnings + more)
-    )
+    note = f"detector outputs ({names.gpkg.name} / {names.mask.name})"
+    return LayerAssignment(ordered, (note,), tuple(warnings + more))
 
 
 def file_fingerprint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -1,16 +1,16 @@
-"""Writing an analysis: CSV tables, a GeoPackage and ``analysis.json``, all atomically.
+"""Writing an analysis: CSV tables, a GeoPackage and a JSON record, all atomically.
 
-Layout of ``reports/<region>/analysis/``:
+The files and their names are :class:`asmspotter.layout.AnalysisFiles`:
 
 =========================  =========================================================
-``periods.csv``            per period: cumulative, new (active, stopped) hectares
-``expansion.csv``          every pair of periods: factors and yearly growth
-``overlay_layers.csv``     per layer and period: inside / outside the layer
-``overlay_features.csv``   per layer, feature and period: inside / new inside
-``reference.csv``          agreement with the reference (when compared)
-``analysis.gpkg``          ``period_<id>`` (new area of that period; stopped area for
+``periods_csv``            per period: cumulative, new (active, stopped) hectares
+``expansion_csv``          every pair of periods: factors and yearly growth
+``overlay_layers_csv``     per layer and period: inside / outside the layer
+``overlay_features_csv``   per layer, feature and period: inside / new inside
+``reference_csv``          agreement with the reference (when compared)
+``gpkg``                   ``period_<id>`` (new area of that period; stopped area for
                            per-period masks) and ``overlay_<id>`` layers, region CRS
-``analysis.json``          provenance and the whole result (the ``--json`` output)
+``json``                   provenance and the whole result (the ``--json`` output)
 =========================  =========================================================
 """
 
@@ -27,16 +27,9 @@ import numpy as np
 import shapely
 
 from asmspotter.analyse.accounting import M2_PER_HA
-from asmspotter.analyse.pipeline import AnalysisResult
+from asmspotter.analyse.pipeline import AnalysisResult, rounded
 from asmspotter.geoio import atomic_output, provenance_base, write_json
-
-
-def analysis_dir(region_id: str, base: str | os.PathLike[str] | None = None) -> Path:
-    """Return ``<output dir>/<region>/analysis``."""
-    from asmspotter import paths
-
-    root = Path(base) if base is not None else paths.output_dir()
-    return root / region_id / "analysis"
+from asmspotter.layout import AnalysisFiles
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
@@ -139,15 +132,16 @@ def write_analysis(
 
     Args:
         result: the analysis.
-        out_dir: the folder (``reports/<region>/analysis``); created if needed.
+        out_dir: the folder (:func:`asmspotter.layout.analysis_files`, ``.folder``); created
+            if needed.
         crs: CRS of the GeoPackage layers (the region's working CRS).
         arguments: the command's arguments, for the provenance record.
 
     Returns:
-        The files written, ``analysis.json`` last.
+        The files written, the JSON record last.
 
     """
-    out = Path(out_dir)
+    files = AnalysisFiles(Path(out_dir))
     acc = result.accounting
     active = acc.kind == "active"
     written: list[Path] = []
@@ -167,7 +161,7 @@ def write_analysis(
         if active:
             row += [_num(f.active_ha), _num(f.stopped_ha)]
         rows.append(row)
-    written.append(_write_csv(out / "periods.csv", header, rows))
+    written.append(_write_csv(files.periods_csv, header, rows))
 
     header = [
         "from",
@@ -192,7 +186,7 @@ def write_analysis(
         if active:
             row.append(_num(p.active_factor, 6))
         rows.append(row)
-    written.append(_write_csv(out / "expansion.csv", header, rows))
+    written.append(_write_csv(files.expansion_csv, header, rows))
 
     header = [
         "layer",
@@ -218,7 +212,7 @@ def write_analysis(
             if active:
                 row.append(_num(z.active_inside_ha))
             rows.append(row)
-    written.append(_write_csv(out / "overlay_layers.csv", header, rows))
+    written.append(_write_csv(files.overlay_layers_csv, header, rows))
 
     header = ["layer", "kind", "feature_id", "name", "period", "inside_ha", "new_inside_ha"]
     header += ["active_inside_ha"] if active else []
@@ -238,9 +232,9 @@ def write_analysis(
                 if active:
                     row.append(_num(z.active_inside_ha))
                 rows.append(row)
-    written.append(_write_csv(out / "overlay_features.csv", header, rows))
+    written.append(_write_csv(files.overlay_features_csv, header, rows))
 
-    ref_csv = out / "reference.csv"
+    ref_csv = files.reference_csv
     if result.reference is not None:
         header = [
             "period",
@@ -274,80 +268,79 @@ def write_analysis(
     elif ref_csv.exists():
         ref_csv.unlink()  # a stale comparison from an earlier run would mislead
 
-    written.append(write_geopackage(result, out / "analysis.gpkg", crs=crs))
+    written.append(write_geopackage(result, files.gpkg, crs=crs))
 
     record = {
         "provenance": {
             **provenance_base(),
             "stage": "analyse",
             "arguments": arguments,
-            "outputs": [p.name for p in written] + ["analysis.json"],
+            "outputs": [p.name for p in written] + [files.json.name],
             "gpkg_crs": str(crs) if crs is not None else acc.crs.srs,
         },
         **result.to_dict(),
     }
-    written.append(write_json(out / "analysis.json", record))
+    written.append(write_json(files.json, record))
     return written
 
 
 def format_summary(result: AnalysisResult) -> str:
-    """Return a plain-text summary of an analysis: areas, expansion, overlays, reference."""
-    data = result.to_dict()
-    active = data["area_method"]["footprint_kind"] == "active"
-    method = data["area_method"]
+    """Return a plain-text summary of an analysis: areas, expansion, overlays, reference.
+
+    Figures are rounded as in :meth:`AnalysisResult.to_dict` before they are printed.
+    """
+    acc = result.accounting
+    active = acc.kind == "active"
+
+    def f(v: float | None) -> str:
+        r = rounded(v)
+        return "-" if r is None else f"{r:,.1f}"
+
     how = (
-        f"from {method['area_attribute']!r} by area share"
-        if method["area_attribute"]
+        f"from {acc.area_attribute!r} by area share"
+        if acc.area_attribute
         else "polygon areas, equal-area projection"
     )
-    name = data["region"]["name"] or data["region"]["id"]
     lines = [
-        f"{name}: mined area per period ({how})",
+        f"{result.region_name or result.region}: mined area per period ({how})",
         f"  {'period':<12}{'cumulative ha':>15}{'new ha':>12}"
         + (f"{'active ha':>12}{'stopped ha':>12}" if active else ""),
     ]
-
-    def f(v: float | None) -> str:
-        return "-" if v is None else f"{v:,.1f}"
-
-    for row in data["periods"]:
-        line = f"  {row['period']:<12}{f(row['cumulative_ha']):>15}{f(row['new_ha']):>12}"
+    for fig in acc.figures:
+        line = f"  {fig.period:<12}{f(fig.cumulative_ha):>15}{f(fig.new_ha):>12}"
         if active:
-            line += f"{f(row['active_ha']):>12}{f(row['stopped_ha']):>12}"
+            line += f"{f(fig.active_ha):>12}{f(fig.stopped_ha):>12}"
         lines.append(line)
-    ef = data["expansion_factor"]
-    if ef["value"] is not None:
-        head = next(g for g in data["growth"] if g["from"] == ef["from"] and g["to"] == ef["to"])
-        rate = head["cumulative_growth_per_year"]
+    head = result.expansion.headline
+    factor = rounded(head.cumulative_factor, 4) if head is not None else None
+    if head is not None and factor is not None:
+        rate = rounded(head.cumulative_growth_per_year, 4)
         lines.append(
-            f"  expansion {ef['from']} -> {ef['to']}: cumulative area x{ef['value']:.3f}"
+            f"  expansion {head.from_period} -> {head.to_period}: cumulative area x{factor:.3f}"
             + (f" ({rate * 100:+.1f} % a year)" if rate is not None else "")
-            + f"; {f(head['new_ha_per_year'])} ha newly mined a year"
+            + f"; {f(head.new_ha_per_year)} ha newly mined a year"
         )
-    for oid, layer in data["overlays"].items():
-        last = layer["layer"][-1] if layer["layer"] else None
-        if last is None:
+    for o in {o.id: o for o in result.overlays}.values():
+        if not o.layer:
             continue
+        last = o.layer[-1]
         lines.append(
-            f"  {layer['label']} ({oid}): {f(last['inside_ha'])} ha inside, "
-            f"{f(last['outside_ha'])} ha outside by {last['period']}; "
-            f"{layer['features_in_region']} feature(s) in the region"
+            f"  {o.label} ({o.id}): {f(last.inside_ha)} ha inside, "
+            f"{f(last.outside_ha)} ha outside by {last.period}; "
+            f"{o.features_in_region} feature(s) in the region"
         )
-        top = sorted(
-            layer["features"].items(),
-            key=lambda kv: -(kv[1]["periods"][-1]["inside_ha"] or 0),
-        )[:5]
-        for fid, feat in top:
-            inside = feat["periods"][-1]["inside_ha"] or 0
-            if inside <= 0:
-                continue
-            lines.append(f"      {feat['name'] or fid} [{fid}]: {f(inside)} ha")
-    ref = data.get("reference")
-    if ref and ref["overall"]:
-        o = ref["overall"]
+        features = {feat.id: feat for feat in o.features}  # one per id, as in the JSON
+        top = sorted(features.values(), key=lambda ft: -(rounded(ft.periods[-1].inside_ha) or 0))
+        for feat in top[:5]:
+            inside = rounded(feat.periods[-1].inside_ha) or 0
+            if inside > 0:
+                lines.append(f"      {feat.name or feat.id} [{feat.id}]: {f(inside)} ha")
+    ref = result.reference
+    if ref is not None and ref.overall is not None:
+        agree = ref.overall
         lines.append(
-            f"  vs {ref['label']} (polygon areas): {f(o['ours_inside_reference_ha'])} ha of ours "
-            f"inside the reference, {f(o['ours_outside_reference_ha'])} ha outside, "
-            f"{f(o['reference_missed_ha'])} ha of the reference missed"
+            f"  vs {ref.label} (polygon areas): {f(agree.ours_inside_reference_ha)} ha of ours "
+            f"inside the reference, {f(agree.ours_outside_reference_ha)} ha outside, "
+            f"{f(agree.reference_missed_ha)} ha of the reference missed"
         )
     return "\n".join(lines)

@@ -7,7 +7,6 @@ and tests can use it without a catalogue; :func:`analyse_region` adds the catalo
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -119,12 +118,12 @@ class AnalysisResult:
                 "period": fig.period,
                 "start": fig.start.isoformat(),
                 "end": fig.end.isoformat(),
-                "cumulative_ha": _r(fig.cumulative_ha),
-                "new_ha": _r(fig.new_ha),
+                "cumulative_ha": rounded(fig.cumulative_ha),
+                "new_ha": rounded(fig.new_ha),
             }
             if active:
-                row["active_ha"] = _r(fig.active_ha)
-                row["stopped_ha"] = _r(fig.stopped_ha)
+                row["active_ha"] = rounded(fig.active_ha)
+                row["stopped_ha"] = rounded(fig.stopped_ha)
             row["features"] = fig.features
             periods.append(row)
         head = self.expansion.headline
@@ -132,12 +131,12 @@ class AnalysisResult:
             "measure": "cumulative_ha of the later period / cumulative_ha of the earlier",
             "from": head.from_period if head else None,
             "to": head.to_period if head else None,
-            "value": _r(head.cumulative_factor, 4) if head else None,
+            "value": rounded(head.cumulative_factor, 4) if head else None,
             "pairs": [
                 {
                     "from": p.from_period,
                     "to": p.to_period,
-                    "cumulative_factor": _r(p.cumulative_factor, 4),
+                    "cumulative_factor": rounded(p.cumulative_factor, 4),
                 }
                 for p in self.expansion.pairs
             ],
@@ -151,11 +150,11 @@ class AnalysisResult:
                 "periods": [
                     {
                         "period": z.period,
-                        "inside_legal_zone_ha": _r(z.inside_ha),
-                        "outside_legal_zone_ha": _r(z.outside_ha),
-                        "new_inside_legal_zone_ha": _r(z.new_inside_ha),
-                        "new_outside_legal_zone_ha": _r(z.new_outside_ha),
-                        "share_inside": _r(_share(z.inside_ha, z.outside_ha), 4),
+                        "inside_legal_zone_ha": rounded(z.inside_ha),
+                        "outside_legal_zone_ha": rounded(z.outside_ha),
+                        "new_inside_legal_zone_ha": rounded(z.new_inside_ha),
+                        "new_outside_legal_zone_ha": rounded(z.new_outside_ha),
+                        "share_inside": rounded(_share(z.inside_ha, z.outside_ha), 4),
                     }
                     for z in o.layer
                 ],
@@ -203,7 +202,8 @@ class AnalysisResult:
         }
 
 
-def _r(value: float | None, digits: int = 2) -> float | None:
+def rounded(value: float | None, digits: int = 2) -> float | None:
+    """Return a figure rounded as the result's JSON gives it (None for None and NaN)."""
     if value is None:
         return None
     if value != value:  # NaN
@@ -221,27 +221,27 @@ def _pair_dict(p: ExpansionPair, active: bool) -> dict[str, Any]:
     out: dict[str, Any] = {
         "from": p.from_period,
         "to": p.to_period,
-        "years": _r(p.years, 3),
-        "cumulative_factor": _r(p.cumulative_factor, 4),
-        "cumulative_growth_per_year": _r(p.cumulative_growth_per_year, 4),
-        "new_ha_per_year": _r(p.new_ha_per_year),
+        "years": rounded(p.years, 3),
+        "cumulative_factor": rounded(p.cumulative_factor, 4),
+        "cumulative_growth_per_year": rounded(p.cumulative_growth_per_year, 4),
+        "new_ha_per_year": rounded(p.new_ha_per_year),
     }
     if active:
-        out["active_factor"] = _r(p.active_factor, 4)
+        out["active_factor"] = rounded(p.active_factor, 4)
     return out
 
 
 def _zone_dict(z: ZoneFigures, active: bool, whole: bool) -> dict[str, Any]:
     out: dict[str, Any] = {
         "period": z.period,
-        "inside_ha": _r(z.inside_ha),
-        "new_inside_ha": _r(z.new_inside_ha),
+        "inside_ha": rounded(z.inside_ha),
+        "new_inside_ha": rounded(z.new_inside_ha),
     }
     if whole:
-        out["outside_ha"] = _r(z.outside_ha)
-        out["new_outside_ha"] = _r(z.new_outside_ha)
+        out["outside_ha"] = rounded(z.outside_ha)
+        out["new_outside_ha"] = rounded(z.new_outside_ha)
     if active:
-        out["active_inside_ha"] = _r(z.active_inside_ha)
+        out["active_inside_ha"] = rounded(z.active_inside_ha)
     return out
 
 
@@ -257,7 +257,7 @@ def _overlay_dict(o: OverlayResult, active: bool) -> dict[str, Any]:
         "features": {
             f.id: {
                 "name": f.name,
-                "area_ha": _r(f.area_ha),
+                "area_ha": rounded(f.area_ha),
                 "periods": [_zone_dict(z, active, False) for z in f.periods],
             }
             for f in o.features
@@ -269,13 +269,13 @@ def _agree_dict(a: AgreementFigures) -> dict[str, Any]:
     return {
         "period": a.period,
         "reference_period": a.reference_period,
-        "ours_ha": _r(a.ours_ha),
-        "reference_ha": _r(a.reference_ha),
-        "ours_inside_reference_ha": _r(a.ours_inside_reference_ha),
-        "ours_outside_reference_ha": _r(a.ours_outside_reference_ha),
-        "reference_missed_ha": _r(a.reference_missed_ha),
-        "share_of_ours_in_reference": _r(a.share_of_ours_in_reference, 4),
-        "share_of_reference_found": _r(a.share_of_reference_found, 4),
+        "ours_ha": rounded(a.ours_ha),
+        "reference_ha": rounded(a.reference_ha),
+        "ours_inside_reference_ha": rounded(a.ours_inside_reference_ha),
+        "ours_outside_reference_ha": rounded(a.ours_outside_reference_ha),
+        "reference_missed_ha": rounded(a.reference_missed_ha),
+        "share_of_ours_in_reference": rounded(a.share_of_ours_in_reference, 4),
+        "share_of_reference_found": rounded(a.share_of_reference_found, 4),
     }
 
 
@@ -415,8 +415,6 @@ def analyse_region(
         DataError: missing or unreadable files.
 
     """
-    from asmspotter import paths
-
     if footprints:
         assignment: LayerAssignment = layers_from_files(footprints, region.periods, period_ids)
         default_kind: FootprintKind = "new"
@@ -425,8 +423,7 @@ def analyse_region(
             periods = tuple(region.period(p) for p in period_ids)
         else:
             periods = region.periods
-        base = Path(output_dir) if output_dir is not None else paths.output_dir()
-        assignment = detector_layers(region.id, periods, base)
+        assignment = detector_layers(region.id, periods, output_dir)
         default_kind = "active"
     chosen_kind: FootprintKind = kind or default_kind
     if area_attribute and kind is None:
@@ -481,8 +478,3 @@ def analyse_region(
         notes=notes,
         warnings=warnings,
     )
-
-
-def replace_inputs(result: AnalysisResult, **inputs: Any) -> AnalysisResult:
-    """Return a copy of ``result`` with extra provenance fields in ``inputs``."""
-    return dataclasses.replace(result, inputs={**result.inputs, **inputs})

@@ -28,20 +28,6 @@ def add_model(p: argparse.ArgumentParser, device: bool = True) -> None:
         p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
 
 
-def model_bands(model: str | None) -> tuple[str, ...] | None:
-    """Return the bands a ``--model`` card names (None without ``--model``: the default).
-
-    Raises:
-        DataError: the card cannot be read.
-
-    """
-    if model is None:
-        return None
-    from asmspotter.detect.card import load_card
-
-    return load_card(model)[0].bands
-
-
 def add_tta(p: argparse.ArgumentParser, default_text: str) -> None:
     """Add ``--tta`` (test-time views averaged by the model)."""
     from asmspotter.detect.card import VIEW_SETS

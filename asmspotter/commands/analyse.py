@@ -8,21 +8,24 @@ import sys
 from typing import Any
 
 from asmspotter.commands import _args
+from asmspotter.layout import TEMPLATES
 
-DESCRIPTION = """\
+_DETECTION, _ANALYSIS = TEMPLATES.detection, TEMPLATES.analysis
+
+DESCRIPTION = f"""\
 Turn per-period mining footprints into the figures a briefing quotes: cumulative and new
 mined area per period (hectares, equal-area projection), expansion factors and yearly
 growth, and mined area inside and outside each overlay layer of the region (protected
 areas, indigenous territories, legal mining zones), per feature.
 
 Without --footprints it reads the detector's outputs for every period of the region
-(reports/<region>/<period>/mining.gpkg, or mining_mask.tif). With --footprints it reads
+({_DETECTION.gpkg}, or {_DETECTION.mask.name}). With --footprints it reads
 the given files; each file's period is taken from --periods, else from a 'year' column
 (a file may hold several years; years outside the catalogue are analysed as calendar
 years), else from the catalogue's periods in order (one file per period).
 
-Results go to reports/<region>/analysis/ (CSV tables, analysis.gpkg with one layer per
-period plus the overlays, analysis.json with provenance).
+Results go to {_ANALYSIS.folder}/ (CSV tables, {_ANALYSIS.gpkg.name} with one layer per
+period plus the overlays, {_ANALYSIS.json.name} with provenance).
 """
 
 EPILOG = """\
@@ -107,7 +110,8 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the analysis and write or print its results."""
-    from asmspotter.analyse import analyse_region, analysis_dir, format_summary, write_analysis
+    from asmspotter import layout
+    from asmspotter.analyse import analyse_region, format_summary, write_analysis
     from asmspotter.catalogue import load_catalogue
 
     region = load_catalogue(args.catalogue)[args.region]
@@ -130,9 +134,8 @@ def run(args: argparse.Namespace) -> int:
     written = []
     if not args.no_write:
         arguments = {k: v for k, v in vars(args).items() if k != "func"}
-        written = write_analysis(
-            result, analysis_dir(region.id), crs=region.crs, arguments=arguments
-        )
+        folder = layout.analysis_files(region.id).folder
+        written = write_analysis(result, folder, crs=region.crs, arguments=arguments)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
     else:

@@ -6,6 +6,9 @@ import argparse
 from typing import Any
 
 from asmspotter.commands import _args
+from asmspotter.layout import TEMPLATES
+
+_COMPOSITE, _DETECTION = TEMPLATES.composite, TEMPLATES.detection
 
 
 def add_parser(subparsers: Any) -> None:
@@ -15,11 +18,12 @@ def add_parser(subparsers: Any) -> None:
         help="map mining in a region's composites (probability, mask, polygons)",
         description=(
             "Run the mining model over the region's cached composite for each period "
-            "(cache/<region>/<period>/composite.tif, made by `asmspotter fetch`) in overlapping, "
+            f"({_COMPOSITE.tif}, made by `asmspotter fetch`) in overlapping, "
             "blended tiles (CUDA with autocast when available, else CPU; bounded memory), each "
             "averaged over the model card's test-time views (--tta), and "
-            "write reports/<region>/<period>/mining_probability.tif, mining_mask.tif, "
-            "mining.gpkg (region CRS), mining.geojson (EPSG:4326) and detection.json."
+            f"write {_DETECTION.probability}, {_DETECTION.mask.name}, "
+            f"{_DETECTION.gpkg.name} (region CRS), {_DETECTION.geojson.name} (EPSG:4326) and "
+            f"{_DETECTION.provenance.name}."
         ),
     )
     p.add_argument("region", metavar="REGION", help="region id (see `asmspotter regions`)")

@@ -9,10 +9,13 @@ import warnings
 from typing import Any
 
 from asmspotter.commands import _args
+from asmspotter.layout import TEMPLATES
 
-DESCRIPTION = """\
+_COMPOSITE = TEMPLATES.composite
+
+DESCRIPTION = f"""\
 Build the cloud-free Sentinel-2 composite of each period of a region and cache it as a
-COG with provenance (cache/<region>/<period>/composite.tif and composite.json).
+COG with provenance ({_COMPOSITE.tif} and {_COMPOSITE.provenance.name}).
 
 STAC regions search the region's STAC API (default Earth Search v1, sentinel-2-l2a; L1C
 before the region's l2a_from date) for scenes under the cloud limit, mask clouds, shadows,
@@ -90,6 +93,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Fetch the composites and say where they are."""
     from asmspotter.catalogue import load_catalogue
+    from asmspotter.chain import model_bands
     from asmspotter.composite import CloudyCompositeWarning, fetch_composite
     from asmspotter.errors import InputError
 
@@ -97,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--max-cloud must be within 0..100 percent, got {args.max_cloud:g}")
     region = load_catalogue(args.catalogue)[args.region]
     periods = region.select_periods(args.period)
-    bands = _args.model_bands(args.model)
+    bands = model_bands(args.model)
     for period in periods:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", CloudyCompositeWarning)

@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from asmspotter.chain import ChainReporter, Stage
 from asmspotter.commands import _args
+
+if TYPE_CHECKING:
+    from asmspotter.composite import CompositeResult
+    from asmspotter.detect.inference import DetectionResult
+    from asmspotter.periods import Period
+
+_STAGE_TITLES: dict[str, str] = {
+    "fetch": "cloud-free composites",
+    "detect": "mining probability, mask and polygons",
+    "analyse": "areas, expansion, overlays",
+}
 
 
 def add_parser(subparsers: Any) -> None:
@@ -42,50 +54,40 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fetch, detect and analyse every requested period of the region."""
-    from asmspotter.analyse import analyse_region, analysis_dir, format_summary, write_analysis
-    from asmspotter.catalogue import load_catalogue
-    from asmspotter.composite import fetch_composite
-    from asmspotter.detect.inference import detect_region
+    from asmspotter.analyse import format_summary
+    from asmspotter.chain import resolve_region, run_region
 
-    region = load_catalogue(args.catalogue)[args.region]
-    periods = region.select_periods(args.period)
+    region, periods = resolve_region(args.region, args.period, args.catalogue)
     print(f"== {region.name} ({region.id}): periods {', '.join(p.id for p in periods)}")
-
-    print("-- fetch: cloud-free composites")
-    bands = _args.model_bands(args.model)  # the bands the model's card names
-    composites = []
-    for period in periods:
-        comp = fetch_composite(
-            region, period, refresh=args.refresh, progress=not args.no_progress, bands=bands
-        )
-        composites.append(comp)
-        action = "reused" if comp.reused else "wrote"
-        print(f"   {period.id}: {action} {comp.path} (clear {comp.clear_fraction:.1%})")
-
-    print("-- detect: mining probability, mask and polygons")
-    results = detect_region(
+    result = run_region(
         region,
-        periods,
-        model=args.model,
+        args.period,
+        args.model,
+        refresh=args.refresh,
         device=args.device,
         progress=not args.no_progress,
+        reporter=_Printer(),
+        arguments={k: v for k, v in vars(args).items() if k != "func"},
     )
-    for period, det in zip(periods, results, strict=True):
-        print(
-            f"   {period.id}: {det.polygon_area_ha:,.1f} ha of mining in {det.n_polygons} "
-            f"polygons -> {det.out_dir}"
-        )
-
-    print("-- analyse: areas, expansion, overlays")
-    result = analyse_region(
-        region,
-        period_ids=[p.id for p in periods] if args.period else None,
-        reference=region.reference is not None,
-    )
-    for warning in result.warnings:
+    for warning in result.analysis.warnings:
         print(f"asmspotter: warning: {warning}")
-    arguments = {k: v for k, v in vars(args).items() if k != "func"}
-    written = write_analysis(result, analysis_dir(region.id), crs=region.crs, arguments=arguments)
-    print(format_summary(result))
-    print(f"   written to {written[0].parent}/")
+    print(format_summary(result.analysis))
+    print(f"   written to {result.analysis_files.folder}/")
     return 0
+
+
+class _Printer(ChainReporter):
+    """Prints each stage and each period's result as the chain makes them."""
+
+    def stage(self, stage: Stage) -> None:
+        print(f"-- {stage}: {_STAGE_TITLES[stage]}")
+
+    def composite(self, period: Period, result: CompositeResult) -> None:
+        action = "reused" if result.reused else "wrote"
+        print(f"   {period.id}: {action} {result.path} (clear {result.clear_fraction:.1%})")
+
+    def detection(self, period: Period, result: DetectionResult) -> None:
+        print(
+            f"   {period.id}: {result.polygon_area_ha:,.1f} ha of mining in {result.n_polygons} "
+            f"polygons -> {result.out_dir}"
+        )

@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     """Train and report."""
     from dataclasses import replace
 
-    from asmspotter import paths
+    from asmspotter import layout, paths
     from asmspotter.detect.train import TrainConfig, check_device, config_with, train
     from asmspotter.errors import InputError
 
@@ -114,9 +114,9 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
     elif args.smoke:
-        out = paths.output_dir() / "models-smoke"
+        out = layout.smoke_models_dir()
     else:
-        out = paths.project_data_dir() / "models"
+        out = paths.models_dir()
     paths.writable_dir(out)
     result = train(
         cfg,
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_bands(bands: tuple[str, ...]) -> None:
     """Refuse a --bands list that names no band or a band that is not a canonical name."""
-    from asmspotter.composite import CANONICAL_BANDS
+    from asmspotter.bands import CANONICAL_BANDS
     from asmspotter.errors import InputError
 
     unknown = [b for b in bands if b not in CANONICAL_BANDS]
@@ -150,12 +150,12 @@ def _check_bands(bands: tuple[str, ...]) -> None:
 
 
 def _cross_validate(args: argparse.Namespace, cfg: TrainConfig, chips: Path) -> int:
-    """Run ``train --cv K``: cross-validate the recipe and write crossval.json."""
-    from asmspotter import paths
+    """Run ``train --cv K``: cross-validate the recipe and write its record."""
+    from asmspotter import layout, paths
     from asmspotter.detect.crossval import cross_validate
     from asmspotter.geoio import write_json
 
-    out = paths.writable_dir(Path(args.out) if args.out else paths.output_dir() / "crossval")
+    out = paths.writable_dir(Path(args.out) if args.out else layout.crossval_dir())
     result = cross_validate(
         cfg,
         chips,
@@ -164,7 +164,7 @@ def _cross_validate(args: argparse.Namespace, cfg: TrainConfig, chips: Path) -> 
         device=args.device,
         log=lambda line: print(line, flush=True),
     )
-    path = write_json(out / "crossval.json", result.to_dict())
+    path = write_json(out / layout.CROSSVAL_NAME, result.to_dict())
     print(result.format_table())
     print(f"wrote {path}")
     return 0
