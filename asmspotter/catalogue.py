@@ -57,6 +57,7 @@ class Overlay:
         id_field: column holding each feature's id.
         name_field: column holding each feature's name.
         where: attribute filter applied after reading ({column: value}).
+        credit: who made the layer and under which licence.
 
     """
 
@@ -68,6 +69,7 @@ class Overlay:
     id_field: str
     name_field: str
     where: Mapping[str, Any] | None = None
+    credit: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in OVERLAY_KINDS:
@@ -102,6 +104,7 @@ class Source:
         sign: how asset hrefs are signed (:data:`SIGN_METHODS`): ``auto`` (Planetary
             Computer SAS tokens when the STAC URL's host is planetarycomputer.microsoft.com),
             ``planetary-computer`` or ``none``.
+        credit: who made the imagery and under which licence (local scenes).
 
     """
 
@@ -117,6 +120,7 @@ class Source:
     radiometry: Radiometry = "reflectance"
     fallback: Literal["stac"] | None = None
     sign: SignMethod = "auto"
+    credit: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("stac", "local"):
@@ -146,15 +150,40 @@ class Reference:
 
     Attributes:
         label: who made them.
-        files: per period id, the files holding what is new since the previous period
-            (the first period's files hold everything up to it).
+        files: per catalogue period id, the files holding what is new since the previous
+            period (the first period's files hold everything up to it).
         area_attribute: column carrying each polygon's mined area in hectares, if any.
+        series: every period the reference has, in order, with its files: the catalogue's
+            periods named in ``files`` and the reference's own periods beyond them (a year
+            such as ``2022``), so a briefing can follow the reference's whole timeline.
+        credit: who made the footprints and under which licence.
 
     """
 
     label: str
     files: Mapping[str, tuple[Path, ...]]
     area_attribute: str | None = None
+    series: tuple[tuple[Period, tuple[Path, ...]], ...] = ()
+    credit: str | None = None
+
+    @property
+    def periods(self) -> tuple[Period, ...]:
+        """The reference's periods, in chronological order."""
+        return tuple(period for period, _ in self.series)
+
+
+@dataclass(frozen=True)
+class RegionContext:
+    """A region's background for briefings: a paragraph per language and its sources.
+
+    Attributes:
+        text: per language code (``en``, ``es``), the paragraph.
+        sources: the works the paragraphs cite.
+
+    """
+
+    text: Mapping[str, str]
+    sources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -173,6 +202,7 @@ class Region:
     overlays: tuple[Overlay, ...] = ()
     source: Source = field(default_factory=Source)
     reference: Reference | None = None
+    context: RegionContext | None = None
 
     def __post_init__(self) -> None:
         ids = [p.id for p in self.periods]
@@ -318,7 +348,17 @@ def get_region(region_id: str, catalogue: str | Path | None = None) -> Region:
     return load_catalogue(catalogue)[region_id]
 
 
-_REGION_KEYS = {"name", "country", "outline", "crs", "periods", "overlays", "source", "reference"}
+_REGION_KEYS = {
+    "name",
+    "country",
+    "outline",
+    "crs",
+    "periods",
+    "overlays",
+    "source",
+    "reference",
+    "context",
+}
 
 
 def _parse_region(
@@ -348,7 +388,7 @@ def _parse_region(
     for pid in source.local_files:
         if pid not in {p.id for p in periods}:
             raise ValueError(f"source: file for unknown period {pid!r}")
-    reference = _parse_reference(entry.get("reference"), {p.id for p in periods}, check_files)
+    reference = _parse_reference(entry.get("reference"), periods, check_files)
     return Region(
         id=region_id,
         name=str(entry["name"]),
@@ -359,6 +399,19 @@ def _parse_region(
         overlays=overlays,
         source=source,
         reference=reference,
+        context=_parse_context(entry.get("context")),
+    )
+
+
+def _parse_context(spec: Any) -> RegionContext | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("text"), Mapping):
+        raise ValueError("context must be {text: {language: paragraph}, sources: [...]}")
+    sources = spec.get("sources") or []
+    return RegionContext(
+        text={str(k): " ".join(str(v).split()) for k, v in spec["text"].items()},
+        sources=tuple(" ".join(str(v).split()) for v in sources),
     )
 
 
@@ -443,6 +496,7 @@ def _parse_overlay(spec: Any, check_files: bool) -> Overlay:
             id_field=str(spec["id_field"]),
             name_field=str(spec["name_field"]),
             where=dict(spec["where"]) if spec.get("where") else None,
+            credit=spec.get("credit"),
         )
     except ValueError as exc:
         raise ValueError(str(exc)) from None
@@ -461,6 +515,7 @@ _SOURCE_KEYS = {
     "radiometry",
     "fallback",
     "sign",
+    "credit",
 }
 
 
@@ -482,6 +537,7 @@ def _parse_source(spec: Mapping[str, Any]) -> Source:
             radiometry=spec.get("radiometry", "reflectance"),
             fallback=spec.get("fallback"),
             sign=_sign_method(spec.get("sign", "auto")),
+            credit=spec.get("credit"),
         )
     except ValueError as exc:
         raise ValueError(f"source: {exc}") from None
@@ -493,15 +549,20 @@ def _sign_method(value: Any) -> SignMethod:
     return cast(SignMethod, str(value))
 
 
-def _parse_reference(spec: Any, period_ids: set[str], check_files: bool) -> Reference | None:
+def _parse_reference(
+    spec: Any, periods: Sequence[Period], check_files: bool
+) -> Reference | None:
     if spec is None:
         return None
     if not isinstance(spec, Mapping) or not isinstance(spec.get("files"), Mapping):
         raise ValueError("reference must be {label, files: {period: file(s)}, area_attribute}")
-    files: dict[str, tuple[Path, ...]] = {}
+    known = {p.id: p for p in periods}
+    series: list[tuple[Period, tuple[Path, ...]]] = []
     for pid, value in spec["files"].items():
-        if str(pid) not in period_ids:
-            raise ValueError(f"reference: file for unknown period {pid!r}")
+        try:  # a catalogue period, or the reference's own period beyond them
+            period = known.get(str(pid)) or Period.parse(pid)
+        except ValueError as exc:
+            raise ValueError(f"reference: {exc}") from None
         rels = [value] if isinstance(value, str) else list(value)
         if check_files:
             for rel in rels:
@@ -509,9 +570,13 @@ def _parse_reference(spec: Any, period_ids: set[str], check_files: bool) -> Refe
                     _check_shared_file("reference", str(rel))
                 except ValueError as exc:
                     raise ValueError(f"reference: {exc}") from None
-        files[str(pid)] = tuple(paths.shared_data_dir() / str(r) for r in rels)
+        series.append((period, tuple(paths.shared_data_dir() / str(r) for r in rels)))
+    if any(b.start <= a.end for (a, _), (b, _) in zip(series, series[1:], strict=False)):
+        raise ValueError(f"reference: periods {[p.id for p, _ in series]} overlap or are unordered")
     return Reference(
         label=str(spec.get("label", "reference")),
-        files=files,
+        files={p.id: f for p, f in series if p.id in known},
         area_attribute=spec.get("area_attribute"),
+        series=tuple(series),
+        credit=spec.get("credit"),
     )
