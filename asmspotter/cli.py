@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "detect",
     "analyse",
     "run",
+    "report",
 )
 
 DESCRIPTION = """\
@@ -41,6 +42,7 @@ The chain, one command per stage:
   asmspotter detect REGION           mining probability, mask and polygons per period
   asmspotter analyse REGION          areas, expansion factors and overlay statistics
   asmspotter run [REGION]            all of the above (default: the offline demo, la-pampa)
+  asmspotter report REGION           the region's briefing: offline HTML (--pdf, --lang es)
 
 The detector's model:
   asmspotter train                   rebuild the shipped weights from the shared chips

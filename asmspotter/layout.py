@@ -13,7 +13,9 @@ detection     ``reports/<region>/<period>/mining_probability.tif``, ``mining_mas
               ``mining.gpkg``, ``mining.geojson`` (EPSG:4326), ``detection.json``
 analysis      ``reports/<region>/analysis/`` (``periods.csv``, ``expansion.csv``,
               ``overlay_layers.csv``, ``overlay_features.csv``, ``reference.csv``,
-              ``analysis.gpkg``, ``analysis.json``)
+              ``analysis.gpkg``, ``analysis.json``): the detector's
+ref-analysis  ``reports/<region>/analysis-reference/`` (the same files): the catalogue's
+              reference footprints, kept apart so the two sources never mix
 report        ``reports/<region>/report.html`` (``report.<lang>.html`` for other languages),
               ``report.pdf`` (``report.<lang>.pdf``), ``report.ipynb`` (the executed notebook)
 training      ``reports/models-smoke/`` (``train --smoke``), ``reports/crossval/crossval.json``
@@ -47,6 +49,8 @@ SMOKE_MODELS_FOLDER = "models-smoke"
 CROSSVAL_FOLDER = "crossval"
 #: File name of the cross-validation record.
 CROSSVAL_NAME = "crossval.json"
+#: Name of the folder of the analysis of the catalogue's reference footprints.
+REFERENCE_ANALYSIS_FOLDER = "analysis-reference"
 #: The language whose report files carry no language suffix.
 DEFAULT_LANGUAGE = "en"
 
@@ -193,6 +197,11 @@ def detection_files(region: str, period: str, base: PathLike | None = None) -> D
 def analysis_files(region: str, base: PathLike | None = None) -> AnalysisFiles:
     """Return the files of a region's analysis (below the output folder)."""
     return AnalysisFiles(_root(base, paths.output_dir()) / region / ANALYSIS_FOLDER)
+
+
+def reference_analysis_files(region: str, base: PathLike | None = None) -> AnalysisFiles:
+    """Return the files of the analysis of a region's reference footprints (output folder)."""
+    return AnalysisFiles(_root(base, paths.output_dir()) / region / REFERENCE_ANALYSIS_FOLDER)
 
 
 def report_files(
