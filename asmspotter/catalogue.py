@@ -348,17 +348,7 @@ def get_region(region_id: str, catalogue: str | Path | None = None) -> Region:
     return load_catalogue(catalogue)[region_id]
 
 
-_REGION_KEYS = {
-    "name",
-    "country",
-    "outline",
-    "crs",
-    "periods",
-    "overlays",
-    "source",
-    "reference",
-    "context",
-}
+_REGION_KEYS = set("name country outline crs periods overlays source reference context".split())
 
 
 def _parse_region(
@@ -549,9 +539,7 @@ def _sign_method(value: Any) -> SignMethod:
     return cast(SignMethod, str(value))
 
 
-def _parse_reference(
-    spec: Any, periods: Sequence[Period], check_files: bool
-) -> Reference | None:
+def _parse_reference(spec: Any, periods: Sequence[Period], check_files: bool) -> Reference | None:
     if spec is None:
         return None
     if not isinstance(spec, Mapping) or not isinstance(spec.get("files"), Mapping):

@@ -115,7 +115,9 @@ def again(base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     with folders(root / "reports", root / "cache"):
         run = cli("report", "madre-de-dios", "--source", "reference", "--pdf", "--date", LATER)
         assert run.code == 0, run.err
-        run = cli("report", "madre-de-dios", "--source", "reference", "--lang", "es", "--date", DATE)
+        run = cli(
+            "report", "madre-de-dios", "--source", "reference", "--lang", "es", "--date", DATE
+        )
         assert run.code == 0, run.err
     return root / "reports"
 
@@ -127,7 +129,9 @@ def test_all_reference_briefings_are_written(base: Path) -> None:
         assert layout.reference_analysis_files(region, base).json.is_file()
         assert "reference footprints" in text_of(files.html)
     # la-pampa has detections: its briefing is the detector's, its analysis in analysis/
-    assert "ASMSpotter detector, model asm-rgb-v4" in text_of(layout.report_files("la-pampa", base=base).html)
+    assert "ASMSpotter detector, model asm-rgb-v4" in text_of(
+        layout.report_files("la-pampa", base=base).html
+    )
     assert not layout.reference_analysis_files("la-pampa", base).folder.exists()
     assert not list(base.rglob(".report-*")) and not list(base.rglob("*.partial-*"))
 
@@ -165,7 +169,10 @@ def _shares(folder: Path) -> list[float]:
 
 def _numbers_match_files(sentences: list[str], folder: Path, group: str, decimal: str) -> int:
     values, shares = _file_values(folder), _shares(folder)
-    token = re.compile(rf"(\d[\d{re.escape(group)}]*(?:{re.escape(decimal)}\d+)?) (ha|%)|factor (?:de )?(\d+{re.escape(decimal)}\d+)")
+    token = re.compile(
+        rf"(\d[\d{re.escape(group)}]*(?:{re.escape(decimal)}\d+)?) (ha|%)"
+        rf"|factor (?:de )?(\d+{re.escape(decimal)}\d+)"
+    )
     checked = 0
     for sentence in sentences:
         for number, unit, factor in token.findall(sentence):
@@ -300,7 +307,9 @@ def test_pdf_holds_the_expansion_sentence(again: Path) -> None:
     text = subprocess.run(
         ["pdftotext", str(files.pdf), "-"], capture_output=True, text=True, check=True
     ).stdout
-    assert "grew by a factor 1.11, from 45,001 ha in 2019 to 49,935 ha in 2021" in " ".join(text.split())
+    assert "grew by a factor 1.11, from 45,001 ha in 2019 to 49,935 ha in 2021" in " ".join(
+        text.split()
+    )
 
 
 # ---------------------------------------------------------------------------------------

@@ -114,7 +114,10 @@ def test_committed_notebook_has_no_outputs_and_no_logic(committed: nbformat.Note
 @pytest.mark.parametrize(
     ("doctor", "complaint"),
     [
-        (lambda nb: nb.cells[-1].outputs.append(nbformat.v4.new_output("stream", text="x")), "outputs"),
+        (
+            lambda nb: nb.cells[-1].outputs.append(nbformat.v4.new_output("stream", text="x")),
+            "outputs",
+        ),
         (lambda nb: setattr(nb.cells[-1], "source", "def f():\n    return 1"), "FunctionDef"),
         (lambda nb: setattr(nb.cells[-1], "source", "class A:\n    pass"), "ClassDef"),
         (lambda nb: setattr(nb.cells[-1], "source", "for i in []:\n    pass"), "For"),
@@ -126,7 +129,9 @@ def test_committed_notebook_has_no_outputs_and_no_logic(committed: nbformat.Note
     ],
 )
 def test_the_check_fails_on_outputs_and_logic(
-    committed: nbformat.NotebookNode, doctor, complaint: str  # type: ignore[no-untyped-def]
+    committed: nbformat.NotebookNode,
+    doctor,
+    complaint: str,  # type: ignore[no-untyped-def]
 ) -> None:
     nb = copy.deepcopy(committed)
     doctor(nb)

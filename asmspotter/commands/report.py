@@ -73,19 +73,24 @@ def _regions(args: argparse.Namespace) -> list[tuple[str, str | None]]:
         raise InputError("name one REGION or give --all")
     if not args.all:
         return [(args.region, args.source)]
-    chosen = []
+    chosen: list[tuple[str, str | None]] = []
     for region in load_catalogue(args.catalogue).values():
         detected = bool(detected_periods(region))
         if args.source == "reference" and region.reference is not None and not detected:
             chosen.append((region.id, "reference"))
         elif args.source == "reference" and region.reference is not None:
-            print(f"   {region.id}: skipped (it has detections; name it to brief it from the reference)")
+            print(
+                f"   {region.id}: skipped (it has detections; name it to brief it from "
+                "the reference)"
+            )
         elif args.source == "detector" and detected:
             chosen.append((region.id, "detector"))
         elif args.source is None and (detected or region.reference is not None):
             chosen.append((region.id, None))
     if not chosen:
-        raise InputError(f"no region of the catalogue can be briefed from {args.source or 'any source'}")
+        raise InputError(
+            f"no region of the catalogue can be briefed from {args.source or 'any source'}"
+        )
     return chosen
 
 

@@ -11,13 +11,11 @@ from __future__ import annotations
 import io
 import math
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import shapely
-from matplotlib.collections import PatchCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, PathPatch, Rectangle
 from matplotlib.path import Path as MplPath
@@ -41,6 +39,9 @@ ZOOM_FROM_KM = 60.0
 ZOOM_KM = 25.0
 #: Longest side (px) of the background image read from a composite.
 BACKGROUND_PX = 1400
+#: Legend entries per row, and the height of a row (inches).
+LEGEND_COLUMNS = 3
+LEGEND_ROW_IN = 0.17
 #: Opacity of the mining over a composite (the imagery shows through).
 MINING_ALPHA_ON_IMAGE = 0.6
 #: Largest pieces considered when looking for the densest expansion.
@@ -71,31 +72,32 @@ def _to_lonlat(geoms: Any, crs: Any) -> Any:
     return shapely.transform(geoms, project)
 
 
-def _ring_codes(n: int) -> list[np.uint8]:
-    return [MplPath.MOVETO] + [MplPath.LINETO] * (n - 2) + [MplPath.CLOSEPOLY]
+def polygons_path(geoms: Any) -> MplPath | None:
+    """Return (multi)polygons as one matplotlib path, holes included (None when empty).
 
-
-def polygon_path(geom: Any) -> MplPath | None:
-    """Return a (multi)polygon as one matplotlib path, holes included (None when empty)."""
-    verts: list[np.ndarray] = []
-    codes: list[np.uint8] = []
-    for poly in shapely.get_parts(geom):
-        if poly.geom_type != "Polygon" or poly.is_empty:
-            continue
-        for ring in (poly.exterior, *poly.interiors):
-            coords = np.asarray(ring.coords)[:, :2]
-            if len(coords) >= 4:
-                verts.append(coords)
-                codes.extend(_ring_codes(len(coords)))
-    if not verts:
+    Rings are oriented (exteriors counter-clockwise, holes clockwise) so that the non-zero
+    fill rule leaves holes empty; one path draws thousands of polygons at once.
+    """
+    parts = shapely.get_parts(np.asarray(geoms, dtype=object).ravel())
+    parts = parts[(shapely.get_type_id(parts) == 3) & ~shapely.is_empty(parts)]
+    if not len(parts):
         return None
-    return MplPath(np.concatenate(verts), codes)
+    rings = shapely.get_rings(shapely.orient_polygons(parts))
+    coords, index = shapely.get_coordinates(rings, return_index=True)
+    if not len(coords):
+        return None
+    codes = np.full(len(coords), MplPath.LINETO, dtype=MplPath.code_type)
+    starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
+    ends = np.r_[starts[1:], len(coords)] - 1
+    codes[starts] = MplPath.MOVETO
+    codes[ends] = MplPath.CLOSEPOLY
+    return MplPath(coords, codes)
 
 
-def _draw(ax: Axes, geoms: Sequence[Any], **style: Any) -> None:
-    patches = [PathPatch(p) for p in (polygon_path(g) for g in geoms) if p is not None]
-    if patches:
-        ax.add_collection(PatchCollection(patches, **style))
+def _draw(ax: Axes, geoms: Any, **style: Any) -> None:
+    path = polygons_path(geoms)
+    if path is not None:
+        ax.add_artist(PathPatch(path, **style))  # limits are set explicitly: skip autoscaling
 
 
 def _km_per_deg_lon(lat: float) -> float:
@@ -135,7 +137,10 @@ def read_background(path: str | os.PathLike[str], bounds: Bounds) -> np.ndarray 
         except InputError:
             return None
         scale = max(src.width, src.height) / BACKGROUND_PX
-        shape = (max(1, round(src.height / max(scale, 1))), max(1, round(src.width / max(scale, 1))))
+        shape = (
+            max(1, round(src.height / max(scale, 1))),
+            max(1, round(src.width / max(scale, 1))),
+        )
         data = src.read(
             [i + 1 for i in idx], out_shape=(3, *shape), resampling=Resampling.average
         ).astype("float32")
@@ -189,8 +194,16 @@ def _scale_bar(ax: Axes, bounds: Bounds, lang: Language) -> None:
     ax.add_patch(Rectangle((bx, by), dx, dy, facecolor="black", edgecolor="black", zorder=6))
     ax.add_patch(Rectangle((bx, by), dx / 2, dy, facecolor="white", edgecolor="black", zorder=6))
     label = lang.text("map.km", value=lang.number(length, 0 if length >= 1 else 1))
-    ax.text(bx + dx / 2, by + dy * 2.2, label, ha="center", va="bottom", fontsize=7, zorder=6,
-            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 1})
+    ax.text(
+        bx + dx / 2,
+        by + dy * 2.2,
+        label,
+        ha="center",
+        va="bottom",
+        fontsize=7,
+        zorder=6,
+        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 1},
+    )
 
 
 def _north_arrow(ax: Axes, lang: Language) -> None:
@@ -259,9 +272,9 @@ class MapLayers:
     def bounds(self) -> Bounds:
         """The outline's bounds, else the pieces', else a small box around (0, 0)."""
         if self.outline is not None and not self.outline.is_empty:
-            return tuple(self.outline.bounds)  # type: ignore[return-value]
+            return tuple(self.outline.bounds)
         if len(self.pieces):
-            return tuple(shapely.total_bounds(self.pieces))  # type: ignore[return-value]
+            return tuple(shapely.total_bounds(self.pieces))
         return (-0.05, -0.05, 0.05, 0.05)
 
 
@@ -303,20 +316,33 @@ def _panel(
 ) -> None:
     x0, y0, x1, y1 = bounds
     if image is not None:
-        ax.imshow(image, extent=(x0, x1, y0, y1), origin="upper", interpolation="bilinear",
-                  zorder=0)
+        ax.imshow(
+            image, extent=(x0, x1, y0, y1), origin="upper", interpolation="bilinear", zorder=0
+        )
     alpha = MINING_ALPHA_ON_IMAGE if image is not None else 1.0
     for k in range(len(layers.periods)):
         colour = palette.period_colour(k)
         sel = layers.piece_period == k
-        _draw(ax, layers.pieces[sel], facecolor=colour, edgecolor=colour, linewidth=0.5,
-              alpha=alpha, zorder=3)
+        _draw(
+            ax,
+            layers.pieces[sel],
+            facecolor=colour,
+            edgecolor=colour,
+            linewidth=0.5,
+            alpha=alpha,
+            zorder=3,
+        )
     for _label, kind, geoms in layers.overlays:
-        _draw(ax, geoms, facecolor="none", edgecolor=palette.overlay_colour(kind),
-              linewidth=0.9, zorder=4)
+        _draw(
+            ax,
+            geoms,
+            facecolor="none",
+            edgecolor=palette.overlay_colour(kind),
+            linewidth=0.9,
+            zorder=4,
+        )
     if layers.outline is not None:
-        _draw(ax, [layers.outline], facecolor="none", edgecolor="black", linewidth=1.0,
-              zorder=5)
+        _draw(ax, [layers.outline], facecolor="none", edgecolor="black", linewidth=1.0, zorder=5)
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
     ax.set_aspect(1 / math.cos(math.radians((y0 + y1) / 2)))
@@ -333,7 +359,9 @@ def _legend(layers: MapLayers, lang: Language) -> list[Patch]:
     for k, period in enumerate(layers.periods):
         key = "map.up_to" if k == 0 else "map.new_in"
         colour = palette.period_colour(k)
-        handles.append(Patch(facecolor=colour, edgecolor=colour, label=lang.text(key, period=period)))
+        handles.append(
+            Patch(facecolor=colour, edgecolor=colour, label=lang.text(key, period=period))
+        )
     for label, kind, _ in layers.overlays:
         handles.append(Patch(facecolor="none", edgecolor=palette.overlay_colour(kind), label=label))
     if layers.outline is not None:
@@ -363,7 +391,17 @@ def map_figure(
     layers = map_layers(result)
     full = _pad(layers.bounds)
     zoom = zoom_window(layers)
-    fig = Figure(figsize=(WIDTH_IN, 4.3 if zoom else 6.2), layout="constrained")
+    handles = _legend(layers, lang)
+    height = 4.3 if zoom else 6.2
+    legend_in = LEGEND_ROW_IN * math.ceil(len(handles) / LEGEND_COLUMNS) + 0.1
+    fig = Figure(figsize=(WIDTH_IN, height))
+    fig.subplots_adjust(
+        left=0.1,
+        right=0.98,
+        top=0.93 if zoom else 0.97,
+        bottom=(0.32 + legend_in) / height,
+        wspace=0.3,
+    )
     axes = fig.subplots(1, 2) if zoom else [fig.subplots()]
     views = [full, zoom] if zoom else [full]
     for ax, bounds in zip(axes, views, strict=True):
@@ -371,12 +409,28 @@ def map_figure(
         _panel(ax, layers, bounds, lang, image)
     if zoom:
         x0, y0, x1, y1 = zoom
-        axes[0].add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, facecolor="none",
-                                    edgecolor="black", linewidth=1.2, linestyle="--", zorder=8))
+        axes[0].add_patch(
+            Rectangle(
+                (x0, y0),
+                x1 - x0,
+                y1 - y0,
+                facecolor="none",
+                edgecolor="black",
+                linewidth=1.2,
+                linestyle="--",
+                zorder=8,
+            )
+        )
         axes[0].set_title(lang.text("map.overview"), fontsize=8)
         axes[1].set_title(lang.text("map.zoom"), fontsize=8)
-    fig.legend(handles=_legend(layers, lang), loc="outside lower center", ncol=3, fontsize=7,
-               frameon=False)
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.01),
+        ncol=LEGEND_COLUMNS,
+        fontsize=7,
+        frameon=False,
+    )
     return fig
 
 
@@ -391,7 +445,8 @@ def chart_figure(result: AnalysisResult, *, language: str | Language = "en") -> 
     labels = [f.period for f in figs]
     colours = palette.period_colours(len(figs))
     new = np.array([f.new_ha for f in figs], dtype=float)
-    fig = Figure(figsize=(WIDTH_IN, 3.1), layout="constrained")
+    fig = Figure(figsize=(WIDTH_IN, 3.1))
+    fig.subplots_adjust(left=0.09, right=0.99, top=0.91, bottom=0.09, wspace=0.22)
     left, right = fig.subplots(1, 2)
     for j in range(len(figs)):  # the part of each cumulative bar first mined in period j
         heights = np.where(x >= j, new[j], 0.0)

@@ -142,7 +142,7 @@ def placeholders(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_language(code: str) -> Language:
     """Read a language's template file.
 

@@ -142,10 +142,14 @@ def source_rows(b: Briefing) -> list[tuple[str, str]]:
     rows.append(
         (
             lang.text("sources.outline"),
-            lang.text("sources.outline_bbox") if "bbox" in outline else _credit(outline.get("credit"), lang),
+            lang.text("sources.outline_bbox")
+            if "bbox" in outline
+            else _credit(outline.get("credit"), lang),
         )
     )
-    rows.append((lang.text("sources.software"), lang.text("sources.software_credit", version=b.version)))
+    rows.append(
+        (lang.text("sources.software"), lang.text("sources.software_credit", version=b.version))
+    )
     return rows
 
 
@@ -179,16 +183,24 @@ def provenance_rows(b: Briefing) -> list[tuple[str, str]]:
     if b.card is not None:
         sha = (b.detection.get("model") or {}).get("weights_sha256") or b.card.sha256
         rows.append(
-            (lang.text("provenance.model"), lang.text("provenance.model_value", name=b.card.name, sha=sha))
+            (
+                lang.text("provenance.model"),
+                lang.text("provenance.model_value", name=b.card.name, sha=sha),
+            )
         )
         for item in b.imagery:
             if item.scenes:
                 rows.append(
-                    (lang.text("provenance.imagery", period=item.period), _listed(list(item.scenes), lang))
+                    (
+                        lang.text("provenance.imagery", period=item.period),
+                        _listed(list(item.scenes), lang),
+                    )
                 )
     for entry in b.result.inputs.get("footprints") or []:
         files = [_name(f) for f in entry.get("files", [])]
-        rows.append((lang.text("provenance.footprints", period=entry.get("period")), _listed(files, lang)))
+        rows.append(
+            (lang.text("provenance.footprints", period=entry.get("period")), _listed(files, lang))
+        )
     params = ", ".join(f"{k}={v}" for k, v in b.parameters.items() if v is not None)
     rows.append((lang.text("provenance.parameters"), params))
     rows.append((lang.text("provenance.analysis"), _name(b.analysis_folder) + "/"))

@@ -41,7 +41,12 @@ NOTEBOOK_NAME = "region_report.ipynb"
 KERNEL_NAME = "python3"
 #: Environment variable naming the browser that prints PDFs (default: Chromium on PATH).
 BROWSER_ENV = "ASMSPOTTER_BROWSER"
-BROWSER_NAMES: tuple[str, ...] = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+BROWSER_NAMES: tuple[str, ...] = (
+    "chromium",
+    "chromium-browser",
+    "google-chrome",
+    "google-chrome-stable",
+)
 #: Keeps the kernel's own start-up warnings off the command's terminal.
 KERNEL_QUIET = "--IPKernelApp.log_level=ERROR"
 #: How long a notebook cell and a PDF print may take (seconds).
@@ -211,7 +216,9 @@ def print_pdf(html: Path, pdf: Path, browser: str) -> Path:
                 raise DataError(f"{browser} could not print {html.name} to PDF: {exc}") from None
             if not tmp.is_file() or not tmp.read_bytes().startswith(b"%PDF"):
                 last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
-                raise DataError(f"{browser} wrote no PDF of {html.name} (exit {proc.returncode}: {last})")
+                raise DataError(
+                    f"{browser} wrote no PDF of {html.name} (exit {proc.returncode}: {last})"
+                )
     return pdf
 
 

@@ -42,6 +42,7 @@ def _paragraphs(texts: Sequence[str]) -> str:
 
 def render_table(table: tables.Table) -> str:
     """Return a table as HTML (numbers right-aligned)."""
+
     def cell(tag: str, text: str, numeric: bool) -> str:
         attr = ' class="num"' if numeric else ""
         return f"<{tag}{attr}>{_e(text)}</{tag}>"
@@ -73,7 +74,7 @@ def _source(b: Briefing) -> str:
 
 
 def header(b: Briefing) -> Section:
-    """Title, region, country, periods, source and the generation date."""
+    """Return the title, region, country, periods, source and generation date."""
     lang = b.language
     note = lang.text(f"meta.{b.source}_note")
     source = source_phrase(lang, b.source, b.source_label, short=True)
@@ -95,7 +96,7 @@ def header(b: Briefing) -> Section:
 
 
 def findings(b: Briefing) -> Section:
-    """The key findings, one sentence per item."""
+    """Return the key findings, one sentence per item."""
     sentences = key_findings(
         b.result, b.language, source=b.source, source_label=b.source_label, gaps=b.gaps
     )
@@ -106,21 +107,26 @@ def findings(b: Briefing) -> Section:
 
 
 def context(b: Briefing) -> Section:
-    """The region's background paragraph from the catalogue, with its sources."""
+    """Return the region's background paragraph from the catalogue, with its sources."""
     lang = b.language
     ctx = b.region.context
     text = ctx.text.get(lang.code) if ctx is not None else None
     if ctx is None or text is None:
-        return _section("context", lang.text("headings.context"), [_paragraphs([lang.text("context.missing")])])
+        return _section(
+            "context", lang.text("headings.context"), [_paragraphs([lang.text("context.missing")])]
+        )
     cited = "".join(f"<li>{_e(s)}</li>" for s in ctx.sources)
     body = [_paragraphs([text])]
     if cited:
-        body.append(f'<p class="cited">{_e(lang.text("context.sources"))}:</p><ol class="cited">{cited}</ol>')
+        body.append(
+            f'<p class="cited">{_e(lang.text("context.sources"))}:</p>'
+            f'<ol class="cited">{cited}</ol>'
+        )
     return _section("context", lang.text("headings.context"), body)
 
 
 def map_section(b: Briefing) -> Section:
-    """The static map of mining per period over the last period's composite."""
+    """Return the static map of mining per period over the last period's composite."""
     lang = b.language
     bg = b.background
     fig = figures.map_figure(b.result, language=lang, background=bg.composite if bg else None)
@@ -129,30 +135,41 @@ def map_section(b: Briefing) -> Section:
         if bg is not None
         else lang.text("map.background_none")
     )
-    caption = lang.text("map.caption", source=_source(b), first=b.period_ids[0], background=background)
+    caption = lang.text(
+        "map.caption", source=_source(b), first=b.period_ids[0], background=background
+    )
     alt = lang.text("map.alt", region=b.region.name)
-    return _section("map", lang.text("headings.map"), [_figure("map", figures.figure_png(fig), alt, caption)])
+    return _section(
+        "map", lang.text("headings.map"), [_figure("map", figures.figure_png(fig), alt, caption)]
+    )
 
 
 def chart_section(b: Briefing) -> Section:
-    """The chart of cumulative and new area per period, and the same numbers as a table."""
+    """Return the chart of cumulative and new area per period, and its numbers as a table."""
     lang = b.language
     fig = figures.chart_figure(b.result, language=lang)
     caption = lang.text("chart.caption", source=_source(b))
     alt = lang.text("chart.alt", region=b.region.name)
-    body = [_figure("chart", figures.figure_png(fig), alt, caption), render_table(tables.periods_table(b))]
+    body = [
+        _figure("chart", figures.figure_png(fig), alt, caption),
+        render_table(tables.periods_table(b)),
+    ]
     return _section("chart", lang.text("headings.chart"), body)
 
 
 def tables_section(b: Briefing) -> Section:
-    """Overlay layers, leading features, the legal mining zone and the periods not covered."""
+    """Return overlay layers, leading features, the legal zone and periods not covered."""
     lang = b.language
     body = []
     overlay = tables.overlay_table(b)
-    body.append(render_table(overlay) if overlay else _paragraphs([lang.text("tables.no_overlays")]))
+    body.append(
+        render_table(overlay) if overlay else _paragraphs([lang.text("tables.no_overlays")])
+    )
     feats = tables.features_table(b)
     if overlay:
-        body.append(render_table(feats) if feats else _paragraphs([lang.text("tables.no_features")]))
+        body.append(
+            render_table(feats) if feats else _paragraphs([lang.text("tables.no_features")])
+        )
     legal = tables.legal_tables(b)
     body.extend(render_table(t) for t in legal)
     if overlay and not legal:
@@ -164,7 +181,7 @@ def tables_section(b: Briefing) -> Section:
 
 
 def agreement_section(b: Briefing) -> Section:
-    """The detector's agreement with the reference footprints, where both exist."""
+    """Return the detector's agreement with the reference footprints, where both exist."""
     lang = b.language
     ref = b.region.reference
     if b.source == "reference":
@@ -177,26 +194,34 @@ def agreement_section(b: Briefing) -> Section:
         if table is None:
             body = [_paragraphs([lang.text("agreement.none_compared")])]
         else:
-            body = [_paragraphs([lang.text("agreement.intro", reference=reference)]), render_table(table)]
+            body = [
+                _paragraphs([lang.text("agreement.intro", reference=reference)]),
+                render_table(table),
+            ]
     return _section("agreement", lang.text("headings.agreement"), body)
 
 
 def method_section(b: Briefing) -> Section:
-    """Data, model and measured accuracy, limits, how areas are made, and the warnings."""
+    """Return the data, model, measured accuracy, limits, area method and warnings."""
     lang = b.language
     body = [_paragraphs(method.method_paragraphs(b))]
     if b.result.warnings:
         items = "".join(f"<li>{_e(w)}</li>" for w in b.result.warnings)
-        body.append(f'<p class="warnings">{_e(lang.text("method.warnings"))}:</p><ul class="warnings">{items}</ul>')
+        body.append(
+            f'<p class="warnings">{_e(lang.text("method.warnings"))}:</p>'
+            f'<ul class="warnings">{items}</ul>'
+        )
     return _section("method", lang.text("headings.method"), body)
 
 
-def _pairs_table(ident: str, caption: str, columns: tuple[str, str], rows: list[tuple[str, str]]) -> str:
+def _pairs_table(
+    ident: str, caption: str, columns: tuple[str, str], rows: list[tuple[str, str]]
+) -> str:
     return render_table(tables.Table(ident, caption, columns, tuple(rows), (False, False)))
 
 
 def sources_section(b: Briefing) -> Section:
-    """Sources and licences of every input, then the provenance."""
+    """Return the sources and licences of every input, then the provenance."""
     lang = b.language
     src_cols = (lang.text("sources.col.input"), lang.text("sources.col.credit"))
     prov_cols = (lang.text("provenance.col.what"), lang.text("provenance.col.value"))

@@ -136,7 +136,9 @@ def _new_and_active(result: AnalysisResult, lang: Language, src: str) -> list[st
     head = result.expansion.headline
     if head is None:
         return []
-    items = [lang.text("findings.new_item", area=lang.area(f.new_ha), period=f.period) for f in figs[1:]]
+    items = [
+        lang.text("findings.new_item", area=lang.area(f.new_ha), period=f.period) for f in figs[1:]
+    ]
     out = [
         lang.text(
             "findings.new_per_year",
@@ -301,6 +303,8 @@ def gap_sentences(gaps: Sequence[PeriodGap], language: str | Language, reference
             )
         elif gap.reason == "outside":
             out.append(
-                lang.text("findings.gap_outside", reference=reference, period=gap.period.id, dates=dates)
+                lang.text(
+                    "findings.gap_outside", reference=reference, period=gap.period.id, dates=dates
+                )
             )
     return [_cap(s) for s in out]

@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from asmspotter import layout
 from asmspotter.catalogue import Period, Region
@@ -210,6 +210,7 @@ def analyse_source(
     ref = region.reference
     assert ref is not None
     layers = reference_layers(region, period_ids)
+    overlays: tuple[Any, ...] = region.overlays  # catalogue overlays meet analyse's OverlaySpec
     inputs = {
         "source": "reference",
         "footprints": [{"period": la.period.id, "files": list(la.sources)} for la in layers],
@@ -222,7 +223,7 @@ def analyse_source(
     return analyse(
         layers,
         outline=region.outline,
-        overlays=region.overlays,
+        overlays=overlays,
         area_attribute=ref.area_attribute,
         kind="new",
         region=region.id,

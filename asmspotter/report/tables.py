@@ -55,13 +55,18 @@ def _share(b: Briefing, part: float | None, whole: float | None) -> str:
 
 
 def periods_table(b: Briefing) -> Table:
-    """Cumulative and new (and active, stopped) area per period."""
+    """Return cumulative and new (and active, stopped) area per period."""
     lang = b.language
     active = b.result.accounting.kind == "active"
     cols = ["period", "dates", "cumulative", "new"] + (["active", "stopped"] if active else [])
     rows = []
     for f in b.result.accounting.figures:
-        row = [f.period, lang.dates(f.start, f.end), lang.area(f.cumulative_ha), lang.area(f.new_ha)]
+        row = [
+            f.period,
+            lang.dates(f.start, f.end),
+            lang.area(f.cumulative_ha),
+            lang.area(f.new_ha),
+        ]
         if active:
             row += [
                 lang.area(f.active_ha) if f.active_ha is not None else DASH,
@@ -78,7 +83,7 @@ def periods_table(b: Briefing) -> Table:
 
 
 def overlay_table(b: Briefing) -> Table | None:
-    """Mining inside and outside each overlay layer by the last period (None: no overlays)."""
+    """Return mining inside and outside each overlay layer by the last period (or None)."""
     lang = b.language
     if not b.result.overlays:
         return None
@@ -110,7 +115,7 @@ def overlay_table(b: Briefing) -> Table | None:
 
 
 def features_table(b: Briefing, per_layer: int = FEATURES_PER_LAYER) -> Table | None:
-    """The named features holding the most mining, per layer (None: none holds any)."""
+    """Return the named features holding the most mining, per layer (None: none has any)."""
     lang = b.language
     last = b.period_ids[-1]
     rows = []
@@ -144,7 +149,7 @@ def features_table(b: Briefing, per_layer: int = FEATURES_PER_LAYER) -> Table | 
 
 
 def legal_tables(b: Briefing) -> list[Table]:
-    """Per legal mining zone layer, mining inside and outside it per period."""
+    """Return, per legal mining zone layer, mining inside and outside it per period."""
     lang = b.language
     out = []
     for o in b.result.overlays:
@@ -165,7 +170,14 @@ def legal_tables(b: Briefing) -> list[Table]:
             )
         cols = tuple(
             lang.text(f"tables.col.{c}")
-            for c in ("period", "inside", "outside", "share_outside", "new_inside_any", "new_outside_any")
+            for c in (
+                "period",
+                "inside",
+                "outside",
+                "share_outside",
+                "new_inside_any",
+                "new_outside_any",
+            )
         )
         caption = lang.text("tables.legal", label=o.label, source=_src(b))
         out.append(Table(f"table-legal-{o.id}", caption, cols, tuple(rows), (False,) + (True,) * 5))
@@ -173,7 +185,7 @@ def legal_tables(b: Briefing) -> list[Table]:
 
 
 def gaps_table(b: Briefing) -> Table | None:
-    """The catalogue periods the reference cannot cover, and why (None: it covers them all)."""
+    """Return the catalogue periods the reference cannot cover, and why (None: no gap)."""
     from asmspotter.report.sentences import gap_sentences
 
     if not b.gaps:
@@ -190,7 +202,7 @@ def gaps_table(b: Briefing) -> Table | None:
 
 
 def agreement_table(b: Briefing) -> Table | None:
-    """The detector's agreement with the reference per period (None: nothing compared)."""
+    """Return the detector's agreement with the reference per period (None: none)."""
     ref = b.result.reference
     if b.source != "detector" or ref is None or not ref.periods:
         return None
