@@ -13,9 +13,9 @@ detection     ``reports/<region>/<period>/mining_probability.tif``, ``mining_mas
               ``mining.gpkg``, ``mining.geojson`` (EPSG:4326), ``detection.json``
 analysis      ``reports/<region>/analysis/`` (``periods.csv``, ``expansion.csv``,
               ``overlay_layers.csv``, ``overlay_features.csv``, ``reference.csv``,
-              ``analysis.gpkg``, ``analysis.json``): the detector's
+              ``analysis.gpkg``, ``analysis.json``): detections or given footprints
 ref-analysis  ``reports/<region>/analysis-reference/`` (the same files): the catalogue's
-              reference footprints, kept apart so the two sources never mix
+              reference footprints (briefings' reference source), kept apart
 report        ``reports/<region>/report.html`` (``report.<lang>.html`` for other languages),
               ``report.pdf`` (``report.<lang>.pdf``), ``report.ipynb`` (the executed notebook)
 training      ``reports/models-smoke/`` (``train --smoke``), ``reports/crossval/crossval.json``
