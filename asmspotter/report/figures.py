@@ -42,8 +42,9 @@ BACKGROUND_PX = 1400
 #: Legend entries per row, and the height of a row (inches).
 LEGEND_COLUMNS = 3
 LEGEND_ROW_IN = 0.17
-#: Opacity of the mining over a composite (the imagery shows through).
-MINING_ALPHA_ON_IMAGE = 0.6
+#: Opacity over a composite of the first period's mining and of each later expansion: the
+#: imagery shows through the old mining, the expansion stands out.
+MINING_ALPHA_ON_IMAGE = (0.5, 0.95)
 #: Largest pieces considered when looking for the densest expansion.
 MAX_ZOOM_PIECES = 3000
 KM_PER_DEG_LAT = 110.574
@@ -319,10 +320,10 @@ def _panel(
         ax.imshow(
             image, extent=(x0, x1, y0, y1), origin="upper", interpolation="bilinear", zorder=0
         )
-    alpha = MINING_ALPHA_ON_IMAGE if image is not None else 1.0
     for k in range(len(layers.periods)):
         colour = palette.period_colour(k)
         sel = layers.piece_period == k
+        alpha = 1.0 if image is None else MINING_ALPHA_ON_IMAGE[min(k, 1)]
         _draw(
             ax,
             layers.pieces[sel],
