@@ -52,7 +52,7 @@ def render_table(table: tables.Table) -> str:
     for i, row in enumerate(table.rows):
         cells = [cell("td", c, n) for c, n in zip(row, table.numeric, strict=True)]
         if table.grouped and i and row[0] == table.rows[i - 1][0]:
-            cells[0] = f'<td class="group-continued">{_e(row[0])}</td>'
+            cells[0] = '<td class="group-continued"></td>'
         rows.append("<tr>" + "".join(cells) + "</tr>")
     caption = f"<caption>{_e(table.caption)}</caption>" if table.caption else ""
     return (
