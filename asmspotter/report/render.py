@@ -231,6 +231,30 @@ def _check_periods(region: Region, source: BriefingSource, periods: Sequence[str
         region.select_periods(list(periods))
 
 
+def _parameters(
+    region: str,
+    source: BriefingSource,
+    language: str,
+    periods: Sequence[str] | None,
+    model: str | None,
+    catalogue: str | None,
+    generated: str | None,
+) -> dict[str, Any]:
+    """Return the notebook's parameters: plain strings and lists, empty meaning the default."""
+    return {
+        "region": region,
+        "periods": [str(p) for p in periods or ()],
+        "source": source,
+        "model": model or "",
+        "language": language,
+        "catalogue": catalogue or "",
+        "shared_data": str(paths.shared_data_dir()),
+        "output_dir": str(paths.output_dir()),
+        "cache_dir": str(paths.cache_dir()),
+        "generated": generated or "",
+    }
+
+
 def write_report(
     region: str,
     *,
@@ -272,18 +296,7 @@ def write_report(
     _check_periods(reg, kind, periods)
     files = layout.report_files(reg.id, lang.code)
     folder = paths.writable_dir(files.folder, "report folder")
-    parameters = {  # the notebook's parameters cell: plain strings, empty = default
-        "region": reg.id,
-        "periods": [str(p) for p in periods or ()],
-        "source": kind,
-        "model": model or "",
-        "language": lang.code,
-        "catalogue": cat_path or "",
-        "shared_data": str(paths.shared_data_dir()),
-        "output_dir": str(paths.output_dir()),
-        "cache_dir": str(paths.cache_dir()),
-        "generated": generated or "",
-    }
+    parameters = _parameters(reg.id, kind, lang.code, periods, model, cat_path, generated)
     with tempfile.TemporaryDirectory(prefix=".report-", dir=folder) as tmp:
         executed = Path(tmp) / files.notebook.name
         execute_notebook(parameters, executed)
@@ -293,6 +306,7 @@ def write_report(
             out.write_text(page, encoding="utf-8")
         with atomic_output(files.notebook) as out:
             shutil.copyfile(executed, out)
+    files.pdf.unlink(missing_ok=True)  # a PDF of the previous briefing would mislead
     written_pdf = None
     if pdf:
         browser = find_browser()
