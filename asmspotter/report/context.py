@@ -153,8 +153,8 @@ def generation_date(value: str | dt.date | None = None) -> dt.date:
 
 def software_commit() -> str:
     """Return the git commit of the running source checkout, or ``unknown``."""
-    root = paths.PROJECT_ROOT
-    if not (root / ".git").exists():
+    root = paths.source_checkout()
+    if root is None or not (root / ".git").exists():
         return "unknown"
     try:
         out = subprocess.run(

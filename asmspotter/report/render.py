@@ -97,8 +97,8 @@ def _template_dir() -> Path:
 def _kernel_environment() -> Iterator[None]:
     """Let the kernel import this very ``asmspotter`` (a source checkout goes on PYTHONPATH)."""
     saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "PYDEVD_DISABLE_FILE_VALIDATION")}
-    root = paths.PROJECT_ROOT
-    if (root / "pyproject.toml").is_file() and (root / "asmspotter").is_dir():
+    root = paths.source_checkout()
+    if root is not None:
         parts = [str(root)] + [p for p in (saved["PYTHONPATH"] or "").split(os.pathsep) if p]
         os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
     os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"  # no debugger warning from the kernel
