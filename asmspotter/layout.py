@@ -233,6 +233,7 @@ class Templates:
     composite: CompositeFiles
     detection: DetectionFiles
     analysis: AnalysisFiles
+    reference_analysis: AnalysisFiles
     report: ReportFiles
 
 
@@ -241,5 +242,6 @@ TEMPLATES = Templates(
     composite=composite_files("<region>", "<period>", base=paths.CACHE_FOLDER),
     detection=detection_files("<region>", "<period>", base=paths.OUTPUT_FOLDER),
     analysis=analysis_files("<region>", base=paths.OUTPUT_FOLDER),
+    reference_analysis=reference_analysis_files("<region>", base=paths.OUTPUT_FOLDER),
     report=report_files("<region>", base=paths.OUTPUT_FOLDER),
 )

@@ -121,7 +121,7 @@ def test_fetch_and_run_get_the_bands_of_the_model(
         with rasterio.open(composite) as src:
             assert src.descriptions == ("blue", "green", "red", "nir")
         assert main([*detect, "--model", str(card)]) == 0
-        run = ["run", "loop", "--catalogue", str(catalogue), "--no-progress"]
+        run = ["run", "loop", "--catalogue", str(catalogue), "--no-progress", "--no-report"]
         assert main([*run, "--model", str(card)]) == 0
         assert "winter: reused" in capsys.readouterr().out
         assert main([*fetch, "--model", str(tmp_path / "nothing.card.json")]) == 2

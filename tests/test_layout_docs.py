@@ -49,12 +49,20 @@ def _seen(items: list[str]) -> tuple[set[str], set[str]]:
 def test_locations_table_matches_layout() -> None:
     rows = _table()
     t = layout.TEMPLATES
-    assert set(rows) == {"composite", "detection", "analysis", "report", "training"}
+    assert set(rows) == {
+        "composite",
+        "detection",
+        "analysis",
+        "reference analysis",
+        "report",
+        "training",
+    }
     other_language = layout.ReportFiles(t.report.folder, "<lang>")
     for what, (folder, names) in {
         "composite": _expected(t.composite),
         "detection": _expected(t.detection),
         "analysis": _expected(t.analysis),
+        "reference analysis": _expected(t.reference_analysis),
         "report": _expected(t.report, other_language),
     }.items():
         assert _seen(rows[what]) == ({folder}, names), what
@@ -62,6 +70,7 @@ def test_locations_table_matches_layout() -> None:
     assert rows["composite"][0] == str(t.composite.tif)
     assert rows["detection"][0] == str(t.detection.probability)
     assert rows["analysis"][0] == f"{t.analysis.folder}/"
+    assert rows["reference analysis"][0] == f"{t.reference_analysis.folder}/"
     assert rows["report"][0] == str(t.report.html)
     base = paths.OUTPUT_FOLDER
     assert [i for i in rows["training"] if "/" in i] == [  # the other items are commands

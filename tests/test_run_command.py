@@ -18,7 +18,7 @@ def test_run_la_pampa_end_to_end(
 ) -> None:
     assert main(["run", "la-pampa", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "-- fetch" in out and "-- detect" in out and "-- analyse" in out
+    assert "-- fetch" in out and "-- detect" in out and "-- analyse" in out and "-- report" in out
 
     for period in ("2019", "2021"):
         comp = layout.composite_files("la-pampa", period, base=workdirs["cache"]).tif
@@ -41,8 +41,13 @@ def test_run_la_pampa_end_to_end(
     ours = overall["ours_inside_reference_ha"] + overall["ours_outside_reference_ha"]
     assert overall["ours_inside_reference_ha"] / ours > 0.8
 
+    # the run ends with the briefing, whose expansion sentence states the analysis's areas
+    html = layout.report_files("la-pampa", base=workdirs["output"]).html.read_text()
+    first, last = (f"{p['cumulative_ha']:,.0f} ha" for p in (periods[0], periods[-1]))
+    assert "factor" in html and first in html and last in html
+
     # a second run reuses the cached composites
-    assert main(["run", "la-pampa", "--no-progress"]) == 0
+    assert main(["run", "la-pampa", "--no-progress", "--no-report"]) == 0
     assert capsys.readouterr().out.count("reused") == 2
 
 

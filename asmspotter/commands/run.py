@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from asmspotter.chain import ChainReporter, Stage
 from asmspotter.commands import _args
+from asmspotter.layout import TEMPLATES
 
 if TYPE_CHECKING:
     from asmspotter.composite import CompositeResult
@@ -24,13 +25,14 @@ def add_parser(subparsers: Any) -> None:
     """Register the ``run`` sub-command."""
     p = subparsers.add_parser(
         "run",
-        help="the whole chain for a region: fetch, detect, analyse",
+        help="the whole chain for a region: fetch, detect, analyse, report",
         description=(
             "Run the whole chain for a region: build (or reuse) the cloud-free composite of "
             "each period, map mining in it with the shipped model, then compute mined areas, "
             "expansion factors and overlay statistics (and the agreement with the region's "
-            "reference footprints, where the catalogue names them). Each stage writes what "
-            "`asmspotter fetch`, `detect` and `analyse` would. The default region is the "
+            "reference footprints, where the catalogue names them), and end with the region's "
+            f"briefing ({TEMPLATES.report.html}). Each stage writes what `asmspotter "
+            "fetch`, `detect`, `analyse` and `report` would. The default region is the "
             "offline demo, la-pampa."
         ),
         epilog="examples:\n  asmspotter run\n  asmspotter run madre-de-dios --period 2019 "
@@ -48,12 +50,17 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--refresh", action="store_true", help="rebuild cached composites")
     _args.add_model(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument(
+        "--no-report",
+        action="store_true",
+        help="stop after the analysis: do not write the briefing (`asmspotter report` does it)",
+    )
     _args.add_catalogue(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Fetch, detect and analyse every requested period of the region."""
+    """Fetch, detect and analyse every requested period of the region, then brief it."""
     from asmspotter.analyse import format_summary
     from asmspotter.chain import resolve_region, run_region
 
@@ -73,6 +80,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"asmspotter: warning: {warning}")
     print(format_summary(result.analysis))
     print(f"   written to {result.analysis_files.folder}/")
+    if not args.no_report:
+        from asmspotter.report import write_report
+
+        print("-- report: the briefing")
+        briefing = write_report(
+            region.id,
+            source="detector",
+            periods=args.period,
+            model=args.model,
+            catalogue=args.catalogue,
+        )
+        print(f"   wrote {briefing.html}")
     return 0
 
 
