@@ -253,6 +253,18 @@ def read_vector(path: str | os.PathLike[str], what: str) -> gpd.GeoDataFrame:
     return frame
 
 
+def files_layer(period: Period, files: Sequence[str | os.PathLike[str]], what: str) -> PeriodLayer:
+    """Read one period's footprint files into one layer (their polygons together).
+
+    Raises:
+        DataError: a file is missing or unreadable (see :func:`read_vector`).
+
+    """
+    frames = [read_vector(f, what) for f in files]
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return PeriodLayer(period, frame, tuple(str(f) for f in files))
+
+
 def _year_column(frame: pd.DataFrame) -> str | None:
     lower = {str(c).lower(): str(c) for c in frame.columns}
     for name in YEAR_COLUMNS:

@@ -362,7 +362,7 @@ def analyse(
 
 
 def _reference_from_catalogue(region: Any) -> tuple[list[PeriodLayer], str, list[str]]:
-    from asmspotter.analyse.layers import read_vector
+    from asmspotter.analyse.layers import files_layer
 
     ref = region.reference
     if ref is None:
@@ -370,14 +370,8 @@ def _reference_from_catalogue(region: Any) -> tuple[list[PeriodLayer], str, list
             f"region {region.id!r} has no reference footprints in the catalogue; "
             "give reference files with --reference FILE ..."
         )
-    layers = []
-    for pid, files in ref.files.items():
-        period = region.period(pid)
-        frames = [read_vector(f, f"reference {ref.label}") for f in files]
-        import pandas as pd
-
-        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        layers.append(PeriodLayer(period, frame, tuple(str(f) for f in files)))
+    label = f"reference {ref.label}"
+    layers = [files_layer(region.period(pid), files, label) for pid, files in ref.files.items()]
     return layers, ref.label, [str(f) for fs in ref.files.values() for f in fs]
 
 

@@ -132,18 +132,13 @@ def reference_layers(region: Region, period_ids: Sequence[str] | None = None) ->
         DataError: a footprint file is missing or unreadable.
 
     """
-    import pandas as pd
-
-    from asmspotter.analyse import PeriodLayer, read_vector
+    from asmspotter.analyse.layers import files_layer
 
     assert region.reference is not None
     label = f"reference {region.reference.label}"
-    layers = []
-    for period, files in reference_periods(region, period_ids):
-        frames = [read_vector(f, label) for f in files]
-        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        layers.append(PeriodLayer(period, frame, tuple(str(f) for f in files)))
-    return layers
+    return [
+        files_layer(period, files, label) for period, files in reference_periods(region, period_ids)
+    ]
 
 
 def reference_gaps(region: Region) -> tuple[PeriodGap, ...]:
