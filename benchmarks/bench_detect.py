@@ -40,7 +40,9 @@ def _make(size: int, path: Path) -> None:
     from rasterio.transform import from_origin
     from rasterio.windows import Window
 
+    from asmspotter.bands import TRUE_COLOUR
     from asmspotter.detect.synthetic import DEFAULT_CRS, DEFAULT_ORIGIN, make_scene
+    from asmspotter.layout import RADIOMETRY_TAG
 
     profile = {
         "driver": "GTiff",
@@ -62,8 +64,8 @@ def _make(size: int, path: Path) -> None:
             n = min(256, size - r)
             block = make_scene(n, size, seed=r, n_patches=max(1, size // 128))
             dst.write(block, window=Window(0, r, size, n))
-        dst.update_tags(ASMSPOTTER_RADIOMETRY="reflectance")
-        for i, b in enumerate(("red", "green", "blue"), start=1):
+        dst.update_tags(**{RADIOMETRY_TAG: "reflectance"})
+        for i, b in enumerate(TRUE_COLOUR, start=1):
             dst.set_band_description(i, b)
 
 
@@ -73,7 +75,7 @@ def _inference_seconds(path: Path, det: Any, views: str) -> float:
     import torch
 
     from asmspotter.detect.card import to_model_input
-    from asmspotter.detect.inference import predict_array
+    from asmspotter.detect.tiling import predict_array
 
     with rasterio.open(path) as src:
         x, valid = to_model_input(src.read(), "reflectance")
@@ -99,7 +101,8 @@ def _run(
 
     import torch
 
-    from asmspotter.detect.inference import detect_composite, load_detector
+    from asmspotter.detect.inference import detect_composite
+    from asmspotter.detect.loader import load_detector
 
     if threads:
         torch.set_num_threads(threads)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from asmspotter.bands import L2A_BANDS, TRUE_COLOUR
 from asmspotter.detect.chips import (
-    RGB_BANDS,
     label_from_name,
     list_galleries,
     read_gallery,
@@ -19,7 +19,6 @@ from asmspotter.detect.chips import (
     stack_galleries,
 )
 from asmspotter.detect.synthetic import (
-    L2A_BANDS,
     make_gallery,
     make_multiband_gallery,
     multiband_chip,
@@ -160,13 +159,13 @@ def test_geotiff_gallery_errors(tmp_path: Path) -> None:
 def test_stacking_needs_one_kind_and_selects_bands(tmp_path: Path) -> None:
     tif = read_gallery(make_multiband_gallery(tmp_path / "m_positives.tif", ["mining"] * 3))
     png = read_gallery(make_gallery(tmp_path / "p_negatives.png", [False] * 2))
-    assert png.bands == RGB_BANDS
+    assert png.bands == TRUE_COLOUR
     mixed = r"m_positives.tif \(blue.*float32\) and p_negatives.png \(red, green, blue, uint8\)"
     with pytest.raises(DataError, match=mixed):
         stack_galleries([tif, png])
     arrays = stack_galleries([tif])
     rgb = arrays.select(("red", "green", "blue"))
-    assert rgb.bands == RGB_BANDS and rgb.images.shape == (3, 48, 48, 3)
+    assert rgb.bands == TRUE_COLOUR and rgb.images.shape == (3, 48, 48, 3)
     np.testing.assert_array_equal(rgb.images[..., 0], tif.chips[..., L2A_BANDS.index("red")])
     assert arrays.select(L2A_BANDS) is arrays
     with pytest.raises(InputError, match="missing: coastal"):

@@ -20,11 +20,12 @@ from asmspotter.detect.crossval import (
     assign_folds,
     cross_validate,
     sample_sets,
-    sensitivity_at_specificity,
 )
+from asmspotter.detect.metrics import sensitivity_at_specificity
 from asmspotter.detect.model import ModelConfig
+from asmspotter.detect.recipe import TrainConfig, config_with
 from asmspotter.detect.synthetic import make_gallery
-from asmspotter.detect.train import FitResult, TrainConfig, config_with, fit, load_split
+from asmspotter.detect.train import FitResult, fit, load_split
 from asmspotter.errors import DataError, InputError
 
 #: (file stem, label, chips, seed); p2 and n1 have both clear-sky composites.

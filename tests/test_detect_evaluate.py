@@ -11,15 +11,9 @@ from torch import nn
 
 from asmspotter.detect.card import ModelCard
 from asmspotter.detect.chips import read_gallery
-from asmspotter.detect.evaluate import (
-    Counts,
-    chip_errors,
-    chip_scores,
-    count,
-    evaluate_galleries,
-    topk_mean,
-    write_errors,
-)
+from asmspotter.detect.evaluate import chip_errors, evaluate_galleries, write_errors
+from asmspotter.detect.metrics import Counts, count
+from asmspotter.detect.scoring import chip_scores, topk_mean
 from asmspotter.detect.synthetic import make_gallery
 
 

@@ -12,16 +12,11 @@ import torch
 from torch import nn
 
 from asmspotter.detect.card import ModelCard
-from asmspotter.detect.inference import (
-    Detector,
-    blend_window,
-    blended_strips,
-    detect_composite,
-    predict_array,
-    tile_starts,
-)
+from asmspotter.detect.inference import detect_composite
+from asmspotter.detect.loader import Detector
 from asmspotter.detect.model import ModelConfig, build_model
 from asmspotter.detect.synthetic import make_scene, write_composite
+from asmspotter.detect.tiling import blend_window, blended_strips, predict_array, tile_starts
 from asmspotter.errors import DataError
 from asmspotter.geoio import write_json
 

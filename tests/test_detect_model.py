@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from asmspotter.bands import L2A_BANDS
 from asmspotter.detect.model import (
     ModelConfig,
     build_model,
@@ -16,10 +17,9 @@ from asmspotter.detect.model import (
     select_bands,
     view_probabilities,
 )
-from asmspotter.detect.synthetic import L2A_BANDS
 from asmspotter.errors import DataError
 
-TINY = ModelConfig(widths=(4, 4, 4, 4))
+TINY = ModelConfig(widths=(4, 4, 4, 4), version=2)
 
 
 @pytest.mark.parametrize("size", [(48, 48), (37, 101), (1, 1), (96, 64)])

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 from rasterio.transform import from_origin
 
-from asmspotter.detect.inference import polygonize_mask
+from asmspotter.detect.polygons import mask_polygons
 from asmspotter.geoio import write_cog
 
 
@@ -21,7 +21,7 @@ def test_corner_touching_pixels_give_valid_polygons(tmp_path: Path) -> None:
         transform=from_origin(399690.0, 8565910.0, 10.0, 10.0),
         nodata=255,
     )
-    polys = polygonize_mask(path, min_area_ha=0.5)
+    polys = list(mask_polygons(path, min_area_ha=0.5).geometry)
     assert all(p.is_valid for p in polys)
     assert sorted(round(p.area) for p in polys) == [10_000, 10_000]
-    assert polygonize_mask(path, min_area_ha=0.0) and len(polygonize_mask(path)) == 3
+    assert len(mask_polygons(path, min_area_ha=0.0)) and len(mask_polygons(path)) == 3

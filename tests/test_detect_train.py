@@ -11,24 +11,20 @@ import pytest
 import torch
 from PIL import Image
 
+from asmspotter.bands import L2A_BANDS
+from asmspotter.detect.augment import make_batch, random_stretch
 from asmspotter.detect.card import load_card
+from asmspotter.detect.loss import mil_loss
+from asmspotter.detect.metrics import threshold_for_specificity
 from asmspotter.detect.model import ModelConfig
+from asmspotter.detect.recipe import TrainConfig
 from asmspotter.detect.synthetic import (
-    L2A_BANDS,
     make_gallery,
     make_multiband_gallery,
     make_multiband_scene,
     write_composite,
 )
-from asmspotter.detect.train import (
-    TrainConfig,
-    make_batch,
-    mil_loss,
-    random_stretch,
-    set_sampling_weights,
-    threshold_for_specificity,
-    train,
-)
+from asmspotter.detect.train import set_sampling_weights, train
 from asmspotter.errors import InputError
 
 
@@ -190,7 +186,10 @@ def test_version3_model_trains_and_is_described(chips_dir: Path, tmp_path: Path)
 
 def test_context_model_with_weight_averaging_trains(chips_dir: Path, tmp_path: Path) -> None:
     cfg = TrainConfig.smoke_config(
-        max_steps=4, ema_decay=0.9, topk_fraction=0.5, model=ModelConfig(widths=(8, 8, 8, 8))
+        max_steps=4,
+        ema_decay=0.9,
+        topk_fraction=0.5,
+        model=ModelConfig(widths=(8, 8, 8, 8), version=2),
     )
     result = train(cfg, chips_dir, tmp_path / "out")
     card, _ = load_card(result.card)
@@ -220,7 +219,8 @@ def test_multiband_model_trains_reads_the_infrared_and_maps(
     import rasterio
 
     from asmspotter.cli import main
-    from asmspotter.detect.inference import detect_composite, load_detector
+    from asmspotter.detect.inference import detect_composite
+    from asmspotter.detect.loader import load_detector
 
     base = TrainConfig.smoke_config(
         max_steps=60,

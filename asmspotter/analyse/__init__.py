@@ -46,7 +46,6 @@ from asmspotter.analyse.layers import (
     layers_from_files,
     order_periods,
     read_vector,
-    vectorise_mask,
 )
 from asmspotter.analyse.output import (
     format_summary,
@@ -99,7 +98,6 @@ __all__ = [
     "overlay_figures",
     "read_vector",
     "reference_agreement",
-    "vectorise_mask",
     "write_analysis",
     "write_geopackage",
 ]

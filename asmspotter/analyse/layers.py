@@ -26,6 +26,7 @@ import shapely
 from pyproj import CRS
 
 from asmspotter import layout
+from asmspotter.detect.polygons import mask_polygons
 from asmspotter.errors import DataError, InputError
 from asmspotter.layout import MASK_NODATA
 from asmspotter.periods import Period
@@ -450,36 +451,9 @@ def layers_from_files(
     return LayerAssignment(ordered, tuple(notes), tuple(warnings + order_warnings))
 
 
-def vectorise_mask(path: str | os.PathLike[str], value: int = 1) -> gpd.GeoDataFrame:
-    """Turn the pixels of one value of a mining mask GeoTIFF into polygons.
-
-    The detector's masks hold 1 (mining), 0 (not) and 255 (no data); ``value=1`` gives
-    the mining polygons, ``value=255`` what the period could not observe.
-
-    Raises:
-        DataError: the file is unreadable or has no CRS.
-
-    """
-    import rasterio
-    import rasterio.features
-    from rasterio.errors import RasterioIOError
-
-    try:
-        with rasterio.open(path) as src:
-            band = src.read(1)
-            transform, crs, nodata = src.transform, src.crs, src.nodata
-    except RasterioIOError as exc:
-        raise DataError(f"mining mask: cannot read {path} ({exc})") from None
-    if crs is None:
-        raise DataError(f"mining mask {path} has no CRS")
-    mask = band == value
-    if value != MASK_NODATA and nodata is not None and nodata == value:
-        mask[:] = False
-    geoms = [
-        shapely.geometry.shape(g)
-        for g, _ in rasterio.features.shapes(band.astype(np.uint8), mask=mask, transform=transform)
-    ]
-    return gpd.GeoDataFrame(geometry=geoms, crs=crs)
+#: How masks are vectorised here: 4-connected pixel groups, the whole raster at once, as
+#: found (see :func:`asmspotter.detect.polygons.mask_polygons`).
+_MASK_POLYGONS: dict[str, Any] = {"connectivity": 4, "rows": None, "repair": False}
 
 
 def detector_layers(
@@ -502,12 +476,13 @@ def detector_layers(
     for period in periods:
         files = layout.detection_files(region_id, period.id, base=out_dir)
         gpkg, mask = files.gpkg, files.mask
-        unobserved = vectorise_mask(mask, MASK_NODATA) if mask.is_file() else None
+        unobserved = mask_polygons(mask, MASK_NODATA, **_MASK_POLYGONS) if mask.is_file() else None
         if gpkg.is_file():
             frame = read_vector(gpkg, "detector polygons")
             layers.append(PeriodLayer(period, frame, (str(gpkg),), unobserved))
         elif mask.is_file():
-            layers.append(PeriodLayer(period, vectorise_mask(mask), (str(mask),), unobserved))
+            polygons = mask_polygons(mask, **_MASK_POLYGONS)
+            layers.append(PeriodLayer(period, polygons, (str(mask),), unobserved))
         else:
             missing.append(period.id)
     names = layout.detection_files(region_id, "<period>", base=out_dir)

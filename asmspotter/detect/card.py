@@ -15,36 +15,33 @@ from typing import Any
 
 import numpy as np
 
+from asmspotter.bands import DISPLAY_REFLECTANCE_MAX, RADIOMETRIES
 from asmspotter.errors import DataError, InputError
-
-#: Reflectance that the model's input range saturates at (the chips' value/3000 scaling).
-REFLECTANCE_SATURATION = 0.3
-#: Radiometries a composite may declare (dataset tag ``ASMSPOTTER_RADIOMETRY``).
-RADIOMETRIES = ("reflectance", "display")
 
 #: How each radiometry becomes model input (also written into the card), for models
 #: trained on the PNG galleries; :func:`input_scaling` gives the text of any card.
 INPUT_SCALING: dict[str, str] = {
     "reflectance": (
-        "float surface reflectance (about 0..1, NaN = no-data) clipped to [0, 0.3]; "
-        "the model input is that reflectance"
+        "float surface reflectance (about 0..1, NaN = no-data) clipped to "
+        f"[0, {DISPLAY_REFLECTANCE_MAX:g}]; the model input is that reflectance"
     ),
     "display": (
-        "uint8 true-colour display values (0 in all bands = no-data) times 0.3/255, i.e. read "
-        "as if the stretch were the chips' value/3000 scaling; training augments stretches "
-        "(gain, gamma, offset, haze, quantisation) so other visualisation stretches work too"
+        "uint8 true-colour display values (0 in all bands = no-data) times "
+        f"{DISPLAY_REFLECTANCE_MAX:g}/255, i.e. read as if the stretch were the chips' "
+        "value/3000 scaling; training augments stretches (gain, gamma, offset, haze, "
+        "quantisation) so other visualisation stretches work too"
     ),
 }
 
 
-def input_scaling(reflectance_max: float = REFLECTANCE_SATURATION) -> dict[str, Any]:
+def input_scaling(reflectance_max: float = DISPLAY_REFLECTANCE_MAX) -> dict[str, Any]:
     """Return the card's ``input_scaling`` section for a reflectance clip at ``reflectance_max``.
 
-    Models trained on the PNG galleries clip at :data:`REFLECTANCE_SATURATION` (the chips'
+    Models trained on the PNG galleries clip at :data:`DISPLAY_REFLECTANCE_MAX` (the chips'
     value/3000 scaling); models trained on GeoTIFF galleries of reflectance clip higher, and
     their cards say so with the ``reflectance_max`` key.
     """
-    if reflectance_max == REFLECTANCE_SATURATION:
+    if reflectance_max == DISPLAY_REFLECTANCE_MAX:
         return dict(INPUT_SCALING)
     return {
         "reflectance": (
@@ -118,7 +115,7 @@ class ModelCard:
     tile_overlap: int = 64
     chip_padding: int = 24
     tta: str = "none"
-    reflectance_max: float = REFLECTANCE_SATURATION
+    reflectance_max: float = DISPLAY_REFLECTANCE_MAX
     training: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, Any] = field(default_factory=dict)
     definitions: Mapping[str, Any] = field(default_factory=dict)
@@ -183,7 +180,7 @@ def card_from_dict(d: Mapping[str, Any], source: str = "card") -> ModelCard:
             chip_padding=int(cs.get("padding_px", 24)),
             tta=str(inf.get("tta", "none")),
             reflectance_max=float(
-                d.get("input_scaling", {}).get("reflectance_max", REFLECTANCE_SATURATION)
+                d.get("input_scaling", {}).get("reflectance_max", DISPLAY_REFLECTANCE_MAX)
             ),
             training=dict(d.get("training", {})),
             metrics=dict(d.get("metrics", {})),
@@ -282,7 +279,7 @@ def sha256_of(path: str | Path) -> str:
 
 
 def to_model_input(
-    block: np.ndarray, radiometry: str, reflectance_max: float = REFLECTANCE_SATURATION
+    block: np.ndarray, radiometry: str, reflectance_max: float = DISPLAY_REFLECTANCE_MAX
 ) -> tuple[np.ndarray, np.ndarray]:
     """Convert raster values to model input as the card says.
 
@@ -305,7 +302,7 @@ def to_model_input(
         x = np.clip(np.where(valid, x, np.float32(0.0)), 0.0, reflectance_max)
     elif radiometry == "display":
         valid = np.any(block != 0, axis=0)
-        x = block.astype(np.float32) * np.float32(REFLECTANCE_SATURATION / 255.0)
+        x = block.astype(np.float32) * np.float32(DISPLAY_REFLECTANCE_MAX / 255.0)
     else:
         raise InputError(
             f"unknown radiometry {radiometry!r}: expected one of {', '.join(RADIOMETRIES)}"

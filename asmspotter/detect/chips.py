@@ -24,16 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from asmspotter.bands import CANONICAL_BANDS, DISPLAY_REFLECTANCE_MAX, TRUE_COLOUR, band_indexes
 from asmspotter.errors import DataError, InputError
 
 #: Side of a chip in pixels (480 m at 10 m).
 CHIP_SIZE = 48
 #: Cell sizes a gallery may use; other sizes are resampled to :data:`CHIP_SIZE`.
 CELL_SIZES = (48, 32)
-#: Reflectance that maps to 255 in the chips (value / 3000 with L1C values x 10000).
-CHIP_REFLECTANCE_SCALE = 0.3
-#: Bands of the PNG galleries, in their order.
-RGB_BANDS: tuple[str, ...] = ("red", "green", "blue")
 #: Reflectance at which the chips of GeoTIFF galleries are clipped.
 MULTIBAND_REFLECTANCE_MAX = 1.0
 #: File suffixes read as galleries.
@@ -66,7 +63,7 @@ class Gallery:
     sample_set: str
     chips: np.ndarray
     cell_size: int
-    bands: tuple[str, ...] = RGB_BANDS
+    bands: tuple[str, ...] = TRUE_COLOUR
 
     @property
     def name(self) -> str:
@@ -77,10 +74,10 @@ class Gallery:
 def reflectance_max(chips: np.ndarray) -> float:
     """Return the reflectance that the top of the chips' value range stands for.
 
-    uint8 chips (PNG galleries) reach :data:`CHIP_REFLECTANCE_SCALE` at 255; float chips
+    uint8 chips (PNG galleries) reach :data:`DISPLAY_REFLECTANCE_MAX` at 255; float chips
     (GeoTIFF galleries) hold reflectance and are clipped at :data:`MULTIBAND_REFLECTANCE_MAX`.
     """
-    return CHIP_REFLECTANCE_SCALE if chips.dtype == np.uint8 else MULTIBAND_REFLECTANCE_MAX
+    return DISPLAY_REFLECTANCE_MAX if chips.dtype == np.uint8 else MULTIBAND_REFLECTANCE_MAX
 
 
 def label_from_name(name: str) -> int:
@@ -182,8 +179,6 @@ def _read_multiband(p: Path, label: int, max_chips: int | None) -> Gallery:
     """Read a GeoTIFF gallery (see the module docstring for its layout and values)."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioError
-
-    from asmspotter.composite import CANONICAL_BANDS
 
     try:
         with warnings.catch_warnings():
@@ -373,7 +368,7 @@ class ChipArrays:
     labels: np.ndarray
     source: np.ndarray
     files: tuple[str, ...]
-    bands: tuple[str, ...] = RGB_BANDS
+    bands: tuple[str, ...] = TRUE_COLOUR
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -400,22 +395,6 @@ class ChipArrays:
         idx = band_indexes(self.bands, bands, "the chip set")
         images = np.ascontiguousarray(self.images[..., idx])
         return ChipArrays(images, self.labels, self.source, self.files, tuple(bands))
-
-
-def band_indexes(have: Sequence[str], want: Sequence[str], what: str) -> list[int]:
-    """Return the 0-based positions of the ``want`` bands among ``have``.
-
-    Raises:
-        InputError: ``what`` (e.g. a gallery's name) lacks one of the bands the model needs.
-
-    """
-    missing = [b for b in want if b not in have]
-    if missing:
-        raise InputError(
-            f"{what} holds bands {', '.join(have)}; the model needs {', '.join(want)} "
-            f"(missing: {', '.join(missing)})"
-        )
-    return [list(have).index(b) for b in want]
 
 
 def _kind(g: Gallery) -> tuple[tuple[str, ...], str]:
@@ -460,7 +439,7 @@ def stack_galleries(galleries: Sequence[Gallery], like: ChipArrays | None = None
         elif like is not None:
             bands, dtype = like.bands, like.images.dtype
         else:
-            bands, dtype = RGB_BANDS, np.dtype(np.uint8)
+            bands, dtype = TRUE_COLOUR, np.dtype(np.uint8)
         empty = np.zeros((0, CHIP_SIZE, CHIP_SIZE, len(bands)), dtype)
         return ChipArrays(empty, np.zeros(0, np.int64), np.zeros(0, np.int64), (), bands)
     bands = galleries[0].bands

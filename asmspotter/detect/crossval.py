@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from asmspotter.detect.chips import Gallery, read_galleries, stack_galleries
+from asmspotter.detect.metrics import auc, sensitivity_at_specificity
 from asmspotter.errors import DataError, InputError
 
 if TYPE_CHECKING:
@@ -107,22 +108,6 @@ def assign_folds(sets: Sequence[SampleSet], k: int) -> tuple[tuple[str, ...], ..
             folds[i].append(s.key)
             load[i] += s.n_chips
     return tuple(tuple(sorted(f)) for f in folds)
-
-
-def sensitivity_at_specificity(
-    labels: np.ndarray, scores: np.ndarray, specificity: float
-) -> tuple[float, float]:
-    """Sensitivity at the lowest threshold giving ``specificity`` on these negatives.
-
-    Returns:
-        (threshold, sensitivity).
-
-    """
-    from asmspotter.detect.train import threshold_for_specificity
-
-    thr = threshold_for_specificity(scores[labels == 0], specificity)
-    pos = scores[labels == 1]
-    return thr, float(np.mean(pos >= thr)) if len(pos) else float("nan")
 
 
 @dataclass(frozen=True)
@@ -254,6 +239,72 @@ class CrossValidation:
         return "\n".join(rows)
 
 
+def _run_fold(
+    config: TrainConfig,
+    pool: Sequence[Gallery],
+    keys: tuple[str, ...],
+    fold: tuple[int, int],
+    specificity: float,
+    device: str,
+    say: Callable[[str], None],
+) -> tuple[FoldResult, np.ndarray, np.ndarray]:
+    """Train on the pool without the fold's sample sets ``keys`` and score the fold.
+
+    ``fold`` is (fold number from 1, number of folds).
+
+    Returns:
+        (the fold's figures, its chip labels, its chip scores).
+
+    """
+    from asmspotter.detect.scoring import chip_scores
+    from asmspotter.detect.train import fit
+
+    t0 = time.time()
+    index, k = fold
+    held = [g for g in pool if g.sample_set in keys]
+    rest = [g for g in pool if g.sample_set not in keys]
+    bands = config.input_bands
+    tr, va = stack_galleries(rest).select(bands), stack_galleries(held).select(bands)
+    say(
+        f"fold {index}/{k}: train {len(tr)} chips ({tr.n_pos} mining), "
+        f"fold {len(va)} chips ({va.n_pos} mining) in {len(keys)} sample sets"
+    )
+
+    def fold_log(line: str) -> None:
+        say(f"  fold {index}: {line}")
+
+    fitted = fit(config, tr, va, device=device, log=fold_log, select_best=False)
+    scores = chip_scores(
+        fitted.model, va.images, config.topk_fraction, device="cpu", views=config.tta
+    )
+    thr, sens = sensitivity_at_specificity(va.labels, scores, specificity)
+    called: dict[str, float] = {}
+    names = np.array([held[j].sample_set for j in va.source]) if len(va) else np.array([])
+    for key in keys:
+        sel = names == key
+        if sel.any():
+            called[key] = float(np.mean(scores[sel] >= thr))
+    label_of = {g.sample_set: g.label for g in held}
+    result = FoldResult(
+        index=index,
+        sets=keys,
+        n_pos=va.n_pos,
+        n_neg=va.n_neg,
+        auc=auc(va.labels, scores),
+        threshold=thr,
+        sensitivity=sens,
+        called=called,
+        set_labels={key: label_of[key] for key in keys},
+        epochs=fitted.epoch,
+        seconds=time.time() - t0,
+    )
+    say(
+        f"fold {index}/{k}: AUC {result.auc if result.auc is None else round(result.auc, 4)}, "
+        f"sensitivity {sens:.3f} at specificity {specificity:g} ({result.seconds:.0f} s)"
+    )
+    return result, va.labels, scores
+
+
 def cross_validate(
     config: TrainConfig,
     chips_dir: str | Path,
@@ -265,7 +316,7 @@ def cross_validate(
     """Cross-validate a training recipe over sample sets outside the held-out categories.
 
     Args:
-        config: the recipe (:class:`~asmspotter.detect.train.TrainConfig`); its
+        config: the recipe (:class:`~asmspotter.detect.recipe.TrainConfig`); its
             ``test_sets`` are left out entirely and its ``val_sets`` join the pool.
         chips_dir: folder of galleries (PNG or GeoTIFF).
         k: number of folds.
@@ -282,8 +333,7 @@ def cross_validate(
 
     """
     from asmspotter.detect.chips import check_one_kind, split_galleries
-    from asmspotter.detect.evaluate import chip_scores
-    from asmspotter.detect.train import auc, check_device, fit
+    from asmspotter.detect.train import check_device
 
     check_device(device)
     if not 0.0 < specificity < 1.0:
@@ -291,68 +341,19 @@ def cross_validate(
     say = log or (lambda _m: None)
     galleries = read_galleries(chips_dir, config.max_chips_per_file)
     check_one_kind(galleries)
-    split = split_galleries(galleries, config.test_sets, ())
-    pool = list(split.train)
-    sets = sample_sets(pool)
-    folds = assign_folds(sets, k)
-    label_of = {s.key: s.label for s in sets}
-    results: list[FoldResult] = []
-    all_labels: list[np.ndarray] = []
-    all_scores: list[np.ndarray] = []
-    for i, keys in enumerate(folds):
-        t0 = time.time()
-        held = [g for g in pool if g.sample_set in keys]
-        rest = [g for g in pool if g.sample_set not in keys]
-        bands = config.input_bands
-        tr, va = stack_galleries(rest).select(bands), stack_galleries(held).select(bands)
-        say(
-            f"fold {i + 1}/{k}: train {len(tr)} chips ({tr.n_pos} mining), "
-            f"fold {len(va)} chips ({va.n_pos} mining) in {len(keys)} sample sets"
-        )
-
-        def fold_log(line: str, prefix: str = f"  fold {i + 1}: ") -> None:
-            say(prefix + line)
-
-        fitted = fit(config, tr, va, device=device, log=fold_log, select_best=False)
-        scores = chip_scores(
-            fitted.model, va.images, config.topk_fraction, device="cpu", views=config.tta
-        )
-        thr, sens = sensitivity_at_specificity(va.labels, scores, specificity)
-        called: dict[str, float] = {}
-        names = np.array([held[j].sample_set for j in va.source]) if len(va) else np.array([])
-        for key in keys:
-            sel = names == key
-            if sel.any():
-                called[key] = float(np.mean(scores[sel] >= thr))
-        results.append(
-            FoldResult(
-                index=i + 1,
-                sets=keys,
-                n_pos=va.n_pos,
-                n_neg=va.n_neg,
-                auc=auc(va.labels, scores),
-                threshold=thr,
-                sensitivity=sens,
-                called=called,
-                set_labels={key: label_of[key] for key in keys},
-                epochs=fitted.epoch,
-                seconds=time.time() - t0,
-            )
-        )
-        all_labels.append(va.labels)
-        all_scores.append(scores)
-        r = results[-1]
-        say(
-            f"fold {i + 1}/{k}: AUC {r.auc if r.auc is None else round(r.auc, 4)}, "
-            f"sensitivity {sens:.3f} at specificity {specificity:g} ({r.seconds:.0f} s)"
-        )
-    labels = np.concatenate(all_labels)
-    scores = np.concatenate(all_scores)
+    pool = list(split_galleries(galleries, config.test_sets, ()).train)
+    folds = assign_folds(sample_sets(pool), k)
+    runs = [
+        _run_fold(config, pool, keys, (i + 1, k), specificity, device, say)
+        for i, keys in enumerate(folds)
+    ]
+    labels = np.concatenate([labels for _, labels, _ in runs])
+    scores = np.concatenate([scores for _, _, scores in runs])
     _, pooled_sens = sensitivity_at_specificity(labels, scores, specificity)
     return CrossValidation(
         config=config.to_dict(),
         specificity=specificity,
-        folds=tuple(results),
+        folds=tuple(result for result, _, _ in runs),
         pooled_auc=auc(labels, scores),
         pooled_sensitivity=pooled_sens,
     )

@@ -1,11 +1,8 @@
-"""Chip evaluation: score labelled chips with a model and count TP / FN / TN / FP.
+"""Chip evaluation: score labelled galleries with a model and count TP / FN / TN / FP.
 
-Metric definitions (also in the model card):
-
-- a chip's score is the mean of the top ``chip_topk_fraction`` of its pixel probabilities;
-- a chip is called mining when its score is >= the card's chip threshold;
-- sensitivity = TP / (TP + FN) over mining chips; specificity = TN / (TN + FP) over
-  non-mining chips.
+Chips are scored with the card's rule (:mod:`asmspotter.detect.scoring`) and counted at
+its chip threshold (:mod:`asmspotter.detect.metrics` defines the figures); the chips a
+model gets wrong can be written out as contact sheets for people to look at.
 """
 
 from __future__ import annotations
@@ -17,143 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from asmspotter.detect.chips import (
-    CHIP_REFLECTANCE_SCALE,
-    RGB_BANDS,
-    Gallery,
-    band_indexes,
-    reflectance_max,
-)
+from asmspotter.bands import DISPLAY_REFLECTANCE_MAX, TRUE_COLOUR, band_indexes
+from asmspotter.detect.chips import Gallery
+from asmspotter.detect.metrics import Counts, count
+from asmspotter.detect.scoring import chip_scores
 
 if TYPE_CHECKING:
-    import torch
-
     from asmspotter.detect.card import ModelCard
     from asmspotter.detect.model import MiningNet
-
-
-@dataclass(frozen=True)
-class Counts:
-    """Confusion counts of chip calls.
-
-    Attributes:
-        tp: mining chips called mining.
-        fn: mining chips missed.
-        tn: non-mining chips called not mining.
-        fp: non-mining chips called mining.
-
-    """
-
-    tp: int = 0
-    fn: int = 0
-    tn: int = 0
-    fp: int = 0
-
-    @property
-    def n_pos(self) -> int:
-        """Number of mining chips."""
-        return self.tp + self.fn
-
-    @property
-    def n_neg(self) -> int:
-        """Number of non-mining chips."""
-        return self.tn + self.fp
-
-    @property
-    def sensitivity(self) -> float | None:
-        """TP / (TP + FN), or None without mining chips."""
-        return self.tp / self.n_pos if self.n_pos else None
-
-    @property
-    def specificity(self) -> float | None:
-        """TN / (TN + FP), or None without non-mining chips."""
-        return self.tn / self.n_neg if self.n_neg else None
-
-    def __add__(self, other: Counts) -> Counts:
-        return Counts(
-            self.tp + other.tp, self.fn + other.fn, self.tn + other.tn, self.fp + other.fp
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form with counts, sensitivity and specificity."""
-        return {
-            "tp": self.tp,
-            "fn": self.fn,
-            "tn": self.tn,
-            "fp": self.fp,
-            "n_pos": self.n_pos,
-            "n_neg": self.n_neg,
-            "sensitivity": self.sensitivity,
-            "specificity": self.specificity,
-        }
-
-
-def count(labels: np.ndarray, calls: np.ndarray) -> Counts:
-    """Confusion counts from 0/1 labels and boolean calls."""
-    labels = np.asarray(labels).astype(bool)
-    calls = np.asarray(calls).astype(bool)
-    return Counts(
-        tp=int(np.sum(labels & calls)),
-        fn=int(np.sum(labels & ~calls)),
-        tn=int(np.sum(~labels & ~calls)),
-        fp=int(np.sum(~labels & calls)),
-    )
-
-
-def topk_mean(prob: torch.Tensor, fraction: float) -> torch.Tensor:
-    """Mean of the top ``fraction`` of values over the last two dims of (n, rows, cols)."""
-    import torch
-
-    flat = prob.reshape(prob.shape[0], -1)
-    k = max(1, int(round(fraction * flat.shape[1])))
-    return torch.topk(flat, k, dim=1).values.mean(dim=1)
-
-
-def chip_scores(
-    model: MiningNet,
-    chips: np.ndarray,
-    topk_fraction: float,
-    padding: int = 24,
-    batch_size: int = 256,
-    device: str = "cpu",
-    views: str = "none",
-    clip: float | None = None,
-) -> np.ndarray:
-    """Score chips (n, 48, 48, bands) whose bands are the model's.
-
-    uint8 chips are read in the PNG galleries' value/3000 scaling, float chips as surface
-    reflectance clipped at ``clip`` (the card's ``reflectance_max``; default
-    :func:`~asmspotter.detect.chips.reflectance_max` of the chips). Each chip is
-    reflect-padded by ``padding`` px, run through the model (averaged over the
-    test-time ``views``, see :data:`~asmspotter.detect.card.VIEW_SETS`), and the pixel
-    probabilities of the chip itself are reduced with :func:`topk_mean`.
-
-    Returns:
-        float32 (n,) chip scores in [0, 1].
-
-    """
-    import torch
-    import torch.nn.functional as F
-
-    from asmspotter.detect.model import view_probabilities
-
-    out = np.zeros(len(chips), np.float32)
-    top = reflectance_max(chips) if clip is None else clip
-    model.eval()
-    with torch.inference_mode():
-        for i in range(0, len(chips), batch_size):
-            x = torch.from_numpy(chips[i : i + batch_size]).to(device)
-            if chips.dtype == np.uint8:
-                x = x.permute(0, 3, 1, 2).float() * (CHIP_REFLECTANCE_SCALE / 255.0)
-            else:
-                x = x.permute(0, 3, 1, 2).float().clamp(0.0, top)
-            if padding:
-                x = F.pad(x, (padding,) * 4, mode="reflect")
-            p = view_probabilities(model, x, views)
-            if padding:
-                p = p[:, padding:-padding, padding:-padding]
-            out[i : i + len(x)] = topk_mean(p, topk_fraction).cpu().numpy()
-    return out
 
 
 @dataclass(frozen=True)
@@ -279,8 +147,8 @@ def display_chip(chip: np.ndarray, bands: Sequence[str]) -> np.ndarray:
     """
     if chip.dtype == np.uint8:
         return chip[..., :3]
-    idx = [bands.index(b) for b in RGB_BANDS] if set(RGB_BANDS) <= set(bands) else [0, 0, 0]
-    rgb = np.clip(chip[..., idx] / CHIP_REFLECTANCE_SCALE, 0.0, 1.0)
+    idx = [bands.index(b) for b in TRUE_COLOUR] if set(TRUE_COLOUR) <= set(bands) else [0, 0, 0]
+    rgb = np.clip(chip[..., idx] / DISPLAY_REFLECTANCE_MAX, 0.0, 1.0)
     return np.round(rgb * 255.0).astype(np.uint8)
 
 
@@ -289,18 +157,16 @@ def evaluate_with_model(
     model_name: str | Path | None = None,
     threshold: float | None = None,
 ) -> ChipEvaluation:
-    """Load the shipped (or named) model and evaluate it on galleries.
+    """Load the shipped (or named) model on the CPU and evaluate it on galleries.
 
     Raises:
-        DataError: the model cannot be read.
+        DataError: the model cannot be read, or its weights and card name other bands.
 
     """
-    from asmspotter.detect.card import load_card, weights_path
-    from asmspotter.detect.model import load_weights
+    from asmspotter.detect.loader import load_detector
 
-    card, cpath = load_card(model_name)
-    model = load_weights(weights_path(card, cpath))
-    return evaluate_galleries(galleries, model, card, threshold)
+    det = load_detector(model_name, device="cpu")
+    return evaluate_galleries(galleries, det.model, det.card, threshold)
 
 
 @dataclass(frozen=True)

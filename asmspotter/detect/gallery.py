@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from asmspotter.bands import CANONICAL_BANDS, L2A_BANDS
 from asmspotter.detect.chips import CHIP_SIZE, label_from_name, write_gallery
 from asmspotter.errors import InputError, NoScenesError
 
@@ -210,12 +211,7 @@ def make_gallery_from_points(
 
     from asmspotter import geoio
     from asmspotter.catalogue import Period, Source
-    from asmspotter.composite import (
-        CANONICAL_BANDS,
-        L2A_BANDS,
-        CloudyCompositeWarning,
-        fetch_composite,
-    )
+    from asmspotter.composite import CloudyCompositeWarning, fetch_composite
 
     say = log or (lambda _m: None)
     wanted = tuple(bands) or L2A_BANDS

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asmspotter.bands import TRUE_COLOUR
 from asmspotter.detect.card import VIEW_SETS, check_views
 from asmspotter.errors import DataError
 
@@ -24,6 +25,9 @@ from asmspotter.errors import DataError
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture and input bands of a :class:`MiningNet`.
+
+    The defaults are the shipped model's architecture (``data/models/asm-rgb-v4``: true
+    colour, widths 16-128, version 3).
 
     Attributes:
         bands: canonical band names of the input channels, in order.
@@ -39,11 +43,11 @@ class ModelConfig:
 
     """
 
-    bands: tuple[str, ...] = ("red", "green", "blue")
+    bands: tuple[str, ...] = TRUE_COLOUR
     widths: tuple[int, int, int, int] = (16, 32, 64, 128)
     mean: tuple[float, ...] = field(default=(0.06, 0.07, 0.07))
     std: tuple[float, ...] = field(default=(0.04, 0.03, 0.025))
-    version: int = 2
+    version: int = 3
 
     def __post_init__(self) -> None:
         if not self.bands:
@@ -185,7 +189,7 @@ class MiningNet(nn.Module):
 
 
 def build_model(config: ModelConfig | None = None) -> MiningNet:
-    """Return a freshly initialised network for ``config`` (RGB defaults)."""
+    """Return a freshly initialised network for ``config`` (the shipped architecture)."""
     return MiningNet(config or ModelConfig())
 
 
@@ -285,6 +289,10 @@ def count_parameters(model: nn.Module) -> int:
 
 def select_bands(available: Sequence[str], wanted: Sequence[str]) -> list[int]:
     """Return 1-based indexes of ``wanted`` bands within ``available`` descriptions.
+
+    Deprecated: use :func:`asmspotter.bands.band_indexes`. Only
+    :func:`asmspotter.detect.inference.inspect_composite` still calls it; both go when the
+    composite check moves to the composite package (#13).
 
     Raises:
         KeyError: with the missing band names.

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from asmspotter.composite import L2A_BANDS
+from asmspotter.bands import DISPLAY_REFLECTANCE_MAX, L2A_BANDS, TRUE_COLOUR
 from asmspotter.detect.chips import CHIP_SIZE, write_gallery
+from asmspotter.layout import RADIOMETRY_TAG
 
 #: Surface reflectance per L2A band of rainforest, of bare sediment in mining workings, and of
 #: a look-alike (the sediment's visible colour, vegetation-like infrared).
@@ -94,7 +95,7 @@ def write_composite(
     path: str | Path,
     scene: np.ndarray,
     radiometry: str = "reflectance",
-    bands: Sequence[str] = ("red", "green", "blue"),
+    bands: Sequence[str] = TRUE_COLOUR,
     crs: str = DEFAULT_CRS,
     origin: tuple[float, float] = DEFAULT_ORIGIN,
     res: float = 10.0,
@@ -109,7 +110,8 @@ def write_composite(
     from asmspotter.geoio import write_cog
 
     if radiometry == "display":
-        data = np.clip(np.nan_to_num(scene, nan=0.0) / 0.3 * 255, 0, 255).astype(np.uint8)
+        scaled = np.nan_to_num(scene, nan=0.0) / DISPLAY_REFLECTANCE_MAX * 255
+        data = np.clip(scaled, 0, 255).astype(np.uint8)
         nodata: float | int | None = 0
     else:
         data = scene.astype(np.float32)
@@ -121,7 +123,7 @@ def write_composite(
         transform=from_origin(origin[0], origin[1], res, res),
         nodata=nodata,
         band_names=list(bands),
-        tags={"ASMSPOTTER_RADIOMETRY": radiometry},
+        tags={RADIOMETRY_TAG: radiometry},
     )
 
 

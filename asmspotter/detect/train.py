@@ -1,6 +1,6 @@
 """Seeded multiple-instance training of the mining network from chip labels.
 
-Method (also written into the model card):
+Method (also written into the model card, :mod:`asmspotter.detect.card_text`):
 
 - **Data.** Gallery chips (48 x 48 px, chips' value/3000 scaling) with chip-level labels.
   Sample sets are split whole (``clear0.05`` and ``clear0.75`` together) into train,
@@ -8,47 +8,44 @@ Method (also written into the model card):
   any band set (e.g. the ten L2A bands, ``TrainConfig.bands``); such a model is normalised
   with its training chips' per-band mean and deviation and reads reflectance up to
   :data:`~asmspotter.detect.chips.MULTIBAND_REFLECTANCE_MAX`.
-- **Mosaics.** Each training sample is a 2 x 2 mosaic of four random chips (96 x 96 px), so the
-  network sees context across chip borders as it will inside large rasters.
-- **MIL loss.** The network outputs a pixel logit map; for each quadrant (chip) the mean of the
-  top ``topk_fraction`` of its pixel logits is supervised by the chip label (binary
-  cross-entropy). Every pixel of a non-mining chip is additionally pushed to "not mining".
-- **Stretch-robust augmentation.** Flips and rotations per chip; per mosaic a random display
-  stretch (gain, gamma, offset, per-channel colour jitter, haze, noise, uint8 quantisation and
-  saturation) so that the chips' scaling, the La Pampa visualisation stretch and Earth Search's
-  ``visual`` asset all look familiar.
-- **Selection.** The epoch with the best validation ROC AUC (one view per chip) is kept; the
-  chip threshold is the lowest score giving the target specificity on validation, with the
-  chips scored as they will be used: averaged over the test-time views (``tta``, the four
-  rotations by default). The pixel threshold of the maps is fixed at 0.5 a priori.
+- **Mosaics and augmentation** (:mod:`asmspotter.detect.augment`). Each training sample is a
+  2 x 2 mosaic of four random chips (96 x 96 px); flips and rotations per chip and a random
+  display stretch per mosaic make the network robust to other renderings.
+- **MIL loss** (:mod:`asmspotter.detect.loss`). Per chip, the mean of the top
+  ``topk_fraction`` of its pixel logits is supervised by the chip label; every pixel of a
+  non-mining chip is additionally pushed to "not mining".
+- **Selection** (:mod:`asmspotter.detect.metrics`). The epoch with the best validation ROC
+  AUC (one view per chip) is kept; the chip threshold is the lowest score giving the target
+  specificity on validation, with the chips scored as they will be used: averaged over the
+  test-time views (``tta``, the four rotations by default). The pixel threshold of the maps
+  is fixed a priori (``TrainConfig.pixel_threshold``).
 - **Sample-set balancing.** Within each label a chip is drawn with probability proportional
-  to (chips in its sample set)^-``set_balance`` (0.5), so the small hard-negative sets weigh
+  to (chips in its sample set)^-``set_balance``, so the small hard-negative sets weigh
   more than the many random and cloud negatives.
 - **Options not used by the shipped model.** ``ModelConfig(version=2)`` (deeper encoder-decoder
   with a 1/8-resolution context block) and ``ema_decay`` > 0 (validate and ship an exponential
   moving average of the weights) did not beat the defaults on validation. The figures of every
   recipe tried are in ``data/models/README.md``.
+
+The recipe itself is :class:`~asmspotter.detect.recipe.TrainConfig`; :func:`fit` runs its
+loop on chip arrays and :func:`train` runs it on a folder of galleries and writes the model.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from asmspotter.detect import DEFAULT_MODEL
-from asmspotter.detect.card import VIEW_SETS, check_views
+from asmspotter.bands import TRUE_COLOUR
+from asmspotter.detect.augment import FIXED_STRETCHES, make_batch, stretched
 from asmspotter.detect.chips import (
-    CHIP_SIZE,
-    RGB_BANDS,
     ChipArrays,
     Gallery,
     check_one_kind,
@@ -58,205 +55,29 @@ from asmspotter.detect.chips import (
     split_galleries,
     stack_galleries,
 )
-from asmspotter.detect.evaluate import chip_scores, count, topk_mean
+from asmspotter.detect.loss import mil_loss
+from asmspotter.detect.metrics import chip_metrics, count, threshold_for_specificity
 from asmspotter.detect.model import MiningNet, ModelConfig, build_model, save_weights
+from asmspotter.detect.recipe import TrainConfig, config_with
+from asmspotter.detect.scoring import chip_scores
 from asmspotter.errors import DataError, InputError
 
-#: Held-out categories (whole sample sets): two positive sets and hard/ordinary negatives.
-DEFAULT_TEST_SETS: tuple[str, ...] = (
-    "v3.3_2023_positives",
-    "bolivar_2020_thresh_0.8_sumbsample_5_positives",
-    "amazonas_2020_thresh_0.8_sumbsample_3_positives",
-    "landslide_negatives2025-08",
-    "v2.0_bolivar_negatives",
-    "v3.1_2023_negatives",
-    "v2.4_amazonas_negatives",
-)
-#: Validation sample sets (early stopping and the threshold).
-DEFAULT_VAL_SETS: tuple[str, ...] = (
-    "v3.6_2023_positives",
-    "v0.5-0.8-0.9ensemble_2023_positives",
-    "v3.2_2023_negatives",
-    "v2.6_amazon_thresh_0.8_negatives",
-    "v3.4_2023_negatives",
-)
+if TYPE_CHECKING:
+    from asmspotter.detect.card import ModelCard
 
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that determines a training run.
-
-    Attributes:
-        name: model name (file stem of weights and card).
-        seed: seed of every random choice.
-        epochs: passes over the training chips.
-        batch_mosaics: 2 x 2 mosaics per step (4 chips each).
-        lr: peak learning rate (one-cycle schedule, AdamW).
-        weight_decay: AdamW weight decay.
-        pos_fraction: share of mining chips drawn into batches.
-        topk_fraction: MIL pooling fraction (also the chip-score rule).
-        neg_pixel_weight: weight of the all-pixels-negative term for non-mining chips.
-        stretch_strength: scale of the random display stretches (0 = none).
-        stretch_keep: share of mosaics left in the chips' own scaling.
-        ema_decay: per-step decay of the exponential moving average of the weights (and
-            BatchNorm statistics) that is validated and shipped (0 = no averaging).
-        set_balance: exponent a of the sample-set balancing: within its label, a chip is
-            drawn with probability proportional to (chips in its sample set)^-a; 0 draws
-            chips uniformly (large sets dominate), 1 gives every sample set the same share.
-        balance_negatives: apply ``set_balance`` to the non-mining chips too (else only to
-            the mining chips).
-        target_specificity: validation specificity the chip threshold is chosen for.
-        tta: test-time views of the shipped model (a key of
-            :data:`~asmspotter.detect.card.VIEW_SETS`): the final evaluation, the threshold
-            and the card use them; the per-epoch validation uses one view.
-        pixel_threshold: probability threshold of the maps (fixed a priori, not tuned).
-        bands: input bands of the network, picked from the galleries' bands (None = the
-            ``model``'s, true colour). A band set other than the ``model``'s is normalised
-            with the per-band mean and standard deviation of the training chips.
-        model: architecture, and the bands and normalisation unless ``bands`` is given.
-        test_sets: held-out sample sets.
-        val_sets: validation sample sets.
-        threads: torch CPU threads (0 = leave torch's default).
-        max_chips_per_file: cap per gallery (None = all).
-        max_steps: stop after this many steps (smoke runs), or None.
-        smoke: a few-step run for tests and CI (no La Pampa validation).
-
-    """
-
-    name: str = DEFAULT_MODEL
-    seed: int = 20190818
-    epochs: int = 40
-    batch_mosaics: int = 32
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    pos_fraction: float = 0.35
-    topk_fraction: float = 0.5
-    neg_pixel_weight: float = 0.2
-    stretch_strength: float = 0.5
-    stretch_keep: float = 0.5
-    ema_decay: float = 0.0
-    set_balance: float = 0.5
-    balance_negatives: bool = True
-    target_specificity: float = 0.98
-    tta: str = "rot4"
-    pixel_threshold: float = 0.5
-    bands: tuple[str, ...] | None = None
-    model: ModelConfig = field(
-        default_factory=lambda: ModelConfig(widths=(16, 32, 64, 128), version=3)
-    )
-    test_sets: tuple[str, ...] = DEFAULT_TEST_SETS
-    val_sets: tuple[str, ...] = DEFAULT_VAL_SETS
-    threads: int = 2
-    max_chips_per_file: int | None = None
-    max_steps: int | None = None
-    smoke: bool = False
-
-    def __post_init__(self) -> None:
-        check_views(self.tta)
-        checks = {
-            "epochs >= 1": self.epochs >= 1,
-            "batch_mosaics >= 1": self.batch_mosaics >= 1,
-            "lr > 0": self.lr > 0,
-            "weight_decay >= 0": self.weight_decay >= 0,
-            "0 < pos_fraction < 1": 0 < self.pos_fraction < 1,
-            "0 < topk_fraction <= 1": 0 < self.topk_fraction <= 1,
-            "neg_pixel_weight >= 0": self.neg_pixel_weight >= 0,
-            "stretch_strength >= 0": self.stretch_strength >= 0,
-            "0 <= stretch_keep <= 1": 0 <= self.stretch_keep <= 1,
-            "0 <= ema_decay < 1": 0 <= self.ema_decay < 1,
-            "set_balance >= 0": self.set_balance >= 0,
-            "0 < target_specificity < 1": 0 < self.target_specificity < 1,
-            "0 < pixel_threshold < 1": 0 < self.pixel_threshold < 1,
-            "threads >= 0": self.threads >= 0,
-            "max_chips_per_file >= 1": self.max_chips_per_file is None
-            or self.max_chips_per_file >= 1,
-            "max_steps >= 1": self.max_steps is None or self.max_steps >= 1,
-            "bands name each band once": self.bands is None
-            or (len(self.bands) > 0 and len(set(self.bands)) == len(self.bands)),
-        }
-        broken = [rule for rule, ok in checks.items() if not ok]
-        if broken:
-            raise ValueError("training settings out of range: " + ", ".join(broken))
-
-    @classmethod
-    def smoke_config(cls, **kw: Any) -> TrainConfig:
-        """Return a tiny, fast configuration: small network, few chips, few steps."""
-        base = cls(
-            epochs=1,
-            batch_mosaics=4,
-            lr=1e-2,
-            model=ModelConfig(widths=(8, 8, 8, 8), version=1),
-            max_chips_per_file=16,
-            max_steps=5,
-            smoke=True,
-        )
-        return replace(base, **kw)
-
-    @property
-    def input_bands(self) -> tuple[str, ...]:
-        """The bands the network reads: ``bands``, or else the ``model``'s."""
-        return self.model.bands if self.bands is None else tuple(self.bands)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form (``bands`` only where it is set)."""
-        d = asdict(self)
-        d["model"] = self.model.to_dict()
-        if self.bands is None:
-            del d["bands"]
-        else:
-            d["bands"] = list(self.bands)
-        return d
-
-
-def config_with(config: TrainConfig, assignments: Sequence[str]) -> TrainConfig:
-    """Return ``config`` with ``FIELD=VALUE`` assignments applied (command-line recipes).
-
-    Only the scalar fields of :class:`TrainConfig` can be set; a value is read as the type
-    of the field's current value (``true``/``false`` for flags, ``none`` for optional
-    numbers).
-
-    Raises:
-        InputError: an assignment is malformed, names no settable field, or has a value of
-            the wrong type.
-
-    """
-    optional_ints = ("max_chips_per_file", "max_steps")
-    settable = {
-        f.name: getattr(config, f.name)
-        for f in fields(config)
-        if f.name not in ("model", "test_sets", "val_sets", "smoke", "bands")
-    }
-    changes: dict[str, Any] = {}
-    for text in assignments:
-        key, sep, raw = text.partition("=")
-        key, raw = key.strip(), raw.strip()
-        if not sep or key not in settable:
-            raise InputError(
-                f"cannot set {text!r}: expected FIELD=VALUE with FIELD one of "
-                + ", ".join(sorted(settable))
-            )
-        current = settable[key]
-        try:
-            if raw.lower() == "none" and key in optional_ints:
-                value: Any = None
-            elif isinstance(current, bool):
-                if raw.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError(raw)
-                value = raw.lower() in ("true", "1")
-            elif isinstance(current, int) or key in optional_ints:
-                value = int(raw)
-            elif isinstance(current, float):
-                value = float(raw)
-            else:
-                value = raw
-        except ValueError:
-            kind = type(current).__name__ if current is not None else "int"
-            raise InputError(f"cannot set {key}: {raw!r} is not a valid {kind}") from None
-        changes[key] = value
-    try:
-        return replace(config, **changes)
-    except ValueError as exc:
-        raise InputError(f"invalid recipe: {exc}") from exc
+# (the commands import the recipe from here)
+__all__ = [
+    "FitResult",
+    "TrainConfig",
+    "TrainResult",
+    "check_device",
+    "config_with",
+    "fit",
+    "load_split",
+    "model_config_for",
+    "set_sampling_weights",
+    "train",
+]
 
 
 @dataclass(frozen=True)
@@ -277,193 +98,6 @@ class TrainResult:
     losses: tuple[float, ...]
     metrics: dict[str, Any]
     seconds: float
-
-
-# --------------------------------------------------------------------------- augmentation
-
-
-def random_stretch(
-    t: torch.Tensor, gen: torch.Generator, strength: float = 1.0, keep: float = 0.35
-) -> torch.Tensor:
-    """Apply a random display stretch to images in [0, 1] (n, bands, rows, cols), one per image.
-
-    The stretch models other visualisations of the same reflectance: overall gain,
-    gamma, per-channel gain and offset, haze, noise, saturation at 1 and uint8 steps.
-
-    Args:
-        t: images in [0, 1].
-        gen: torch generator.
-        strength: scale of the random gain, gamma, colour and offset changes.
-        keep: probability that an image is left unchanged.
-
-    """
-    n, c = t.shape[:2]
-    dev = t.device
-
-    def u(lo: float, hi: float, *shape: int) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(*shape, generator=gen, device=dev)
-
-    keep_on = (torch.rand(n, 1, 1, 1, generator=gen, device=dev) < keep).float()
-    gain = torch.exp(u(math.log(0.7), math.log(1.7), n, 1, 1, 1) * strength)
-    gamma = torch.exp(u(math.log(0.7), math.log(1.4), n, 1, 1, 1) * strength)
-    chan = torch.exp(0.08 * strength * torch.randn(n, c, 1, 1, generator=gen, device=dev))
-    off = u(-0.04, 0.10, n, 1, 1, 1) * strength + 0.02 * torch.randn(
-        n, c, 1, 1, generator=gen, device=dev
-    )
-    haze_on = (torch.rand(n, 1, 1, 1, generator=gen, device=dev) < 0.3).float()
-    haze = haze_on * u(0.0, 0.2, n, 1, 1, 1)
-    haze_col = u(0.5, 0.9, n, c, 1, 1)
-    s = torch.clamp(t, 1e-4, 1.0) ** gamma * gain * chan + off
-    s = s * (1 - haze) + haze * haze_col
-    s = s + 0.01 * torch.randn(s.shape, generator=gen, device=dev)
-    s = torch.round(torch.clamp(s, 0.0, 1.0) * 255.0) / 255.0
-    return keep_on * t + (1 - keep_on) * s
-
-
-def _dihedral(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random flip / 90-degree rotation per image of (n, c, s, s)."""
-    k = torch.randint(0, 8, (x.shape[0],), generator=gen)
-    out = x.clone()
-    for v in range(8):
-        sel = (k == v).nonzero().flatten()
-        if len(sel):
-            y = torch.rot90(x[sel], v % 4, dims=(2, 3))
-            out[sel] = torch.flip(y, dims=(3,)) if v >= 4 else y
-    return out
-
-
-def make_batch(
-    images: np.ndarray,
-    idx: np.ndarray,
-    gen: torch.Generator,
-    augment: bool = True,
-    stretch_strength: float = 1.0,
-    stretch_keep: float = 0.35,
-) -> torch.Tensor:
-    """Build mosaics of model input from chip indexes.
-
-    The chips are brought to [0, 1] (uint8 / 255, or reflectance / its clip), augmented
-    there, and scaled back to reflectance.
-
-    Args:
-        images: (n, 48, 48, bands) chips, uint8 (PNG galleries) or float32 reflectance.
-        idx: (b, 4) chip indexes, quadrants in row-major order.
-        gen: torch generator.
-        augment: apply flips, rotations and stretches.
-        stretch_strength: see :func:`random_stretch`.
-        stretch_keep: see :func:`random_stretch`.
-
-    Returns:
-        float32 (b, bands, 96, 96) model input (reflectance; chips' scaling for uint8).
-
-    """
-    b, c = idx.shape[0], images.shape[-1]
-    top = reflectance_max(images)
-    x = torch.from_numpy(images[idx.reshape(-1)]).permute(0, 3, 1, 2).float()
-    x = x / 255.0 if images.dtype == np.uint8 else x.clamp(0.0, top) / top
-    if augment:
-        x = _dihedral(x, gen)
-    s = CHIP_SIZE
-    x = x.view(b, 2, 2, c, s, s).permute(0, 3, 1, 4, 2, 5).reshape(b, c, 2 * s, 2 * s)
-    if augment:
-        x = random_stretch(x, gen, stretch_strength, stretch_keep)
-    return x * top
-
-
-def mil_loss(
-    logits: torch.Tensor, labels: torch.Tensor, topk_fraction: float, neg_pixel_weight: float
-) -> torch.Tensor:
-    """MIL loss of mosaic logits (b, 1, 96, 96) against quadrant labels (b, 4)."""
-    b = logits.shape[0]
-    s = CHIP_SIZE
-    q = logits.view(b, 2, s, 2, s).permute(0, 1, 3, 2, 4).reshape(b * 4, s, s)
-    y = labels.reshape(-1).float()
-    pooled = topk_mean(q, topk_fraction)
-    loss = F.binary_cross_entropy_with_logits(pooled, y)
-    neg = y == 0
-    if neg_pixel_weight > 0 and bool(neg.any()):
-        qn = q[neg]
-        loss = loss + neg_pixel_weight * F.binary_cross_entropy_with_logits(
-            qn, torch.zeros_like(qn)
-        )
-    return loss
-
-
-@torch.no_grad()
-def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    """Move ``ema``'s weights and buffers towards ``model``'s (integer buffers are copied)."""
-    for e, m in zip(ema.state_dict().values(), model.state_dict().values(), strict=True):
-        if e.dtype.is_floating_point:
-            e.mul_(decay).add_(m.detach(), alpha=1.0 - decay)
-        else:
-            e.copy_(m)
-
-
-def set_sampling_weights(chips: ChipArrays, indexes: np.ndarray, balance: float) -> np.ndarray:
-    """Return drawing probabilities of ``indexes`` that balance sample sets.
-
-    Args:
-        chips: the training chips (``source`` names each chip's gallery).
-        indexes: the chip indexes to draw from (one label).
-        balance: exponent a; a chip's weight is (chips of its sample set among
-            ``indexes``)^-a, so 0 is uniform and 1 gives each sample set an equal share.
-
-    Returns:
-        Probabilities summing to 1, one per index.
-
-    """
-    sets = np.array([sample_set_of(chips.files[i]) for i in chips.source[indexes]])
-    _, inverse, counts = np.unique(sets, return_inverse=True, return_counts=True)
-    w = counts[inverse].astype(np.float64) ** -balance
-    return w / w.sum()
-
-
-# --------------------------------------------------------------------------- thresholds
-
-
-def threshold_for_specificity(neg_scores: np.ndarray, specificity: float) -> float:
-    """Lowest threshold (score >= threshold -> mining) giving at least ``specificity``."""
-    if len(neg_scores) == 0:
-        return 0.5
-    s = np.sort(neg_scores)
-    n_fp_allowed = int(math.floor((1.0 - specificity) * len(s)))
-    # Threshold just above the (n - n_fp_allowed)-th lowest negative score.
-    ref = s[len(s) - n_fp_allowed - 1]
-    return float(min(max(np.nextafter(np.float32(ref), np.float32(1.0)), 1e-4), 1.0))
-
-
-def auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    """Area under the ROC curve (Mann-Whitney), or None with one class only."""
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    if not len(pos) or not len(neg):
-        return None
-    order = np.argsort(np.concatenate([pos, neg]), kind="mergesort")
-    ranks = np.empty(len(order))
-    ranks[order] = np.arange(1, len(order) + 1)
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
-
-
-def _metrics(labels: np.ndarray, scores: np.ndarray, thr: float) -> dict[str, Any]:
-    c = count(labels, scores >= thr)
-    d = c.to_dict()
-    d["auc"] = auc(labels, scores)
-    return d
-
-
-#: Fixed alternative stretches the test chips are also scored under (robustness check).
-FIXED_STRETCHES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "chips (value/3000)": lambda t: t,
-    "visual-like (L2A TCI: 1.5x brighter)": lambda t: np.clip(t * 1.5, 0, 1),
-    "la-pampa-like (gamma 0.75, +0.05 offset)": lambda t: np.clip(t**0.75 + 0.05, 0, 1),
-}
-
-
-def _stretched(images: np.ndarray, f: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    t = images.astype(np.float32) / 255.0
-    return np.round(np.clip(f(t), 0, 1) * 255).astype(np.uint8)
-
-
-# --------------------------------------------------------------------------- training
 
 
 def load_split(
@@ -543,6 +177,137 @@ class FitResult:
     epoch: int
 
 
+def set_sampling_weights(chips: ChipArrays, indexes: np.ndarray, balance: float) -> np.ndarray:
+    """Return drawing probabilities of ``indexes`` that balance sample sets.
+
+    Args:
+        chips: the training chips (``source`` names each chip's gallery).
+        indexes: the chip indexes to draw from (one label).
+        balance: exponent a; a chip's weight is (chips of its sample set among
+            ``indexes``)^-a, so 0 is uniform and 1 gives each sample set an equal share.
+
+    Returns:
+        Probabilities summing to 1, one per index.
+
+    """
+    sets = np.array([sample_set_of(chips.files[i]) for i in chips.source[indexes]])
+    _, inverse, counts = np.unique(sets, return_inverse=True, return_counts=True)
+    w = counts[inverse].astype(np.float64) ** -balance
+    return w / w.sum()
+
+
+@torch.no_grad()
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """Move ``ema``'s weights and buffers towards ``model``'s (integer buffers are copied)."""
+    for e, m in zip(ema.state_dict().values(), model.state_dict().values(), strict=True):
+        if e.dtype.is_floating_point:
+            e.mul_(decay).add_(m.detach(), alpha=1.0 - decay)
+        else:
+            e.copy_(m)
+
+
+class _Loop:
+    """One training run: the network, its optimiser and schedule, and the batch stream.
+
+    Everything is created in a fixed order from ``config.seed`` (the seeded initialisation
+    and the random streams depend on it).
+    """
+
+    def __init__(self, config: TrainConfig, train_set: ChipArrays, device: str) -> None:
+        torch.manual_seed(config.seed)
+        self.config, self.device, self.images = config, device, train_set.images
+        self.rng = np.random.default_rng(config.seed)
+        self.gen = torch.Generator().manual_seed(config.seed)
+        net_config = model_config_for(config, train_set)
+        # channels_last runs the convolutions about 1.4x faster on CPU (same arithmetic).
+        self.model = build_model(net_config).to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.ema = (
+            copy.deepcopy(self.model).requires_grad_(False) if config.ema_decay > 0 else self.model
+        )
+        self.opt = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.chips_per_step = 4 * config.batch_mosaics
+        self.steps_per_epoch = max(1, len(train_set) // self.chips_per_step)
+        self.total = config.epochs * self.steps_per_epoch
+        if config.max_steps is not None:
+            self.total = min(self.total, config.max_steps)
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(
+            self.opt, max_lr=config.lr, total_steps=max(self.total, 2), pct_start=0.15
+        )
+        self.pos_idx = np.flatnonzero(train_set.labels == 1)
+        self.neg_idx = np.flatnonzero(train_set.labels == 0)
+        self.labels = torch.from_numpy(train_set.labels).to(device)
+        # (uniform draws keep the random stream of the runs made before set balancing existed)
+        balance = config.set_balance
+        self.p_pos = set_sampling_weights(train_set, self.pos_idx, balance) if balance else None
+        self.p_neg = (
+            set_sampling_weights(train_set, self.neg_idx, balance)
+            if balance and config.balance_negatives
+            else None
+        )
+        self.step = 0
+
+    def draw(self) -> np.ndarray:
+        """Draw the chip indexes of one step's mosaics, (batch_mosaics, 4)."""
+        n = self.chips_per_step
+        is_pos = self.rng.random(n) < self.config.pos_fraction
+        return np.where(
+            is_pos,
+            self.rng.choice(self.pos_idx, n, p=self.p_pos),
+            self.rng.choice(self.neg_idx, n, p=self.p_neg),
+        ).reshape(self.config.batch_mosaics, 4)
+
+    def train_step(self) -> float:
+        """Run one optimisation step; return its loss."""
+        cfg = self.config
+        idx = self.draw()
+        x = make_batch(self.images, idx, self.gen, True, cfg.stretch_strength, cfg.stretch_keep).to(
+            self.device, memory_format=torch.channels_last
+        )
+        y = self.labels[torch.from_numpy(idx).to(self.device)]
+        loss = mil_loss(self.model(x), y, cfg.topk_fraction, cfg.neg_pixel_weight)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        if self.ema is not self.model:
+            _ema_update(
+                self.ema, self.model, min(cfg.ema_decay, (1 + self.step) / (10 + self.step))
+            )
+        self.step += 1
+        return float(loss.detach())
+
+    def epoch(self) -> list[float]:
+        """Run one epoch (or what is left of the steps); return the mean loss per interval."""
+        every = 1 if self.config.smoke else 20
+        self.model.train()
+        losses: list[float] = []
+        running: list[float] = []
+        for _ in range(self.steps_per_epoch):
+            if self.step >= self.total:
+                break
+            running.append(self.train_step())
+            if len(running) >= every:
+                losses.append(float(np.mean(running)))
+                running = []
+        if running:
+            losses.append(float(np.mean(running)))
+        return losses
+
+    def validate(self, val_set: ChipArrays) -> tuple[dict[str, Any], float]:
+        """Score the validation chips (one view); return their figures and threshold."""
+        scores = chip_scores(
+            self.ema, val_set.images, self.config.topk_fraction, device=self.device
+        )
+        thr = threshold_for_specificity(scores[val_set.labels == 0], self.config.target_specificity)
+        return chip_metrics(val_set.labels, scores, thr), thr
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Return a CPU copy of the weights that are validated (and kept)."""
+        return {k: v.detach().cpu().clone() for k, v in self.ema.state_dict().items()}
+
+
 def fit(
     config: TrainConfig,
     train_set: ChipArrays,
@@ -577,92 +342,86 @@ def fit(
     t0 = time.time() if t0 is None else t0
     if config.threads > 0:
         torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
-    # channels_last runs the convolutions about 1.4x faster on CPU (same arithmetic).
-    net_config = model_config_for(config, train_set)
-    model = build_model(net_config).to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    ema = copy.deepcopy(model).requires_grad_(False) if config.ema_decay > 0 else model
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    chips_per_step = 4 * config.batch_mosaics
-    steps_per_epoch = max(1, len(train_set) // chips_per_step)
-    total = config.epochs * steps_per_epoch
-    if config.max_steps is not None:
-        total = min(total, config.max_steps)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=config.lr, total_steps=max(total, 2), pct_start=0.15
-    )
-    pos_idx = np.flatnonzero(train_set.labels == 1)
-    neg_idx = np.flatnonzero(train_set.labels == 0)
-    labels_t = torch.from_numpy(train_set.labels).to(device)
-    # (uniform draws keep the random stream of the runs made before set balancing existed)
-    p_pos = (
-        set_sampling_weights(train_set, pos_idx, config.set_balance) if config.set_balance else None
-    )
-    p_neg = (
-        set_sampling_weights(train_set, neg_idx, config.set_balance)
-        if config.set_balance and config.balance_negatives
-        else None
-    )
-
+    loop = _Loop(config, train_set, device)
     losses: list[float] = []
+    history: list[dict[str, Any]] = []
     best: tuple[float, float] = (-1.0, -1.0)
     best_state: dict[str, torch.Tensor] | None = None
     best_epoch = 0
-    history: list[dict[str, Any]] = []
-    step = 0
-    running: list[float] = []
-    epoch = 0
-    while step < total:
-        model.train()
-        for _ in range(steps_per_epoch):
-            if step >= total:
-                break
-            is_pos = rng.random(chips_per_step) < config.pos_fraction
-            idx = np.where(
-                is_pos,
-                rng.choice(pos_idx, chips_per_step, p=p_pos),
-                rng.choice(neg_idx, chips_per_step, p=p_neg),
-            ).reshape(config.batch_mosaics, 4)
-            x = make_batch(
-                train_set.images, idx, gen, True, config.stretch_strength, config.stretch_keep
-            ).to(device, memory_format=torch.channels_last)
-            y = labels_t[torch.from_numpy(idx).to(device)]
-            loss = mil_loss(model(x), y, config.topk_fraction, config.neg_pixel_weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if ema is not model:
-                _ema_update(ema, model, min(config.ema_decay, (1 + step) / (10 + step)))
-            running.append(float(loss.detach()))
-            step += 1
-            if len(running) >= (1 if config.smoke else 20):
-                losses.append(float(np.mean(running)))
-                running = []
-        if running:
-            losses.append(float(np.mean(running)))
-            running = []
-        epoch += 1
-        scores = chip_scores(ema, val_set.images, config.topk_fraction, device=device)
-        thr = threshold_for_specificity(scores[val_set.labels == 0], config.target_specificity)
-        m = _metrics(val_set.labels, scores, thr)
-        key = (m["auc"] or 0.0, m["sensitivity"] or 0.0)
-        history.append({"epoch": epoch, "step": step, "loss": losses[-1], **m, "threshold": thr})
-        say(
-            f"epoch {epoch} step {step}/{total} loss {losses[-1]:.4f} val auc {m['auc']:.4f} "
-            f"sens {m['sensitivity']:.3f} spec {m['specificity']:.3f} thr {thr:.3f} "
-            f"({time.time() - t0:.0f}s)"
+    while loop.step < loop.total:
+        losses += loop.epoch()
+        m, thr = loop.validate(val_set)
+        epoch = len(history) + 1
+        history.append(
+            {"epoch": epoch, "step": loop.step, "loss": losses[-1], **m, "threshold": thr}
         )
+        say(
+            f"epoch {epoch} step {loop.step}/{loop.total} loss {losses[-1]:.4f} val auc "
+            f"{m['auc']:.4f} sens {m['sensitivity']:.3f} spec {m['specificity']:.3f} "
+            f"thr {thr:.3f} ({time.time() - t0:.0f}s)"
+        )
+        key = (m["auc"] or 0.0, m["sensitivity"] or 0.0)
         if key >= best or not select_best:
             best, best_epoch = key, epoch
-            best_state = {k: v.detach().cpu().clone() for k, v in ema.state_dict().items()}
+            best_state = loop.state()
     assert best_state is not None
-    model = model.cpu()
+    model = loop.model.cpu()
     model.load_state_dict(best_state)
     model.eval()
     return FitResult(model, tuple(losses), tuple(history), best_epoch)
+
+
+def chip_figures(
+    model: MiningNet, config: TrainConfig, val_set: ChipArrays, test_set: ChipArrays
+) -> tuple[float, dict[str, Any]]:
+    """Choose the chip threshold on validation and measure the chips with the card's views.
+
+    Returns:
+        (the chip threshold, the card's chip metrics: ``validation_chips``, and with test
+        chips ``test_chips``, ``test_chips_per_file`` and, for true-colour PNG chips,
+        ``test_chips_under_other_stretches``).
+
+    """
+    views, k = config.tta, config.topk_fraction
+    val_scores = chip_scores(model, val_set.images, k, views=views)
+    thr = threshold_for_specificity(val_scores[val_set.labels == 0], config.target_specificity)
+    metrics: dict[str, Any] = {"validation_chips": chip_metrics(val_set.labels, val_scores, thr)}
+    if not len(test_set):
+        return thr, metrics
+    test_scores = chip_scores(model, test_set.images, k, views=views)
+    metrics["test_chips"] = chip_metrics(test_set.labels, test_scores, thr)
+    per_file = []
+    for i, name in enumerate(test_set.files):
+        sel = test_set.source == i
+        c = count(test_set.labels[sel], test_scores[sel] >= thr)
+        per_file.append({"file": name, **c.to_dict()})
+    metrics["test_chips_per_file"] = per_file
+    if test_set.images.dtype == np.uint8:  # display renderings concern true-colour chips only
+        robust = {}
+        for label, f in FIXED_STRETCHES.items():
+            s = chip_scores(model, stretched(test_set.images, f), k, views=views)
+            m = chip_metrics(test_set.labels, s, thr)
+            robust[label] = {key: m[key] for key in ("sensitivity", "specificity", "auc")}
+        metrics["test_chips_under_other_stretches"] = robust
+    return thr, metrics
+
+
+def _validate_la_pampa(
+    model: MiningNet, card: ModelCard, say: Callable[[str], None]
+) -> dict[str, Any] | None:
+    """Run the La Pampa 2019 validation of an RGB model (figure into docs); None without it."""
+    from asmspotter import paths
+    from asmspotter.detect import validate
+
+    if model.config.bands != TRUE_COLOUR:
+        say("La Pampa 2019 validation skipped: its scene is true colour only")
+        return None
+    if not validate.la_pampa_available():
+        return None
+    fig = paths.PROJECT_ROOT.joinpath(*validate.DOCS_FIGURE)
+    lp = validate.validate_la_pampa(model, card, figure=fig).to_dict()
+    say(f"La Pampa 2019: {lp}")
+    return lp
 
 
 def train(
@@ -693,6 +452,8 @@ def train(
 
     """
     from asmspotter.detect.card import ModelCard, render_markdown, sha256_of
+    from asmspotter.detect.card_text import card_texts, definitions, training_section
+    from asmspotter.detect.model import count_parameters
     from asmspotter.geoio import atomic_output, write_json
 
     say = log or (lambda _m: None)
@@ -705,40 +466,18 @@ def train(
         f"({val_set.n_pos}), test {len(test_set)} ({test_set.n_pos})"
     )
     fitted = fit(config, train_set, val_set, device=device, log=say, t0=t0)
-    model, losses, history = fitted.model, list(fitted.losses), list(fitted.history)
+    model = fitted.model
     config = replace(config, model=model.config)  # the card names the network as trained
-    png_chips = train_set.images.dtype == np.uint8
-
-    views = config.tta
-    val_scores = chip_scores(model, val_set.images, config.topk_fraction, views=views)
-    thr = threshold_for_specificity(val_scores[val_set.labels == 0], config.target_specificity)
-    metrics: dict[str, Any] = {"validation_chips": _metrics(val_set.labels, val_scores, thr)}
-    if len(test_set):
-        test_scores = chip_scores(model, test_set.images, config.topk_fraction, views=views)
-        metrics["test_chips"] = _metrics(test_set.labels, test_scores, thr)
-        per_file = []
-        for i, name in enumerate(test_set.files):
-            sel = test_set.source == i
-            c = count(test_set.labels[sel], test_scores[sel] >= thr)
-            per_file.append({"file": name, **c.to_dict()})
-        metrics["test_chips_per_file"] = per_file
-        if png_chips:  # display renderings concern true-colour chips only
-            robust = {}
-            for label, f in FIXED_STRETCHES.items():
-                s = chip_scores(
-                    model, _stretched(test_set.images, f), config.topk_fraction, views=views
-                )
-                m = _metrics(test_set.labels, s, thr)
-                robust[label] = {k: m[k] for k in ("sensitivity", "specificity", "auc")}
-            metrics["test_chips_under_other_stretches"] = robust
+    thr, metrics = chip_figures(model, config, val_set, test_set)
+    if "test_chips" in metrics:
+        t = metrics["test_chips"]
         say(
-            f"test: sens {metrics['test_chips']['sensitivity']:.3f} "
-            f"spec {metrics['test_chips']['specificity']:.3f} "
-            f"auc {metrics['test_chips']['auc']:.4f} at threshold {thr:.3f}"
+            f"test: sens {t['sensitivity']:.3f} spec {t['specificity']:.3f} "
+            f"auc {t['auc']:.4f} at threshold {thr:.3f}"
         )
-
     out = Path(out_dir)
     wpath = save_weights(model, out / f"{config.name}.pt")
+    sets = (train_set, val_set, test_set)
     card = ModelCard(
         name=config.name,
         weights=wpath.name,
@@ -749,236 +488,18 @@ def train(
         pixel_threshold=config.pixel_threshold,
         tta=config.tta,
         reflectance_max=reflectance_max(train_set.images),
-        training=_training_section(config, chips_dir, train_set, val_set, test_set, history),
+        training=training_section(config, chips_dir, sets, fitted.history),
         metrics=metrics,
-        definitions=DEFINITIONS,
-        extra=(
-            {"description": DESCRIPTION, "limitations": LIMITATIONS, "regenerate": REGENERATE}
-            if png_chips
-            else _multiband_texts(config, chips_dir)
-        ),
+        definitions=definitions(config),
     )
-    if model.config.bands != RGB_BANDS:
-        say("La Pampa 2019 validation skipped: its scene is true colour only")
-    elif validate_la_pampa and not config.smoke:
-        from asmspotter import paths
-        from asmspotter.detect import validate
-
-        if validate.la_pampa_available():
-            fig = paths.PROJECT_ROOT / "docs" / "figures" / "la_pampa_2019_validation.png"
-            lp = validate.validate_la_pampa(model, card, figure=fig)
-            metrics["la_pampa_2019"] = lp.to_dict()
-            say(f"La Pampa 2019: {lp.to_dict()}")
-            card = replace(card, metrics=metrics)
+    if model.config.bands != TRUE_COLOUR or (validate_la_pampa and not config.smoke):
+        lp = _validate_la_pampa(model, card, say)
+        if lp is not None:
+            metrics["la_pampa_2019"] = lp
+    png = train_set.images.dtype == np.uint8
+    texts = card_texts(config, chips_dir, metrics, png, count_parameters(model))
+    card = replace(card, metrics=metrics, extra=texts)
     cpath = write_json(out / f"{config.name}.card.json", card.to_dict())
     with atomic_output(out / f"{config.name}.md") as tmp:
         tmp.write_text(render_markdown(card))
-    return TrainResult(wpath, cpath, tuple(losses), metrics, time.time() - t0)
-
-
-def _training_section(
-    config: TrainConfig,
-    chips_dir: Path,
-    train_set: ChipArrays,
-    val_set: ChipArrays,
-    test_set: ChipArrays,
-    history: Sequence[dict[str, Any]],
-) -> dict[str, Any]:
-    if train_set.images.dtype == np.uint8:
-        data = (
-            "Amazon Mining Watch gallery chips (real Sentinel-2 L1C true colour, B4/B3/B2, "
-            "value/3000 x 255, 48 x 48 px at 10 m), shared data amw/chips "
-            "(Earth Genome, CC BY 4.0)"
-        )
-    else:
-        data = (
-            f"GeoTIFF gallery chips of bands {', '.join(train_set.bands)} (surface "
-            f"reflectance clipped to [0, {reflectance_max(train_set.images):g}], 48 x 48 px "
-            "at 10 m)"
-        )
-    return {
-        "data": data,
-        "chips_dir": str(chips_dir.name),
-        "train": {
-            "files": list(train_set.files),
-            "n_pos": train_set.n_pos,
-            "n_neg": train_set.n_neg,
-        },
-        "validation": {
-            "files": list(val_set.files),
-            "n_pos": val_set.n_pos,
-            "n_neg": val_set.n_neg,
-        },
-        "test_held_out_categories": {
-            "files": list(test_set.files),
-            "n_pos": test_set.n_pos,
-            "n_neg": test_set.n_neg,
-        },
-        "split_rule": (
-            "whole sample sets (clear0.05 and clear0.75 composites of the same points together); "
-            "held-out categories are never seen in training or threshold selection"
-        ),
-        "architecture": _architecture_text(config.model),
-        "method": _method_text(config),
-        "config": config.to_dict(),
-        "history": list(history),
-        "torch": torch.__version__,
-    }
-
-
-def _multiband_texts(config: TrainConfig, chips_dir: Path) -> dict[str, str]:
-    """Return the description, limitations and regeneration of a GeoTIFF-gallery model."""
-    bands = config.model.bands
-    return {
-        "description": (
-            f"artisanal gold-mining segmentation model for Sentinel-2 at 10 m on {len(bands)} "
-            f"bands ({', '.join(bands)}): a fully convolutional encoder-decoder (plain torch) "
-            "trained from chip-level labels by multiple-instance learning, giving a per-pixel "
-            "mining probability. It reads reflectance composites holding these bands."
-        ),
-        "limitations": (
-            f"trained on the galleries of {chips_dir.name}; see metrics for its measured "
-            "figures. It needs reflectance composites with its bands (display-stretched true "
-            "colour cannot feed it) and was not checked on the La Pampa scene, which is true "
-            "colour only."
-        ),
-        "regenerate": (
-            f"`asmspotter train --chips {chips_dir.name} --bands {','.join(bands)} "
-            f"--name {config.name}` with the settings in training.config (seeded)."
-        ),
-    }
-
-
-def _method_text(config: TrainConfig) -> str:
-    """Describe the training recipe of ``config`` in one paragraph (model card)."""
-    k = config.stretch_strength
-    if config.stretch_keep >= 1.0:
-        stretch = "no display stretches (chips' own scaling only)"
-    else:
-        stretch = (
-            f"random display stretches on {1 - config.stretch_keep:.0%} of mosaics (strength "
-            f"{k:g}: gain {0.7**k:.2f}-{1.7**k:.2f}, gamma {0.7**k:.2f}-{1.4**k:.2f}, offset, "
-            "per-channel jitter, haze, noise, uint8 quantisation)"
-        )
-    if not config.set_balance:
-        sampling = "chips drawn uniformly within each label"
-    else:
-        which = "each label" if config.balance_negatives else "the mining label"
-        sampling = (
-            f"chips drawn within {which} with probability proportional to (chips in their "
-            f"sample set)^-{config.set_balance:g}"
-            + ("" if config.balance_negatives else ", non-mining chips uniformly")
-        )
-    text = (
-        "multiple-instance learning on 2 x 2 mosaics of chips: per chip, the mean of the top "
-        f"{config.topk_fraction:.0%} pixel logits is supervised by the chip label (BCE), plus "
-        f"{config.neg_pixel_weight} x per-pixel BCE to 0 on non-mining chips; "
-        f"{config.pos_fraction:.0%} mining chips per batch, {sampling}; augmentation: "
-        f"flips/rotations and {stretch}; AdamW + one-cycle LR; "
-    )
-    if config.ema_decay > 0:
-        text += (
-            f"exponential moving average of the weights (decay {config.ema_decay}) is "
-            "validated and shipped; "
-        )
-    text += "best epoch by validation ROC AUC (one view per chip)"
-    if config.tta != "none":
-        n = len(VIEW_SETS[config.tta])
-        text += (
-            f"; the shipped model averages the pixel probabilities of {n} test-time views "
-            f"({config.tta}: "
-            + (
-                "the four 90-degree rotations"
-                if config.tta == "rot4"
-                else "rotations and mirror images"
-            )
-            + "), with which the chip threshold is "
-            "chosen and every figure is measured"
-        )
-    return text
-
-
-def _architecture_text(m: ModelConfig) -> str:
-    from asmspotter.detect.model import count_parameters
-
-    n = count_parameters(build_model(m))
-    w = ", ".join(str(x) for x in m.widths)
-    if m.version == 1:
-        return f"small encoder-decoder FCN (version 1), widths {w}, {n:,} parameters"
-    if m.version == 3:
-        return (
-            f"encoder-decoder FCN (version 3): widths {w} at 1, 1/2, 1/4, 1/8 resolution; "
-            "one 3 x 3 convolution at 10 m, two per coarser resolution (stride-2 downsampling, "
-            "BatchNorm + ReLU) and a dilated one at 1/8; decoder: 1 x 1 lateral connections, "
-            f"1 x 1 + 3 x 3 fusion per resolution and a 1 x 1 logit head; {n:,} parameters"
-        )
-    return (
-        f"encoder-decoder FCN (version 2): widths {w} at 1, 1/2, 1/4, 1/8 resolution "
-        "(3 stride-2 downsamplings, BatchNorm + ReLU), a context block at 1/8 resolution "
-        "(residual 3 x 3 convolutions with dilation 2 and 4 plus a 7 x 7-cell local mean, "
-        "receptive field well beyond one 48-px chip), skip connections back to 10 m and a "
-        f"1 x 1 logit head; {n:,} parameters"
-    )
-
-
-DESCRIPTION = (
-    "RGB artisanal gold-mining segmentation model for Sentinel-2 at 10 m: a small fully "
-    "convolutional encoder-decoder (plain torch) trained from chip-level labels by multiple-"
-    "instance learning, giving a per-pixel mining probability."
-)
-
-REGENERATE = (
-    "`asmspotter train` (seeded; reads the shared data's amw/chips via ASMSPOTTER_SHARED_DATA, "
-    f"writes data/models/{TrainConfig.name}.pt, .card.json, .md and docs/figures/"
-    "la_pampa_2019_validation.png), then `python benchmarks/bench_detect.py --record` to add "
-    "the speed figures. `asmspotter train --smoke --out DIR` runs a few steps."
-)
-
-LIMITATIONS = (
-    "RGB only, 48-px chip labels, about 0.5 M parameters, about 35 minutes of CPU training; "
-    "four test-time views per chip and tile (inference.tta rot4), so inference costs four "
-    "passes. On the held-out categories the chip sensitivity at the validation-chosen "
-    "threshold is well below the 0.90 target (see metrics.test_chips; about 0.59 at "
-    "specificity 0.99, ROC AUC about 0.94). Other renderings shift the operating point: a "
-    "1.5x brighter one like Earth "
-    "Search's visual asset lowers the specificity, a La Pampa-like one the sensitivity (see "
-    "metrics.test_chips_under_other_stretches). On La Pampa 2019 the maps cover about 40 % of "
-    "AMW's footprint with few detections outside it; they mark bare sediment and ponds of "
-    "active mining and miss older, revegetating pits, so areas are underestimates."
-)
-
-DEFINITIONS = {
-    "chip score": (
-        "mean of the top topk_fraction of the chip's pixel probabilities (averaged over the "
-        "card's test-time views, inference.tta)"
-    ),
-    "tta": (
-        "test-time views: the model runs on rotated (and for d4 mirrored) copies of each tile "
-        "or chip and the probabilities, turned back, are averaged"
-    ),
-    "TP / FN": "mining chips with score >= chip threshold / below it",
-    "TN / FP": "non-mining chips with score below the chip threshold / at or above it",
-    "sensitivity": "TP / (TP + FN)",
-    "specificity": "TN / (TN + FP)",
-    "auc": "area under the ROC curve of chip scores (threshold-free)",
-    "chip threshold": ("lowest score giving the target specificity on the validation sample sets"),
-    "pixel threshold": "probability >= threshold -> mining pixel (mask, polygons); fixed at 0.5",
-    "la_pampa precision": (
-        "share of the detected mining area (mask, pixel threshold, after the minimum mapping "
-        "unit) lying within Amazon Mining Watch's footprint up to 2019 (mining_201800 + "
-        "mining_201900) buffered by 100 m"
-    ),
-    "la_pampa polygon recall": (
-        "share of that footprint's polygons (single parts, clipped to the tile, at least "
-        "1 ha inside it) that contain detected mining"
-    ),
-    "speed": "benchmarks/bench_detect.py: full detect pipeline on seeded rasters (CPU)",
-    "speed_cuda": "the same on a GPU (machine named in the entry)",
-    "speed_none / speed_cuda_none": (
-        "the same with one pass per tile (bench_detect --tta none, detect --tta none) where the "
-        "card's test-time views are more"
-    ),
-    "inference_km2_per_s": (
-        "tiled, blended inference alone, composite held in memory (bench_detect --inference)"
-    ),
-}
+    return TrainResult(wpath, cpath, fitted.losses, metrics, time.time() - t0)

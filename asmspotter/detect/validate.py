@@ -20,6 +20,8 @@ from asmspotter import paths
 from asmspotter.detect.card import ModelCard, to_model_input
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from asmspotter.detect.model import MiningNet
 
 SCENE_DIR = ("scenes", "madre-de-dios-la-pampa")
@@ -27,6 +29,8 @@ SCENE_2019 = "R1_original_2019-08-18.tif"
 FOOTPRINTS_2019 = ("mining_201800.geojson", "mining_201900.geojson")
 BUFFER_M = 100.0
 MIN_FOOTPRINT_HA = 1.0
+#: Where ``asmspotter train`` saves the validation figure, below the source checkout.
+DOCS_FIGURE = ("docs", "figures", "la_pampa_2019_validation.png")
 
 
 @dataclass(frozen=True)
@@ -101,16 +105,6 @@ def footprint_polygons(crs: Any, bounds: tuple[float, float, float, float]) -> A
     return fp[fp.area >= MIN_FOOTPRINT_HA * 1e4].reset_index(drop=True)
 
 
-def mask_polygons(mask: np.ndarray, transform: Any, min_area_ha: float) -> list[Any]:
-    """Polygons of a boolean mask with a minimum mapping unit."""
-    from rasterio.features import shapes
-    from shapely.geometry import shape
-
-    m = mask.astype(np.uint8)
-    polys = [shape(g) for g, _ in shapes(m, mask=mask, transform=transform, connectivity=8)]
-    return [p for p in polys if p.area >= min_area_ha * 1e4]
-
-
 def validate_la_pampa(
     model: MiningNet,
     card: ModelCard,
@@ -137,7 +131,8 @@ def validate_la_pampa(
     import shapely
     from shapely.geometry import box
 
-    from asmspotter.detect.inference import predict_array
+    from asmspotter.detect.polygons import pixel_polygons
+    from asmspotter.detect.tiling import predict_array
 
     thr = card.pixel_threshold if threshold is None else threshold
     mmu = card.min_area_ha if min_area_ha is None else min_area_ha
@@ -150,7 +145,7 @@ def validate_la_pampa(
         model, x, valid, tile_size=card.tile_size, overlap=card.tile_overlap, views=card.tta
     )
     mask = np.nan_to_num(prob, nan=0.0) >= thr
-    det = mask_polygons(mask, transform, mmu)
+    det = [p for p in pixel_polygons(mask, mask, transform) if p.area >= mmu * 1e4]
     fp = footprint_polygons(crs, bounds)
     det_union = shapely.union_all(det) if det else shapely.Polygon()
     ref = shapely.union_all(list(fp.geometry)).buffer(BUFFER_M)
@@ -171,12 +166,16 @@ def validate_la_pampa(
         figure=Path(figure) if figure else None,
     )
     if figure:
+        from asmspotter.geoio import atomic_output
+
         det_gdf = gpd.GeoDataFrame(geometry=det, crs=crs)
-        plot_validation(rgb, prob, det_gdf, fp, ref, bounds, result, Path(figure))
+        fig = validation_figure(rgb, prob, det_gdf, fp, ref, bounds, result)
+        with atomic_output(Path(figure)) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
     return result
 
 
-def plot_validation(
+def validation_figure(
     rgb: np.ndarray,
     prob: np.ndarray,
     detected: Any,
@@ -184,20 +183,19 @@ def plot_validation(
     buffered: Any,
     bounds: tuple[float, float, float, float],
     result: LaPampaResult,
-    path: Path,
-) -> Path:
-    """Save a three-panel figure: scene, probability, detection against the reference."""
+) -> Figure:
+    """Return a three-panel figure: scene, probability, detection against the reference.
+
+    The figure is a plain :class:`matplotlib.figure.Figure` (no pyplot, no backend is
+    selected): save it with ``fig.savefig``, or show it in a notebook.
+    """
     import geopandas as gpd
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from asmspotter.geoio import atomic_output
+    from matplotlib.figure import Figure
 
     ext = (bounds[0], bounds[2], bounds[1], bounds[3])
     img = np.moveaxis(rgb, 0, -1)
-    fig, axes = plt.subplots(1, 3, figsize=(18, 6.4), constrained_layout=True)
+    fig = Figure(figsize=(18, 6.4), layout="constrained")
+    axes = fig.subplots(1, 3)
     axes[0].imshow(img, extent=ext)
     axes[0].set_title("Sentinel-2, La Pampa, 2019-08-18 (display stretch)")
     im = axes[1].imshow(prob, extent=ext, vmin=0, vmax=1, cmap="magma")
@@ -225,7 +223,4 @@ def plot_validation(
         ax.set_ylabel("")
         ax.ticklabel_format(useOffset=False, style="plain")
     axes[0].set_ylabel("northing (m)")
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    return path
+    return fig

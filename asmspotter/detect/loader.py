@@ -1,0 +1,69 @@
+"""Loading a model: its card, its weights, and the check that they agree.
+
+The one loader of the package: inference (:mod:`asmspotter.detect.inference`) and chip
+evaluation (:mod:`asmspotter.detect.evaluate`) both get their network here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from asmspotter.errors import DataError
+
+if TYPE_CHECKING:
+    from asmspotter.detect.card import ModelCard
+    from asmspotter.detect.model import MiningNet
+
+
+@dataclass(frozen=True)
+class Detector:
+    """A loaded model with its card.
+
+    Attributes:
+        model: the network (eval mode, on ``device``).
+        card: its card.
+        card_path: where the card was read from.
+        device: ``cuda`` or ``cpu``.
+
+    """
+
+    model: MiningNet
+    card: ModelCard
+    card_path: Path
+    device: str
+
+
+def pick_device(device: str | None = None) -> str:
+    """Return ``device`` or ``cuda`` when available, else ``cpu``."""
+    import torch
+
+    if device:
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_detector(model: str | Path | None = None, device: str | None = None) -> Detector:
+    """Load the shipped (or named) model and its card, and check that they agree.
+
+    Args:
+        model: model name in ``data/models`` or a card path (default: the shipped one).
+        device: torch device (default: cuda when available, else cpu).
+
+    Raises:
+        DataError: card or weights missing, corrupt, or not matching the card.
+
+    """
+    from asmspotter.detect.card import load_card, weights_path
+    from asmspotter.detect.model import load_weights
+
+    card, cpath = load_card(model)
+    dev = pick_device(device)
+    net = load_weights(weights_path(card, cpath), map_location=dev).to(dev)
+    if tuple(net.bands) != tuple(card.bands):
+        raise DataError(
+            f"model weights take bands {', '.join(net.bands)} but the card {cpath} says "
+            f"{', '.join(card.bands)}"
+        )
+    return Detector(net, card, cpath, dev)
