@@ -79,3 +79,20 @@ def test_input_scaling() -> None:
     assert np.all(x[:, 0, 0] == 0)
     with pytest.raises(InputError, match="radiometry"):
         to_model_input(refl, "dn")
+
+
+def test_limitations_are_written_from_the_cards_own_figures() -> None:
+    from asmspotter.detect.card_text import rgb_limitations
+
+    card, _ = load_card()
+    text = rgb_limitations(card.metrics, 507_089, card.tta)
+    test = card.metrics["test_chips"]
+    assert f"{test['sensitivity']:.2f} at specificity {test['specificity']:.2f}" in text
+    assert f"ROC AUC {test['auc']:.2f}" in text and "below the 0.90 target" in text
+    lp = card.metrics["la_pampa_2019"]
+    cover = lp["detected_inside_ha"] / lp["footprint_ha_in_tile"]
+    assert f"cover {cover:.0%} of AMW's footprint" in text
+    assert "about 0.5 M parameters" in text and "four test-time views" in text
+    # a model measured on nothing says nothing about held-out chips or La Pampa
+    bare = rgb_limitations({}, 1_234, "none")
+    assert bare == "RGB only, 48-px chip labels, 1,234 parameters."

@@ -34,3 +34,28 @@ def test_footprint_polygons_in_tile(shared_data: Path) -> None:
     assert (fp.area >= 1e4).all()
     # AMW counts 1,806 ha up to 2018 and +325 ha in 2019 in this tile.
     assert fp.area.sum() / 1e4 == pytest.approx(1806 + 325, rel=0.05)
+
+
+def test_validation_figure_is_built_without_choosing_a_backend() -> None:
+    import geopandas as gpd
+    import matplotlib
+    import numpy as np
+    from matplotlib.figure import Figure
+    from shapely.geometry import box
+
+    from asmspotter.detect.validate import LaPampaResult, validation_figure
+
+    backend = dict.__getitem__(matplotlib.rcParams, "backend")
+    bounds = (399690.0, 8559240.0, 400690.0, 8560240.0)
+    rgb = np.random.default_rng(0).integers(0, 255, (3, 100, 100), dtype=np.uint8)
+    prob = np.linspace(0, 1, 100 * 100, dtype=np.float32).reshape(100, 100)
+    crs = "EPSG:32719"
+    detected = gpd.GeoDataFrame(geometry=[box(399800, 8559300, 400000, 8559500)], crs=crs)
+    footprint = gpd.GeoDataFrame(geometry=[box(399790, 8559290, 400100, 8559600)], crs=crs)
+    result = LaPampaResult(1.0, 1.0, 4.0, 4.0, 9.6, 1, 1, 0.5, 0.5, None)
+    fig = validation_figure(
+        rgb, prob, detected, footprint, footprint.geometry[0].buffer(100), bounds, result
+    )
+    assert isinstance(fig, Figure) and len(fig.axes) == 4  # three panels and a colour bar
+    assert "polygons hit: 100.0% (1/1)" in fig.axes[2].get_title()
+    assert dict.__getitem__(matplotlib.rcParams, "backend") == backend

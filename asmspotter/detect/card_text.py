@@ -226,11 +226,17 @@ def rgb_limitations(metrics: Mapping[str, Any], n_parameters: int, tta: str) -> 
 
     """
     n_views = len(VIEW_SETS[tta])
-    text = f"RGB only, 48-px chip labels, about {n_parameters / 1e6:.1f} M parameters"
+    size = (
+        f"about {n_parameters / 1e6:.1f} M parameters"
+        if n_parameters >= 100_000
+        else f"{n_parameters:,} parameters"
+    )
+    text = f"RGB only, 48-px chip labels, {size}"
     if n_views > 1:
+        words = _VIEW_WORDS.get(n_views, str(n_views))
         text += (
-            f"; {_VIEW_WORDS.get(n_views, str(n_views))} test-time views per chip and tile "
-            f"(inference.tta {tta}), so inference costs {n_views} passes"
+            f"; {words} test-time views per chip and tile (inference.tta {tta}), so inference "
+            f"costs {words} passes"
         )
     parts = [text + "."]
     test = metrics.get("test_chips")
