@@ -21,6 +21,10 @@ report        ``reports/<region>/report.html`` (``report.<lang>.html`` for other
 training      ``reports/models-smoke/`` (``train --smoke``), ``reports/crossval/crossval.json``
               (``train --cv``)
 ============  ==========================================================================
+
+Files written to folders the user names: a model (:class:`ModelFiles`: ``<name>.pt``,
+``<name>.card.json``, ``<name>.md``, as in ``data/models``) and a chip gallery cut around
+sample points (:class:`GalleryFiles`: ``<stem>.tif``, ``<stem>.geojson``, ``<stem>.json``).
 """
 
 from __future__ import annotations
@@ -182,6 +186,52 @@ class ReportFiles:
     def notebook(self) -> Path:
         """The executed notebook the briefing was rendered from."""
         return self.folder / f"{self._stem}.ipynb"
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """A trained model: ``<folder>/<name>.*`` (the shipped ones in ``data/models``)."""
+
+    folder: Path
+    name: str
+
+    @property
+    def weights(self) -> Path:
+        """The weights and network configuration (a torch file)."""
+        return self.folder / f"{self.name}.pt"
+
+    @property
+    def card(self) -> Path:
+        """The model card (JSON)."""
+        return self.folder / f"{self.name}.card.json"
+
+    @property
+    def markdown(self) -> Path:
+        """The card rendered for people."""
+        return self.folder / f"{self.name}.md"
+
+
+@dataclass(frozen=True)
+class GalleryFiles:
+    """A chip gallery cut around sample points: ``<folder>/<stem>.*``."""
+
+    folder: Path
+    stem: str
+
+    @property
+    def tif(self) -> Path:
+        """The GeoTIFF gallery."""
+        return self.folder / f"{self.stem}.tif"
+
+    @property
+    def points(self) -> Path:
+        """The points that gave chips (chip i = feature i), EPSG:4326."""
+        return self.folder / f"{self.stem}.geojson"
+
+    @property
+    def provenance(self) -> Path:
+        """Its provenance JSON (written last)."""
+        return self.folder / f"{self.stem}.json"
 
 
 def composite_files(region: str, period: str, base: PathLike | None = None) -> CompositeFiles:

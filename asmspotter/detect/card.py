@@ -17,6 +17,7 @@ import numpy as np
 
 from asmspotter.bands import DISPLAY_REFLECTANCE_MAX, RADIOMETRIES
 from asmspotter.errors import DataError, InputError
+from asmspotter.layout import ModelFiles
 
 #: How each radiometry becomes model input (also written into the card), for models
 #: trained on the PNG galleries; :func:`input_scaling` gives the text of any card.
@@ -240,7 +241,7 @@ def card_path(name_or_path: str | Path | None = None) -> Path:
     p = Path(name_or_path)
     if p.suffix == ".json" or p.exists():
         return p
-    return models_dir() / f"{p.name}.card.json"
+    return ModelFiles(models_dir(), p.name).card
 
 
 def load_card(name_or_path: str | Path | None = None) -> tuple[ModelCard, Path]:

@@ -19,13 +19,17 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from asmspotter import geoio, layout
 from asmspotter.bands import CANONICAL_BANDS, L2A_BANDS
 from asmspotter.detect.chips import CHIP_SIZE, label_from_name, write_gallery
 from asmspotter.errors import InputError, NoScenesError
+
+if TYPE_CHECKING:
+    from asmspotter.catalogue import Period, Source
 
 #: Side of a chip in metres (48 px at 10 m).
 CHIP_METRES = CHIP_SIZE * 10.0
@@ -205,15 +209,61 @@ def make_gallery_from_points(
         DataError: a scene is corrupt.
 
     """
-    import geopandas as gpd
-    from shapely.geometry import Point
-    from tqdm.auto import tqdm
-
-    from asmspotter import geoio
-    from asmspotter.catalogue import Period, Source
-    from asmspotter.composite import CloudyCompositeWarning, fetch_composite
-
     say = log or (lambda _m: None)
+    wanted, per, source = _request(bands, period, cols, stac_url, collection, max_cloud)
+    points = read_points(points_file)
+    stem = name or f"{Path(points_file).stem}_S2L2A_{per.id}"
+    label_from_name(stem)  # the label must be in the name, before any download
+    key = "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(points_file).stem)
+    fates, chips = _cut_chips(points, key, per, source, wanted, stem, progress, say)
+    if not chips:
+        raise InputError(f"none of the {len(points)} points of {points_file} gave a chip")
+    files = layout.GalleryFiles(Path(out_dir), stem)
+    cells = np.nan_to_num(np.stack(chips), nan=0.0)  # no-data inside a chip is read as 0
+    gallery = write_gallery(files.tif, cells, wanted, cols=cols)
+    _write_points(files.points, fates)
+    prov = {
+        **geoio.provenance_base(),
+        "kind": "chip gallery",
+        "points": str(points_file),
+        "period": {"id": per.id, "start": per.start.isoformat(), "end": per.end.isoformat()},
+        "bands": list(wanted),
+        "values": "float32 surface reflectance, NaN = empty cell; chip i = feature i of "
+        f"{files.points.name}",
+        "source": {
+            "stac_url": source.stac_url,
+            "collection": source.collection,
+            "max_cloud": source.max_cloud,
+        },
+        "chip": f"{CHIP_SIZE} x {CHIP_SIZE} px at 10 m centred on the point in its UTM zone",
+        "n_points": len(points),
+        "n_chips": len(chips),
+        "left_out": [
+            {"index": f.index, "lon": f.lon, "lat": f.lat, "reason": f.note}
+            for f in fates
+            if f.chip is None
+        ],
+    }
+    prov_path = geoio.write_json(files.provenance, prov)
+    return GalleryResult(gallery, files.points, prov_path, tuple(fates))
+
+
+def _request(
+    bands: Sequence[str],
+    period: str,
+    cols: int,
+    stac_url: str | None,
+    collection: str | None,
+    max_cloud: float | None,
+) -> tuple[tuple[str, ...], Period, Source]:
+    """Check a gallery request; return its bands, period and STAC source.
+
+    Raises:
+        InputError: unknown or repeated bands, a bad period, cols < 1 or a bad source.
+
+    """
+    from asmspotter.catalogue import Period, Source
+
     wanted = tuple(bands) or L2A_BANDS
     unknown = [b for b in wanted if b not in CANONICAL_BANDS]
     if unknown or len(set(wanted)) != len(wanted):
@@ -238,10 +288,23 @@ def make_gallery_from_points(
         source = Source(**src_kw)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    points = read_points(points_file)
-    stem = name or f"{Path(points_file).stem}_S2L2A_{per.id}"
-    label_from_name(stem)  # the label must be in the name, before any download
-    key = "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(points_file).stem)
+    return wanted, per, source
+
+
+def _cut_chips(
+    points: Sequence[tuple[float, float]],
+    key: str,
+    per: Period,
+    source: Source,
+    wanted: tuple[str, ...],
+    stem: str,
+    progress: bool,
+    say: Callable[[str], None],
+) -> tuple[list[PointChip], list[np.ndarray]]:
+    """Make each point's composite and cut its chip; return every point's fate and the chips."""
+    from tqdm.auto import tqdm
+
+    from asmspotter.composite import CloudyCompositeWarning, fetch_composite
 
     chips: list[np.ndarray] = []
     fates: list[PointChip] = []
@@ -266,12 +329,14 @@ def make_gallery_from_points(
             continue
         fates.append(PointChip(i, lon, lat, len(chips), clear))
         chips.append(chip)
-    if not chips:
-        raise InputError(f"none of the {len(points)} points of {points_file} gave a chip")
+    return fates, chips
 
-    out = Path(out_dir)
-    cells = np.nan_to_num(np.stack(chips), nan=0.0)  # no-data inside a chip is read as 0
-    gallery = write_gallery(out / f"{stem}.tif", cells, wanted, cols=cols)
+
+def _write_points(path: Path, fates: Sequence[PointChip]) -> None:
+    """Write the points that gave chips, in chip order, as GeoJSON (EPSG:4326)."""
+    import geopandas as gpd
+    from shapely.geometry import Point
+
     kept = [f for f in fates if f.chip is not None]
     gdf = gpd.GeoDataFrame(
         {
@@ -281,30 +346,5 @@ def make_gallery_from_points(
         geometry=[Point(f.lon, f.lat) for f in kept],
         crs="EPSG:4326",
     )
-    points_path = out / f"{stem}.geojson"
-    with geoio.atomic_output(points_path) as tmp:
+    with geoio.atomic_output(path) as tmp:
         gdf.to_file(tmp, driver="GeoJSON")
-    prov = {
-        **geoio.provenance_base(),
-        "kind": "chip gallery",
-        "points": str(points_file),
-        "period": {"id": per.id, "start": per.start.isoformat(), "end": per.end.isoformat()},
-        "bands": list(wanted),
-        "values": "float32 surface reflectance, NaN = empty cell; chip i = feature i of "
-        f"{points_path.name}",
-        "source": {
-            "stac_url": source.stac_url,
-            "collection": source.collection,
-            "max_cloud": source.max_cloud,
-        },
-        "chip": f"{CHIP_SIZE} x {CHIP_SIZE} px at 10 m centred on the point in its UTM zone",
-        "n_points": len(points),
-        "n_chips": len(chips),
-        "left_out": [
-            {"index": f.index, "lon": f.lon, "lat": f.lat, "reason": f.note}
-            for f in fates
-            if f.chip is None
-        ],
-    }
-    prov_path = geoio.write_json(out / f"{stem}.json", prov)
-    return GalleryResult(gallery, points_path, prov_path, tuple(fates))

@@ -340,57 +340,76 @@ def detect_composite(
     """
     import rasterio
 
-    from asmspotter.geoio import translate_to_cog, write_json
-
     t0 = time.time()
     det = detector or load_detector()
     run = _settings(det, threshold, min_area_ha, tile_size, overlap, batch_size, views)
     info = inspect_composite(composite, det.card.bands)
     out = layout.DetectionFiles(Path(out_dir))
     out.folder.mkdir(parents=True, exist_ok=True)
+    where = {"region": region, "period": period, "region_crs": region_crs or info.crs}
     with contextlib.ExitStack() as stack:
         staging = Path(tempfile.mkdtemp(prefix=".detect-partial-", dir=out.folder))
         stack.callback(shutil.rmtree, staging, ignore_errors=True)
         # A small GDAL block cache keeps memory flat whatever the raster's size; GDAL decodes
         # and compresses blocks on all cores.
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_NUM_THREADS="ALL_CPUS"))
-        label = f"detect {region or info.path.name}"
-        n_valid, n_mining = _map_rasters(det, info, run, staging, label, progress)
-        if n_valid == 0:
-            raise DataError(
-                f"composite {info.path} holds no valid pixel (all no-data): nothing to detect"
-            )
-        staged = layout.DetectionFiles(staging)
-        translate_to_cog(staging / _TMP_PROB, staged.probability)
-        translate_to_cog(staging / _TMP_MASK, staged.mask)
-        target_crs = region_crs or info.crs
-        gdf = _write_polygons(staging, info, run, region, period, target_crs)
-        px_ha = abs(info.transform.a * info.transform.e) / 1e4
-        figures = {
-            "valid_fraction": n_valid / float(info.width * info.height),
-            "mining_area_ha_mask": n_mining * px_ha,
-            "polygons": len(gdf),
-            "mining_area_ha_polygons": float(gdf["area_ha"].sum()) if len(gdf) else 0.0,
-        }
-        where = {"region": region, "period": period, "region_crs": target_crs}
-        prov = _provenance(
-            det, info, run, figures, staged, **where, seconds=round(time.time() - t0, 2)
-        )
-        write_json(staged.provenance, prov)
-        for tmp in (_TMP_PROB, _TMP_MASK):
-            (staging / tmp).unlink()
-        for staged_file, final in zip(staged.files, out.files, strict=True):
-            os.replace(staged_file, final)
+        prov = _detect_into(layout.DetectionFiles(staging), det, info, run, where, progress, t0)
+        for staged, final in zip(layout.DetectionFiles(staging).files, out.files, strict=True):
+            os.replace(staged, final)
+    figures = prov["results"]
     return DetectionResult(
         out_dir=out.folder,
         files={f.name: f for f in out.files},
         mining_area_ha=figures["mining_area_ha_mask"],
         polygon_area_ha=figures["mining_area_ha_polygons"],
-        n_polygons=len(gdf),
+        n_polygons=figures["polygons"],
         valid_fraction=figures["valid_fraction"],
         seconds=time.time() - t0,
         provenance=prov,
     )
+
+
+def _detect_into(
+    staged: layout.DetectionFiles,
+    det: Detector,
+    info: CompositeInfo,
+    run: _Settings,
+    where: dict[str, Any],
+    progress: bool,
+    t0: float,
+) -> dict[str, Any]:
+    """Write every output of a detection into the staging folder; return the provenance.
+
+    ``where`` holds the ``region`` and ``period`` ids and the ``region_crs``.
+
+    Raises:
+        DataError: the composite is corrupt or holds no valid pixel.
+
+    """
+    from asmspotter.geoio import translate_to_cog, write_json
+
+    staging = staged.folder
+    label = f"detect {where['region'] or info.path.name}"
+    n_valid, n_mining = _map_rasters(det, info, run, staging, label, progress)
+    if n_valid == 0:
+        raise DataError(
+            f"composite {info.path} holds no valid pixel (all no-data): nothing to detect"
+        )
+    translate_to_cog(staging / _TMP_PROB, staged.probability)
+    translate_to_cog(staging / _TMP_MASK, staged.mask)
+    gdf = _write_polygons(staging, info, run, where["region"], where["period"], where["region_crs"])
+    px_ha = abs(info.transform.a * info.transform.e) / 1e4
+    figures = {
+        "valid_fraction": n_valid / float(info.width * info.height),
+        "mining_area_ha_mask": n_mining * px_ha,
+        "polygons": len(gdf),
+        "mining_area_ha_polygons": float(gdf["area_ha"].sum()) if len(gdf) else 0.0,
+    }
+    prov = _provenance(det, info, run, figures, staged, **where, seconds=round(time.time() - t0, 2))
+    write_json(staged.provenance, prov)
+    for tmp in (_TMP_PROB, _TMP_MASK):
+        (staging / tmp).unlink()
+    return prov
 
 
 def detect_region(

@@ -61,6 +61,7 @@ from asmspotter.detect.model import MiningNet, ModelConfig, build_model, save_we
 from asmspotter.detect.recipe import TrainConfig, config_with
 from asmspotter.detect.scoring import chip_scores
 from asmspotter.errors import DataError, InputError
+from asmspotter.layout import ModelFiles
 
 if TYPE_CHECKING:
     from asmspotter.detect.card import ModelCard
@@ -475,8 +476,8 @@ def train(
             f"test: sens {t['sensitivity']:.3f} spec {t['specificity']:.3f} "
             f"auc {t['auc']:.4f} at threshold {thr:.3f}"
         )
-    out = Path(out_dir)
-    wpath = save_weights(model, out / f"{config.name}.pt")
+    files = ModelFiles(Path(out_dir), config.name)
+    wpath = save_weights(model, files.weights)
     sets = (train_set, val_set, test_set)
     card = ModelCard(
         name=config.name,
@@ -499,7 +500,7 @@ def train(
     png = train_set.images.dtype == np.uint8
     texts = card_texts(config, chips_dir, metrics, png, count_parameters(model))
     card = replace(card, metrics=metrics, extra=texts)
-    cpath = write_json(out / f"{config.name}.card.json", card.to_dict())
-    with atomic_output(out / f"{config.name}.md") as tmp:
+    cpath = write_json(files.card, card.to_dict())
+    with atomic_output(files.markdown) as tmp:
         tmp.write_text(render_markdown(card))
     return TrainResult(wpath, cpath, fitted.losses, metrics, time.time() - t0)
