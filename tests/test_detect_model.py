@@ -7,17 +7,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from asmspotter.bands import L2A_BANDS
+from asmspotter.bands import L2A_BANDS, band_indexes
 from asmspotter.detect.model import (
     ModelConfig,
     build_model,
     count_parameters,
     load_weights,
     save_weights,
-    select_bands,
     view_probabilities,
 )
-from asmspotter.errors import DataError
+from asmspotter.errors import DataError, InputError
 
 TINY = ModelConfig(widths=(4, 4, 4, 4), version=2)
 
@@ -82,10 +81,12 @@ def test_load_bad_weights(tmp_path: Path) -> None:
         load_weights(bad)
 
 
-def test_select_bands() -> None:
-    assert select_bands(["blue", "green", "red", "nir"], ["red", "green", "blue"]) == [3, 2, 1]
-    with pytest.raises(KeyError, match="blue"):
-        select_bands(["red", "green"], ["red", "green", "blue"])
+def test_band_lookup() -> None:
+    # the one band lookup (0-based; rasterio's band indexes are one more)
+    have, want = ["blue", "green", "red", "nir"], ["red", "green", "blue"]
+    assert [i + 1 for i in band_indexes(have, want, "x")] == [3, 2, 1]
+    with pytest.raises(InputError, match="missing: blue"):
+        band_indexes(["red", "green"], ["red", "green", "blue"], "x")
 
 
 def test_architecture_versions() -> None:

@@ -225,15 +225,9 @@ def card_from_dict(d: Mapping[str, Any], source: str = "card") -> ModelCard:
     return card
 
 
-def models_dir() -> Path:
-    """Folder of the shipped models (``data/models``)."""
-    from asmspotter import paths
-
-    return paths.project_data_dir() / "models"
-
-
 def card_path(name_or_path: str | Path | None = None) -> Path:
-    """Resolve a model name (in ``data/models``) or a card path to the card file."""
+    """Resolve a model name (in :func:`asmspotter.paths.models_dir`) or a card path to the card."""
+    from asmspotter import paths
     from asmspotter.detect import DEFAULT_MODEL
 
     if name_or_path is None:
@@ -241,7 +235,7 @@ def card_path(name_or_path: str | Path | None = None) -> Path:
     p = Path(name_or_path)
     if p.suffix == ".json" or p.exists():
         return p
-    return ModelFiles(models_dir(), p.name).card
+    return ModelFiles(paths.models_dir(), p.name).card
 
 
 def load_card(name_or_path: str | Path | None = None) -> tuple[ModelCard, Path]:

@@ -8,7 +8,7 @@ the weights, so the same code trains and runs an RGB model or a 10-band L2A mode
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -285,21 +285,3 @@ def view_probabilities(
 def count_parameters(model: nn.Module) -> int:
     """Return the number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def select_bands(available: Sequence[str], wanted: Sequence[str]) -> list[int]:
-    """Return 1-based indexes of ``wanted`` bands within ``available`` descriptions.
-
-    Deprecated: use :func:`asmspotter.bands.band_indexes`. Only
-    :func:`asmspotter.detect.inference.inspect_composite` still calls it; both go when the
-    composite check moves to the composite package (#13).
-
-    Raises:
-        KeyError: with the missing band names.
-
-    """
-    lower = [a.lower() if a else "" for a in available]
-    missing = [b for b in wanted if b.lower() not in lower]
-    if missing:
-        raise KeyError(", ".join(missing))
-    return [lower.index(b.lower()) + 1 for b in wanted]

@@ -419,7 +419,7 @@ def _validate_la_pampa(
         return None
     if not validate.la_pampa_available():
         return None
-    fig = paths.PROJECT_ROOT.joinpath(*validate.DOCS_FIGURE)
+    fig = paths.project_root().joinpath(*validate.DOCS_FIGURE)
     lp = validate.validate_la_pampa(model, card, figure=fig).to_dict()
     say(f"La Pampa 2019: {lp}")
     return lp
