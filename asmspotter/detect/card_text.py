@@ -146,7 +146,16 @@ def describe_method(config: TrainConfig) -> str:
             f"exponential moving average of the weights (decay {config.ema_decay}) is "
             "validated and shipped; "
         )
-    text += "best epoch by validation ROC AUC (one view per chip)"
+    if config.init:
+        text += (
+            f"the network starts from the weights of {config.init} (its first layer extended "
+            "to the input bands, the bands it lacks starting at zero); "
+        )
+    text += (
+        "best epoch by validation ROC AUC (one view per chip)"
+        if config.keep_epoch == "best"
+        else f"the last of {config.epochs} epochs is kept"
+    )
     if config.tta != "none":
         n = len(VIEW_SETS[config.tta])
         text += (
@@ -163,11 +172,38 @@ def describe_method(config: TrainConfig) -> str:
     return text
 
 
+def split_rule(config: TrainConfig) -> str:
+    """Describe how the chips were split into training, validation and held-out chips."""
+    if config.split != "place":
+        return (
+            "whole sample sets (clear0.05 and clear0.75 composites of the same points "
+            "together); held-out categories are never seen in training or threshold selection"
+        )
+    held = (
+        f"fold {config.test_fold} is held out (never seen in training or threshold selection)"
+        if config.test_fold
+        else "no fold is held out"
+    )
+    val = (
+        f"fold {config.val_fold} chooses the chip threshold"
+        + (" and the epoch" if config.keep_epoch == "best" else "")
+        if config.val_fold
+        else "the training chips choose the chip threshold"
+    )
+    return (
+        f"by place: each site (before and after chips together) goes to the "
+        f"{config.place_block_deg:g}-degree block of its longitude and latitude; the blocks "
+        f"are dealt into {config.place_folds} folds balanced by label (seed "
+        f"{config.place_seed}); {held}; {val}; the other folds train the weights"
+    )
+
+
 def training_section(
     config: TrainConfig,
     chips_dir: Path,
     sets: Sequence[ChipArrays],
     history: Sequence[dict[str, Any]],
+    notes: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return the card's ``training`` section: data, split, recipe and per-epoch history.
 
@@ -176,9 +212,12 @@ def training_section(
         chips_dir: the galleries' folder.
         sets: the train, validation and held-out test chips.
         history: the per-epoch validation figures.
+        notes: further entries (e.g. the blocks of each part, the starting weights).
 
     """
     import torch
+
+    from asmspotter.detect.card import LEVELS
 
     train_set, val_set, test_set = sets
     if train_set.images.dtype == np.uint8:
@@ -188,31 +227,37 @@ def training_section(
             "(Earth Genome, CC BY 4.0)"
         )
     else:
+        what = LEVELS[config.level] if config.level else "surface reflectance"
         data = (
-            f"GeoTIFF gallery chips of bands {', '.join(train_set.bands)} (surface "
-            f"reflectance clipped to [0, {reflectance_max(train_set.images):g}], 48 x 48 px "
-            "at 10 m)"
+            f"GeoTIFF gallery chips of bands {', '.join(train_set.bands)} ({what} clipped "
+            f"to [0, {reflectance_max(train_set.images):g}], 48 x 48 px at 10 m)"
         )
 
     def part(chips: ChipArrays) -> dict[str, Any]:
         return {"files": list(chips.files), "n_pos": chips.n_pos, "n_neg": chips.n_neg}
 
-    return {
+    held = "test_held_out_places" if config.split == "place" else "test_held_out_categories"
+    section: dict[str, Any] = {
         "data": data,
         "chips_dir": str(chips_dir.name),
         "train": part(train_set),
         "validation": part(val_set),
-        "test_held_out_categories": part(test_set),
-        "split_rule": (
-            "whole sample sets (clear0.05 and clear0.75 composites of the same points together); "
-            "held-out categories are never seen in training or threshold selection"
-        ),
-        "architecture": describe_architecture(config.model),
-        "method": describe_method(config),
-        "config": config.to_dict(),
-        "history": list(history),
-        "torch": torch.__version__,
+        held: part(test_set),
+        "split_rule": split_rule(config),
     }
+    if config.sources:
+        section["data_sources"] = list(config.sources)
+    section.update(notes or {})
+    section.update(
+        {
+            "architecture": describe_architecture(config.model),
+            "method": describe_method(config),
+            "config": config.to_dict(),
+            "history": list(history),
+            "torch": torch.__version__,
+        }
+    )
+    return section
 
 
 def rgb_limitations(metrics: Mapping[str, Any], n_parameters: int, tta: str) -> str:
