@@ -38,8 +38,8 @@ INPUT_SCALING: dict[str, str] = {
 #: Processing levels a model's imagery may have (the card's ``level``): Level-1C top-of-
 #: atmosphere or Level-2A surface reflectance.
 LEVELS: dict[str, str] = {
-    "L1C": "top-of-atmosphere reflectance (Sentinel-2 Level-1C)",
-    "L2A": "surface reflectance (Sentinel-2 Level-2A)",
+    "L1C": "Level-1C top-of-atmosphere reflectance",
+    "L2A": "Level-2A surface reflectance",
 }
 
 

@@ -342,21 +342,125 @@ def card_texts(
             "regenerate": RGB_REGENERATE,
         }
     bands = config.model.bands
+    level = f" {config.level}" if config.level else ""
     return {
         "description": (
-            f"artisanal gold-mining segmentation model for Sentinel-2 at 10 m on {len(bands)} "
-            f"bands ({', '.join(bands)}): a fully convolutional encoder-decoder (plain torch) "
-            "trained from chip-level labels by multiple-instance learning, giving a per-pixel "
-            "mining probability. It reads reflectance composites holding these bands."
+            f"artisanal gold-mining segmentation model for Sentinel-2{level} at 10 m on "
+            f"{len(bands)} bands ({', '.join(bands)}): a fully convolutional encoder-decoder "
+            "(plain torch) trained from chip-level labels by multiple-instance learning, giving "
+            "a per-pixel mining probability. It reads reflectance composites holding these "
+            "bands" + (f" made from {config.level} scenes." if config.level else ".")
         ),
-        "limitations": (
-            f"trained on the galleries of {chips_dir.name}; see metrics for its measured "
-            "figures. It needs reflectance composites with its bands (display-stretched true "
-            "colour cannot feed it) and was not checked on the La Pampa scene, which is true "
-            "colour only."
-        ),
+        "limitations": multiband_limitations(config, chips_dir, metrics),
         "regenerate": (
-            f"`asmspotter train --chips {chips_dir.name} --bands {','.join(bands)} "
-            f"--name {config.name}` with the settings in training.config (seeded)."
+            f"`asmspotter train --chips <folder {chips_dir.name}> --recipe {config.name}` "
+            "(the recipe recorded in training.config, seeded; with --out elsewhere it leaves "
+            "the shipped files alone)"
+            + (
+                f", then `asmspotter train --chips <folder {chips_dir.name}> --recipe "
+                f"{config.name} --cv {metrics['crossval']['config'].get('place_folds', 5) - 1} "
+                f"--cv-by {metrics['crossval'].get('by', 'sample_set')} --record {config.name}`"
+                " for the cross-validated figures"
+                if "crossval" in metrics
+                else ""
+            )
+            + "."
         ),
     }
+
+
+def _mean_sd(summary: Mapping[str, Any], key: str) -> str:
+    mean, sd = summary.get(f"{key}_mean"), summary.get(f"{key}_sd")
+    if mean is None:
+        return "n/a"
+    return f"{mean:.2f}" + (f" +- {sd:.2f}" if sd is not None else "")
+
+
+def crossval_sentence(cv: Mapping[str, Any]) -> str:
+    """Summarise a recorded cross-validation (``metrics.crossval``) in one sentence."""
+    by = "geographic blocks" if cv.get("by") == "place" else "sample sets"
+    n = len(cv.get("folds", []))
+    iv = cv.get("intervals_95", {})
+
+    def interval(key: str) -> str:
+        return f" (95 % interval {iv[key][0]:.2f}-{iv[key][1]:.2f})" if key in iv else ""
+
+    parts = [
+        f"ROC AUC {_mean_sd(cv, 'auc')} over folds, pooled {cv['pooled_auc']:.2f}" + interval("auc")
+    ]
+    for spec in ("0.95", "0.97"):
+        key = f"pooled_sensitivity_at_{spec}"
+        if key in cv:
+            parts.append(
+                f"sensitivity at specificity {spec} {_mean_sd(cv, f'sensitivity_at_{spec}')}, "
+                f"pooled {cv[key]:.2f}" + interval(f"sensitivity_at_{spec}")
+            )
+    return f"Cross-validated over {n} folds of {by} (mean +- sd): " + "; ".join(parts) + "."
+
+
+def multiband_limitations(config: TrainConfig, chips_dir: Path, metrics: Mapping[str, Any]) -> str:
+    """Write the limitations of a GeoTIFF-gallery model from its measured ``metrics``."""
+    parts = [
+        f"Trained on the galleries of {chips_dir.name}. It needs reflectance composites with "
+        "its bands"
+        + (f", made from {config.level} scenes" if config.level else "")
+        + " (display-stretched true colour cannot feed it), and was not checked on the La "
+        "Pampa scene, which is true colour only."
+    ]
+    if "crossval" in metrics:
+        parts.append(crossval_sentence(metrics["crossval"]))
+    test = metrics.get("test_chips")
+    if test and test.get("sensitivity") is not None and test.get("specificity") is not None:
+        where = (
+            f"the held-out places (fold {config.test_fold}, never seen in training or "
+            "threshold choice)"
+            if config.split == "place"
+            else "the held-out categories"
+        )
+        auc_text = "" if test.get("auc") is None else f", ROC AUC {test['auc']:.2f}"
+        parts.append(
+            f"On {where}, at the threshold chosen for specificity "
+            f"{config.target_specificity:g} on validation, it finds {test['sensitivity']:.2f} "
+            f"of the {test['n_pos']} mining chips at specificity {test['specificity']:.2f} "
+            f"({test['n_neg']} non-mining chips){auc_text}; with so few chips each figure is "
+            "uncertain by several points (see the cross-validation's intervals)."
+        )
+    return " ".join(parts)
+
+
+def record_metrics(model: str | Path, key: str, value: Mapping[str, Any]) -> Path:
+    """Write figures into a model's card as ``metrics[key]`` and re-render its Markdown.
+
+    The prose of a card trained on GeoTIFF galleries is rewritten from the new figures
+    (cards of the PNG-gallery RGB models keep theirs).
+
+    Args:
+        model: model name in the models folder or a card path.
+        key: the metrics entry (e.g. ``crossval``).
+        value: the figures.
+
+    Returns:
+        The card's path.
+
+    Raises:
+        DataError: the card cannot be read.
+
+    """
+    from asmspotter.bands import DISPLAY_REFLECTANCE_MAX
+    from asmspotter.detect.card import card_from_dict, load_card, render_markdown
+    from asmspotter.detect.recipe import TrainConfig
+    from asmspotter.geoio import atomic_output, read_json, write_json
+    from asmspotter.layout import ModelFiles
+
+    card, path = load_card(model)
+    d = read_json(path)
+    d.setdefault("metrics", {})[key] = dict(value)
+    if card.reflectance_max != DISPLAY_REFLECTANCE_MAX and "config" in d.get("training", {}):
+        config = TrainConfig.from_dict(d["training"]["config"])
+        chips_dir = Path(str(d["training"].get("chips_dir", "chips")))
+        d.update(card_texts(config, chips_dir, d["metrics"], False, 0))
+    write_json(path, d)
+    card = card_from_dict(d, str(path))
+    with atomic_output(ModelFiles(path.parent, card.name).markdown) as tmp:
+        tmp.write_text(render_markdown(card))
+    return path

@@ -21,12 +21,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from asmspotter.detect.chips import ChipArrays, Gallery, write_gallery
 from asmspotter.errors import DataError, InputError
 from asmspotter.layout import CHIP_PLACES_NAME
+
+if TYPE_CHECKING:
+    from asmspotter.detect.recipe import TrainConfig
 
 #: Columns the chip table must have.
 PLACE_COLUMNS: tuple[str, ...] = (
@@ -270,7 +274,7 @@ def write_place_galleries(
     dest = Path(out)
     dest.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    lines = [",".join(PLACE_COLUMNS)]
+    rows: list[list[object]] = [list(PLACE_COLUMNS)]
     start = 0
     for g in galleries:
         n = len(g.chips)
@@ -279,11 +283,49 @@ def write_place_galleries(
             written.append(write_gallery(dest / g.name, g.chips[sel], g.bands, dtype="uint16"))
             for j, i in enumerate(sel):
                 p = start + i
-                lines.append(
-                    f"{g.name},{j},{places.site[p]},{places.category[p]},"
-                    f"{places.longitude[p]!r},{places.latitude[p]!r}"
+                rows.append(
+                    [
+                        g.name,
+                        j,
+                        places.site[p],
+                        places.category[p],
+                        repr(float(places.longitude[p])),
+                        repr(float(places.latitude[p])),
+                    ]
                 )
         start += n
     with atomic_output(dest / CHIP_PLACES_NAME) as tmp:
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        with tmp.open("w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows(rows)
     return [*written, dest / CHIP_PLACES_NAME]
+
+
+def write_held_out_galleries(
+    config: TrainConfig, chips_dir: str | Path, out: str | Path
+) -> list[Path]:
+    """Write the chips of a recipe's held-out place fold as galleries (and chip table).
+
+    ``asmspotter evaluate-chips OUT --model M`` then measures model ``M`` on places it never
+    saw, when ``config`` is the recipe ``M`` was trained with (``read_recipe(M)``).
+
+    Raises:
+        InputError: the recipe does not split by place or holds out no fold, or the
+            galleries are PNG.
+        DataError: the galleries or their chip table cannot be read.
+
+    """
+    from asmspotter.detect.chips import read_galleries, stack_galleries
+
+    if config.split != "place" or not config.test_fold:
+        raise InputError(
+            f"recipe {config.name} holds out no place fold (split {config.split}, "
+            f"test_fold {config.test_fold})"
+        )
+    galleries = read_galleries(chips_dir, config.max_chips_per_file)
+    chips = stack_galleries(galleries)
+    split = place_folds(
+        chips_dir, galleries, chips, config.place_folds, config.place_block_deg, config.place_seed
+    )
+    return write_place_galleries(
+        chips_dir, out, galleries, split.fold == config.test_fold, split.places
+    )
