@@ -152,11 +152,14 @@ def stac_query(
     collection: str | None = None,
     max_cloud: float | None = None,
     sign: str | None = None,
+    level: str | None = None,
 ) -> StacQuery:
     """Build the STAC search for a region and period from its source (overridable).
 
     Periods before the source's ``l2a_from`` search its L1C collection unless a collection
-    is given. ``sign`` (default: the source's) is resolved with :func:`resolve_signing`.
+    or a ``level`` is given; ``level`` ``L1C`` (a model that reads Level-1C reflectance)
+    searches the L1C collection for every period, ``L2A`` the L2A one. ``sign`` (default:
+    the source's) is resolved with :func:`resolve_signing`.
 
     Raises:
         InputError: the URL is not http(s), ``max_cloud`` is outside 0..100 or ``sign``
@@ -170,7 +173,7 @@ def stac_query(
     cloud = source.max_cloud if max_cloud is None else float(max_cloud)
     if not 0 <= cloud <= 100:
         raise InputError(f"max cloud cover must be within 0..100 percent, got {cloud:g}")
-    coll = collection or source.collection_for(period)
+    coll = collection or source.collection_for(period, level)
     level = "L1C" if "l1c" in coll.lower() else "L2A"
     return StacQuery(
         region=region.id,
@@ -223,12 +226,14 @@ def plan_source(
     collection: str | None = None,
     max_cloud: float | None = None,
     sign: str | None = None,
+    level: str | None = None,
 ) -> LocalScene | StacQuery:
     """Decide where a period's imagery comes from, without any network access.
 
     Local sources use their file when present; otherwise (and for STAC sources) the
     region's STAC API is searched, with ``stac_url``, ``collection``, ``max_cloud`` and
-    ``sign`` overriding the catalogue.
+    ``sign`` overriding the catalogue and ``level`` choosing the processing level
+    (:func:`stac_query`).
     """
     local = local_scene(region, period)
     if local is not None:
@@ -240,4 +245,5 @@ def plan_source(
         collection=collection,
         max_cloud=max_cloud,
         sign=sign,
+        level=level,
     )

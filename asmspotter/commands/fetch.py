@@ -84,7 +84,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--model",
         help="model name in data/models or a card path: the composites hold the bands its card "
-        "names (default: the shipped model's, true colour)",
+        "names (default: the shipped model's, true colour), from scenes of the processing level "
+        "it names (asm-l1c6-v1: Level-1C for every period, the region's l1c_collection, Earth "
+        "Search sentinel-2-l1c by default)",
     )
     _args.add_catalogue(p)
     p.set_defaults(func=run)
@@ -93,7 +95,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Fetch the composites and say where they are."""
     from asmspotter.catalogue import load_catalogue
-    from asmspotter.chain import model_bands
+    from asmspotter.chain import model_bands, model_level
     from asmspotter.composite import CloudyCompositeWarning, fetch_composite
     from asmspotter.errors import InputError
 
@@ -101,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--max-cloud must be within 0..100 percent, got {args.max_cloud:g}")
     region = load_catalogue(args.catalogue)[args.region]
     periods = region.select_periods(args.period)
-    bands = model_bands(args.model)
+    bands, level = model_bands(args.model), model_level(args.model)
     for period in periods:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", CloudyCompositeWarning)
@@ -114,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
                 max_cloud=args.max_cloud,
                 sign=args.sign,
                 bands=bands,
+                level=level,
             )
         prov = result.provenance
         what = "reused cached" if result.reused else "wrote"

@@ -104,6 +104,7 @@ def fetch_composite(
     max_cloud: float | None = None,
     sign: str | None = None,
     bands: Sequence[str] | None = None,
+    level: str | None = None,
     http: HttpSettings | None = None,
     chunk_size: int = CHUNK_SIZE,
     progress: bool = True,
@@ -125,6 +126,9 @@ def fetch_composite(
             part of the cache key: signed and unsigned reads give the same values.
         bands: canonical bands the composite must hold (default true colour); true colour
             is always added for STAC sources.
+        level: processing level of the scenes, ``L1C`` or ``L2A`` (default: the region's
+            rule, L1C before its ``l2a_from`` date); a model's card names the level it
+            reads (``ModelCard.level``). A given ``collection`` takes precedence.
         http: timeouts and retries (default from the environment).
         chunk_size: pixels per side of the processing chunks.
         progress: show a progress bar while scenes load (on terminals).
@@ -141,8 +145,16 @@ def fetch_composite(
     reg = region if isinstance(region, Region) else get_region(region)
     per = period if isinstance(period, Period) else reg.period(period)
     wanted = _check_bands(bands)
+    if level not in (None, "L1C", "L2A"):
+        raise InputError(f"unknown processing level {level!r} (L1C or L2A)")
     plan = plan_source(
-        reg, per, stac_url=stac_url, collection=collection, max_cloud=max_cloud, sign=sign
+        reg,
+        per,
+        stac_url=stac_url,
+        collection=collection,
+        max_cloud=max_cloud,
+        sign=sign,
+        level=level,
     )
     out_bands = (
         tuple(b for b in CANONICAL_BANDS if b in {*wanted, *TRUE_COLOUR})
