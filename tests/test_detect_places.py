@@ -346,3 +346,75 @@ def test_held_out_galleries_hold_the_test_fold(place_dir: Path, tmp_path: Path) 
     assert set(places.site.tolist()) == set(split.places.site[split.fold == 4].tolist())
     with pytest.raises(InputError, match="holds out no place fold"):
         write_held_out_galleries(_recipe(test_fold=0), place_dir, tmp_path / "none")
+
+
+def test_shipped_six_band_model_card() -> None:
+    card, path = load_card("asm-l1c6-v1")
+    assert card.bands == SIX and card.level == "L1C" and card.reflectance_max == 1.0
+    assert card.sha256 == sha256_of(path.with_name(card.weights))
+    d = json.loads(path.read_text())
+    assert d["input_scaling"]["reflectance"].startswith("float Level-1C top-of-atmosphere")
+    sources = " ".join(d["training"]["data_sources"])
+    for credit in (
+        "Copernicus",
+        "Amazon Mining Watch (CC BY 4.0)",
+        "joelibaceta/sat-mining-detector",
+    ):
+        assert credit in sources
+    assert "states no licence" in sources
+    recipe = read_recipe("asm-l1c6-v1")
+    assert (recipe.split, recipe.init, recipe.level) == ("place", "asm-rgb-v4", "L1C")
+    assert d["training"]["init"]["sha256"] == load_card("asm-rgb-v4")[0].sha256
+    held = d["training"]["test_held_out_places"]
+    assert held["n_pos"] == d["metrics"]["test_chips"]["n_pos"] > 0
+    cv = d["metrics"]["crossval"]
+    assert cv["by"] == "place" and len(cv["folds"]) == recipe.place_folds - 1
+    held_out = set(d["training"]["place_folds"][str(recipe.test_fold)]["blocks"])
+    assert not held_out & {b for f in cv["folds"] for b in f["sets"]}
+    assert "Cross-validated over" in d["limitations"] and "held-out places" in d["limitations"]
+
+
+def test_evaluate_chips_with_the_six_band_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from asmspotter.cli import main
+    from asmspotter.detect.loader import load_detector
+    from asmspotter.detect.scoring import chip_scores
+    from asmspotter.detect.synthetic import make_gallery, make_multiband_gallery
+
+    make_multiband_gallery(
+        tmp_path / "s_positives.tif", ["mining"] * 6, SIX, dtype="uint16", seed=1
+    )
+    make_multiband_gallery(
+        tmp_path / "s_negatives.tif", ["lookalike"] * 6, SIX, dtype="uint16", seed=2
+    )
+    assert main(["evaluate-chips", str(tmp_path), "--model", "asm-l1c6-v1", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    det = load_detector("asm-l1c6-v1", device="cpu")
+    assert got["threshold"] == pytest.approx(det.card.chip_threshold)
+    galleries = {g.name: g for g in read_galleries(tmp_path)}
+    for f in got["files"]:
+        chips = galleries[f["file"]].chips
+        scores = chip_scores(det.model, chips, 0.5, views=det.card.tta, clip=1.0)
+        called = int((scores >= det.card.chip_threshold).sum())
+        if f["label"]:
+            assert (f["tp"], f["fn"]) == (called, 6 - called)
+        else:
+            assert (f["fp"], f["tn"]) == (called, 6 - called)
+    rgb = tmp_path / "rgb"
+    make_gallery(rgb / "x_positives.png", [True] * 4, cols=2, seed=3)
+    assert main(["evaluate-chips", str(rgb), "--model", "asm-l1c6-v1"]) == 2
+    assert "(missing: nir, swir16, swir22)" in capsys.readouterr().err
+
+
+def test_held_out_places_reproduce_the_card(shared_data: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from asmspotter.cli import main
+
+    recipe = read_recipe("asm-l1c6-v1")
+    write_held_out_galleries(recipe, shared_data / "multispectral", tmp_path)
+    assert main(["evaluate-chips", str(tmp_path), "--model", "asm-l1c6-v1", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    card = json.loads(load_card("asm-l1c6-v1")[1].read_text())
+    test = card["metrics"]["test_chips"]
+    for key in ("tp", "fn", "tn", "fp"):
+        assert got[key] == test[key], key
