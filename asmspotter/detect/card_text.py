@@ -353,14 +353,16 @@ def card_texts(
         ),
         "limitations": multiband_limitations(config, chips_dir, metrics),
         "regenerate": (
-            f"`asmspotter train --chips <folder {chips_dir.name}> --recipe {config.name}` "
-            "(the recipe recorded in training.config, seeded; with --out elsewhere it leaves "
-            "the shipped files alone)"
+            f"`asmspotter train --chips {chips_dir.name} --bands {','.join(bands)} "
+            f"--name {config.name}` with the settings in training.config (seeded), i.e. "
+            f"`asmspotter train --chips {chips_dir.name} --recipe {config.name}`, which reads "
+            "them from this card (with --out elsewhere it leaves the shipped files alone)"
             + (
-                f", then `asmspotter train --chips <folder {chips_dir.name}> --recipe "
-                f"{config.name} --cv {metrics['crossval']['config'].get('place_folds', 5) - 1} "
-                f"--cv-by {metrics['crossval'].get('by', 'sample_set')} --record {config.name}`"
-                " for the cross-validated figures"
+                f"; then `asmspotter train --chips {chips_dir.name} --recipe {config.name} "
+                f"--cv {len(metrics['crossval'].get('folds', []))} --cv-by "
+                f"{metrics['crossval'].get('by', 'sample_set')} --cv-specificity "
+                f"{metrics['crossval'].get('specificity', 0.97):g} --record {config.name}` "
+                "for the cross-validated figures"
                 if "crossval" in metrics
                 else ""
             )
