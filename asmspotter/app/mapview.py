@@ -1,0 +1,191 @@
+"""The map of one region (ipyleaflet): mining per period, overlays, reference, image, legend.
+
+Offline first: the map starts without any tile layer (``Map(layers=())``); the online
+basemap is added only when the user asks for it. Every layer is built once and kept;
+a period or layer switch only sets which layers the map holds (one message to the
+browser), so redrawing stays quick. The satellite image and the reference footprints are
+built the first time they are shown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import ipyleaflet
+import ipywidgets as widgets
+
+from asmspotter import layout
+from asmspotter.app import display, panel
+from asmspotter.app.raster import composite_image
+from asmspotter.app.source import RegionAnalysis
+from asmspotter.app.state import LayerRef, Selection, visible_layers
+from asmspotter.errors import AsmSpotterError
+
+log = logging.getLogger(__name__)
+
+#: Online basemap offered as an option (off by default; it needs internet).
+BASEMAP_NAME = "OpenStreetMap"
+
+
+class RegionMap:
+    """The map widget of one region's analysis and the layers it can show.
+
+    Args:
+        analysis: the region's analysis for the source shown.
+        reference: a callable returning the reference analysis (called the first time the
+            reference footprints are shown; None when the region has none).
+
+    """
+
+    def __init__(
+        self,
+        analysis: RegionAnalysis,
+        reference: Callable[[], RegionAnalysis] | None = None,
+    ) -> None:
+        self.analysis = analysis
+        self._reference = reference
+        region = analysis.region
+        centre, zoom = display.map_view(region.bbox)
+        self.map = ipyleaflet.Map(
+            layers=(),
+            center=centre,
+            zoom=zoom,
+            zoom_snap=display.ZOOM_SNAP,
+            zoom_delta=0.5,
+            scroll_wheel_zoom=True,
+            attribution_control=False,
+            layout=widgets.Layout(height=f"{display.MAP_SIZE_PX[1]}px", width="100%"),
+        )
+        self.map.add_class("asm-map")
+        self.map.add(ipyleaflet.ScaleControl(position="bottomright", imperial=False))
+        self.outline = ipyleaflet.GeoJSON(
+            data=display.outline_collection(region.outline), name="Region outline"
+        )
+        self.mining = {
+            period: self._geojson(data, f"Mining {period}")
+            for period, data in display.mining_collections(analysis.result, analysis.label).items()
+        }
+        self.overlays = display.overlay_displays(analysis.result)
+        self.overlay_layers = {
+            o.kind: self._geojson(o.data, o.label) for o in self.overlays if o.data["features"]
+        }
+        self._reference_layers: dict[str, ipyleaflet.GeoJSON] | None = None
+        self._images: dict[str, ipyleaflet.ImageOverlay | None] = {}
+        self._basemap: ipyleaflet.TileLayer | None = None
+        self.popup = ipyleaflet.Popup(
+            child=widgets.HTML(), close_button=True, auto_close=True, max_width=320
+        )
+        self._popup_open = False
+        self.legend = widgets.HTML()
+        self.legend.add_class("asm-legend-box")
+        self.map.add(ipyleaflet.WidgetControl(widget=self.legend, position="bottomleft"))
+
+    @property
+    def overlay_kinds(self) -> tuple[str, ...]:
+        """The overlay kinds the region has features of."""
+        return tuple(self.overlay_layers)
+
+    def _geojson(self, data: display.FeatureCollection, name: str) -> ipyleaflet.GeoJSON:
+        layer = ipyleaflet.GeoJSON(data=data, name=name)
+        rows = [f["properties"] for f in data["features"]]
+        for i, feature in enumerate(data["features"]):
+            feature["id"] = i
+
+        def on_click(**event: Any) -> None:
+            self._open_popup(rows, event)
+
+        layer.on_click(on_click)
+        return layer
+
+    def _open_popup(self, rows: list[dict[str, Any]], event: dict[str, Any]) -> None:
+        """Open the popup of the clicked feature, from the server's copy of its properties."""
+        index, where = event.get("id"), event.get("coordinates")
+        if not isinstance(index, int) or not 0 <= index < len(rows):
+            return  # not a feature of ours: ignore it
+        try:
+            lat, lon = (float(v) for v in where)  # type: ignore[union-attr]
+        except (TypeError, ValueError):
+            return
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            return
+        self.popup.child.value = panel.popup_html(rows[index])
+        self.popup.location = [lat, lon]
+        others = tuple(layer for layer in self.map.layers if layer is not self.popup)
+        if self._popup_open:
+            self.map.layers = others  # a fresh view opens even if the user closed the last
+        self._popup_open = True
+        self.map.layers = (*others, self.popup)
+
+    def close_popup(self) -> None:
+        """Close the popup (the next click opens it again)."""
+        self._popup_open = False
+
+    def reference_layers(self) -> dict[str, ipyleaflet.GeoJSON]:
+        """Return the reference footprints per period (built on first use)."""
+        if self._reference_layers is None:
+            self._reference_layers = {}
+            if self._reference is not None:
+                ref = self._reference()
+                collections = display.reference_collections(ref.result, ref.label)
+                self._reference_layers = {
+                    p: self._geojson(d, f"Reference {p}") for p, d in collections.items()
+                }
+        return self._reference_layers
+
+    def image(self, period: str) -> ipyleaflet.ImageOverlay | None:
+        """Return the satellite image of ``period`` (None when no composite exists)."""
+        if period not in self._images:
+            tif = layout.composite_files(self.analysis.region.id, period).tif
+            overlay = None
+            if tif.is_file():
+                try:
+                    img = composite_image(tif)
+                except AsmSpotterError as exc:
+                    log.warning("satellite image of %s: %s", period, exc)
+                else:
+                    overlay = ipyleaflet.ImageOverlay(
+                        url=img.url, bounds=list(map(list, img.bounds)), name=f"Image {period}"
+                    )
+            self._images[period] = overlay
+        return self._images[period]
+
+    def has_image(self, period: str) -> bool:
+        """Whether ``period`` has a composite to show."""
+        return self.image(period) is not None
+
+    def _layer(self, ref: LayerRef) -> Any | None:
+        if ref.key == "mining":
+            return self.mining.get(ref.period or "")
+        if ref.key == "satellite":
+            return self.image(ref.period or "")
+        if ref.key == "reference":
+            return self.reference_layers().get(ref.period or "")
+        return self.overlay_layers.get(ref.key)
+
+    def basemap(self) -> ipyleaflet.TileLayer:
+        """Return the online basemap layer (created when first asked for)."""
+        if self._basemap is None:
+            import xyzservices
+
+            self._basemap = ipyleaflet.basemap_to_tiles(xyzservices.providers.OpenStreetMap.Mapnik)
+            self._basemap.name = BASEMAP_NAME
+        return self._basemap
+
+    def show(self, selection: Selection) -> None:
+        """Draw what ``selection`` asks for: its layers, in order, and its legend."""
+        wanted: list[Any] = [self.basemap()] if selection.basemap else []
+        for ref in visible_layers(selection, self.overlay_kinds):
+            if ref.key != "satellite" and self.outline not in wanted:
+                wanted.append(self.outline)  # above the image, below everything else
+            layer = self._layer(ref)
+            if layer is not None:
+                wanted.append(layer)
+        if self.outline not in wanted:
+            wanted.append(self.outline)
+        if self._popup_open:
+            wanted.append(self.popup)
+        if tuple(wanted) != tuple(self.map.layers):
+            self.map.layers = tuple(wanted)
+        self.legend.value = panel.legend_html(selection, self.analysis.label, self.overlays)
