@@ -42,7 +42,7 @@ DEFAULT_LAYERS: frozenset[str] = frozenset(LAYER_KEYS) - {"reference"}
 #: Query parameters the app understands; anything else in the URL is refused.
 QUERY_KEYS: tuple[str, ...] = ("region", "source", "period", "layers")
 #: What a query value may look like (catalogue ids, period ids, layer keys, commas).
-_QUERY_VALUE = re.compile(r"[A-Za-z0-9_.,-]{1,64}")
+_QUERY_VALUE = re.compile(r"[A-Za-z0-9_.,-]{1,160}")
 
 
 @dataclass(frozen=True)
