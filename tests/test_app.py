@@ -251,21 +251,23 @@ def test_region_map_switches_periods_layers_and_popups(region_app: App) -> None:
 
     # a click as the browser reports it opens the server's own copy of the feature's data
     rmap.mining["2019"]._click_callbacks(event="click", id=0, coordinates=[-12.66, -69.9])
-    assert rmap.popup in rmap.map.layers
-    assert "up to 2019" in rmap.popup.child.value and "100 ha" in rmap.popup.child.value
+    assert rmap.info.layout.display is None
+    assert "up to 2019" in rmap.info.value and "100 ha" in rmap.info.value
     rmap.overlay_layers["mining_zone"]._click_callbacks(
         event="click", id=0, coordinates=[-12.66, -69.9]
     )
-    assert "Corridor" in rmap.popup.child.value
-    before = rmap.popup.child.value
+    assert "Corridor" in rmap.info.value
+    before = rmap.info.value
     rmap.mining["2019"]._click_callbacks(
         event="click", id=7, coordinates=[-12.66, -69.9], properties={"area_ha": 1e9}
     )
-    assert rmap.popup.child.value == before  # a feature the server did not send is ignored
+    assert rmap.info.value == before  # a feature the server did not send is ignored
 
+    region_app.choose_period("2021")
+    assert rmap.info.layout.display == "none"  # a switch clears the clicked feature
     region_app.choose_period("1999")
     assert "no analysed period '1999'" in (region_app.state.message or "")
-    assert region_app.state.selection.period == "2019"
+    assert region_app.state.selection.period == "2021"
 
 
 def test_downloads_hold_the_numbers_shown(region_app: App) -> None:

@@ -74,10 +74,10 @@ class RegionMap:
         self._reference_layers: dict[str, ipyleaflet.GeoJSON] | None = None
         self._images: dict[str, ipyleaflet.ImageOverlay | None] = {}
         self._basemap: ipyleaflet.TileLayer | None = None
-        self.popup = ipyleaflet.Popup(
-            child=widgets.HTML(), close_button=True, auto_close=True, max_width=320
-        )
-        self._popup_open = False
+        # what a click on a feature shows: a box in the map's corner, written by the server
+        self.info = widgets.HTML(layout=widgets.Layout(display="none", max_width="300px"))
+        self.info.add_class("asm-info")
+        self.map.add(ipyleaflet.WidgetControl(widget=self.info, position="topright"))
         self.legend = widgets.HTML()
         self.legend.add_class("asm-legend-box")
         self.map.add(ipyleaflet.WidgetControl(widget=self.legend, position="bottomleft"))
@@ -94,33 +94,23 @@ class RegionMap:
             feature["id"] = i
 
         def on_click(**event: Any) -> None:
-            self._open_popup(rows, event)
+            self._show_feature(rows, event)
 
         layer.on_click(on_click)
         return layer
 
-    def _open_popup(self, rows: list[dict[str, Any]], event: dict[str, Any]) -> None:
-        """Open the popup of the clicked feature, from the server's copy of its properties."""
-        index, where = event.get("id"), event.get("coordinates")
+    def _show_feature(self, rows: list[dict[str, Any]], event: dict[str, Any]) -> None:
+        """Show the clicked feature's period and area (or name), from the server's own copy."""
+        index = event.get("id")
         if not isinstance(index, int) or not 0 <= index < len(rows):
-            return  # not a feature of ours: ignore it
-        try:
-            lat, lon = (float(v) for v in where)  # type: ignore[union-attr]
-        except (TypeError, ValueError):
-            return
-        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-            return
-        self.popup.child.value = panel.popup_html(rows[index])
-        self.popup.location = [lat, lon]
-        others = tuple(layer for layer in self.map.layers if layer is not self.popup)
-        if self._popup_open:
-            self.map.layers = others  # a fresh view opens even if the user closed the last
-        self._popup_open = True
-        self.map.layers = (*others, self.popup)
+            return  # not a feature this server sent: ignore it
+        self.info.value = panel.popup_html(rows[index])
+        self.info.layout.display = None
 
-    def close_popup(self) -> None:
-        """Close the popup (the next click opens it again)."""
-        self._popup_open = False
+    def clear_feature(self) -> None:
+        """Hide the clicked feature's box."""
+        self.info.layout.display = "none"
+        self.info.value = ""
 
     def reference_layers(self) -> dict[str, ipyleaflet.GeoJSON]:
         """Return the reference footprints per period (built on first use)."""
@@ -184,8 +174,6 @@ class RegionMap:
                 wanted.append(layer)
         if self.outline not in wanted:
             wanted.append(self.outline)
-        if self._popup_open:
-            wanted.append(self.popup)
         if tuple(wanted) != tuple(self.map.layers):
             self.map.layers = tuple(wanted)
         self.legend.value = panel.legend_html(selection, self.analysis.label, self.overlays)

@@ -59,6 +59,8 @@ STYLE = """<style>
 .asm-swatch { display: inline-block; width: 12px; height: 12px; margin-right: 6px;
               vertical-align: middle; box-sizing: border-box; }
 .asm-findings ul, .asm-notes ul { padding-left: 18px; margin: 4px 0; }
+.asm-info { background: rgba(255,255,255,0.95); padding: 6px 10px; border-radius: 4px;
+            font-size: 13px; line-height: 1.5; box-shadow: 0 1px 4px rgba(0,0,0,0.3); }
 .asm-map { border: 1px solid #bbb; background: #e8ecef; }
 .asm-panel { padding-left: 12px; }
 </style>"""
@@ -346,7 +348,7 @@ class App:
         """Show mining up to ``period``."""
         self.state.choose_period(period)
         if self.panel is not None:
-            self.panel.map.close_popup()
+            self.panel.map.clear_feature()
             self.panel.redraw()
 
     @guarded
