@@ -298,6 +298,15 @@ def test_composite_image_is_web_mercator_with_transparent_gaps(
     assert west == pytest.approx(lon0, abs=2e-4) and north == pytest.approx(lat1, abs=2e-4)
 
 
+def test_preload_readies_every_region_with_data(workdirs: dict[str, Path], tmp_path: Path) -> None:
+    app = App(load_catalogue(write_region(tmp_path)))
+    app.preload()  # what a kernel Voila starts ahead of time does before a page asks
+    ready = app.analysis(app.catalogue["test-region"], "detector")
+    assert ready is app.analysis(app.catalogue["test-region"], "detector")  # kept, not redone
+    assert app.shapes(ready) is app.shapes(ready)
+    assert ready.periods == ("2019", "2021")
+
+
 def test_missing_outputs_are_a_message_naming_the_command(
     workdirs: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -12,14 +12,8 @@ Time to interactive and switch times are printed; their targets are checked by
 from __future__ import annotations
 
 import csv
-import os
-import re
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,24 +24,25 @@ import shapely
 from pyproj import Transformer
 
 from asmspotter import layout, paths
+from asmspotter.app.launch import (
+    AppProcess,
+    choose_period,
+    count_paths,
+    figure,
+    open_offline,
+    toggle_layer,
+)
 from asmspotter.app.panel import format_ha
 from asmspotter.catalogue import load_catalogue
 from asmspotter.cli import main
 from asmspotter.detect.synthetic import make_scene, write_composite
-from asmspotter.palette import period_colours
+from asmspotter.palette import overlay_colour, period_colours
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
 UTM = "EPSG:32719"
 AMW_YEARS = (2018, 2019, 2020, 2021)
-START_TIMEOUT_S = 120
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_la_pampa(output_env: dict[str, str]) -> None:
@@ -68,71 +63,32 @@ def write_la_pampa(output_env: dict[str, str]) -> None:
 
 @dataclass
 class Server:
-    """The app server of this module."""
+    """The app server of this module and where its outputs live."""
 
     url: str
     output: Path
     screenshots: Path
-    process: subprocess.Popen[bytes]
-    log: Path
-
-
-@dataclass
-class Page:
-    """A page of the app and what it asked for off this machine."""
-
-    page: Any
-    blocked: list[str] = field(default_factory=list)
-    seconds: float = 0.0
 
 
 @pytest.fixture(scope="module")
 def server(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("app")
-    env_dirs = {"output": str(base / "reports"), "cache": str(base / "cache")}
-    env = {
-        **os.environ,
-        paths.OUTPUT_ENV: env_dirs["output"],
-        paths.CACHE_ENV: env_dirs["cache"],
-        "PYTHONPATH": os.pathsep.join([str(paths.PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    write_la_pampa(env_dirs)
-    report = layout.report_files("madre-de-dios", base=env_dirs["output"]).html
+    env = {"output": str(base / "reports"), "cache": str(base / "cache")}
+    write_la_pampa(env)
+    report = layout.report_files("madre-de-dios", base=env["output"]).html
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text("<html><body><h1>Briefing</h1><script>alert(1)</script></body></html>")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(paths.OUTPUT_ENV, env_dirs["output"])
+        mp.setenv(paths.OUTPUT_ENV, env["output"])
         footprints = [str(shared_data / f"amw/footprints/mining_{y}00.geojson") for y in AMW_YEARS]
         args = ["analyse", "madre-de-dios", "--area-attribute", "Mined area (ha)", "--footprints"]
         assert main([*args, *footprints]) == 0
         assert main(["analyse", "la-pampa"]) == 0
-    port = free_port()
-    log = base / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "asmspotter.cli", "app", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        assert process.poll() is None, log.read_text()
-        time.sleep(0.3)
-    else:
-        process.kill()
-        pytest.fail(f"the app server did not start: {log.read_text()}")
     shots = base / "screenshots"
     shots.mkdir()
-    yield Server(f"http://127.0.0.1:{port}/", base, shots, process, log)
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    server_env = {paths.OUTPUT_ENV: env["output"], paths.CACHE_ENV: env["cache"]}
+    with AppProcess(base / "server.log", server_env) as app:
+        yield Server(app.url, base, shots)
 
 
 @pytest.fixture(scope="module")
@@ -145,36 +101,6 @@ def chromium() -> Iterator[Any]:
         launched = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield launched
         launched.close()
-
-
-def open_page(browser: Any, url: str, ready: str) -> Page:
-    """Open ``url`` with every request off 127.0.0.1 blocked; wait for ``ready``."""
-    page = browser.new_page(viewport={"width": 1400, "height": 950})
-    page.set_default_timeout(90_000)
-    result = Page(page)
-
-    def route(r: Any) -> None:
-        target = r.request.url
-        if re.match(r"(https?|wss?)://127\.0\.0\.1[:/]", target):
-            r.continue_()
-        else:
-            result.blocked.append(target)
-            r.abort()
-
-    page.route("**/*", route)
-    start = time.monotonic()
-    page.goto(url)
-    page.wait_for_selector(ready, state="visible")
-    result.seconds = time.monotonic() - start
-    return result
-
-
-def figure(page: Any, name: str) -> str:
-    return page.inner_text(f".asm-panel-numbers td[data-figure='{name}']").split("\n")[0].strip()
-
-
-def paths_of(page: Any, colour: str) -> int:
-    return page.locator(f".asm-map path.leaflet-interactive[fill='{colour}']").count()
 
 
 def rows(path: Path) -> list[dict[str, str]]:
@@ -228,15 +154,12 @@ def test_only_the_app_is_served(server: Server) -> None:
 
 
 def test_madre_de_dios_from_the_reference(server: Server, chromium: Any) -> None:
-    shown = open_page(chromium, server.url + "?region=madre-de-dios", ".asm-panel-numbers td")
+    shown = open_offline(chromium, server.url + "?region=madre-de-dios", ".asm-panel-numbers td")
     page = shown.page
     colours = dict(zip(("2019", "2020", "2021"), period_colours(3), strict=True))
     page.wait_for_selector(f".asm-map path[fill='{colours['2021']}']", state="attached")
-    interactive = time.monotonic()
-    print(
-        f"\nMadre de Dios (reference): interactive {shown.seconds:.1f} s after the page was asked for"
-    )
-    assert all(paths_of(page, c) > 0 for c in colours.values())
+    print(f"\nMadre de Dios (reference): interactive {shown.seconds:.1f} s after the request")
+    assert all(count_paths(page, c) > 0 for c in colours.values())
     legend = page.inner_text(".asm-legend")
     assert "Amazon Mining Watch reference footprints" in legend
     assert all(t in legend for t in ("up to 2019", "new in 2020", "new in 2021", "Mining corridor"))
@@ -279,33 +202,20 @@ def test_madre_de_dios_from_the_reference(server: Server, chromium: Any) -> None
     page.screenshot(path=str(server.screenshots / "madre-de-dios-2021.png"))
 
     # a period switch draws mining up to that period only, and its numbers
-    start = time.monotonic()
-    page.click(".asm-period button:has-text('2019')")
-    page.wait_for_function(
-        "([c, v]) => !document.querySelector(`.asm-map path[fill='${c}']`) && "
-        "document.querySelector(\".asm-panel-numbers td[data-figure='cumulative']\").innerText.startsWith(v)",
-        arg=[colours["2021"], format_ha(float(periods["2019"]["cumulative_ha"]))],
-    )
-    switch = time.monotonic() - start
-    assert paths_of(page, colours["2020"]) == 0 and paths_of(page, colours["2019"]) > 0
+    expected = format_ha(float(periods["2019"]["cumulative_ha"]))
+    switch = choose_period(page, "2019", list(colours.values()), list(colours), expected)
+    assert count_paths(page, colours["2020"]) == 0 and count_paths(page, colours["2019"]) > 0
     assert figure(page, "cumulative") == "45,001 ha"
     page.wait_for_selector(".asm-info", state="hidden")  # closed by the switch
     # toggling a layer hides it
-    start = time.monotonic()
-    page.click(".asm-layer-mining input")
-    page.wait_for_function(
-        f"() => !document.querySelector(\".asm-map path[fill='{colours['2019']}']\")"
-    )
-    toggle = time.monotonic() - start
-    outlines = page.locator(".asm-map path[stroke='#1b7837']").count()
-    page.click(".asm-layer-protected-area input")
-    page.wait_for_function("() => !document.querySelector(\".asm-map path[stroke='#1b7837']\")")
-    assert outlines > 0
-    page.click(".asm-layer-mining input")
-    page.wait_for_selector(f".asm-map path[fill='{colours['2019']}']", state="attached")
-    print(
-        f"period switch {switch:.2f} s, layer toggle {toggle:.2f} s, {time.monotonic() - interactive:.0f} s in all"
-    )
+    mining = f".asm-map path[fill='{colours['2019']}']"
+    toggle = toggle_layer(page, "mining", mining, shown=False)
+    green = overlay_colour("protected_area")
+    protected = f".asm-map path[stroke='{green}']"
+    assert count_paths(page, green, "stroke") > 0
+    toggle_layer(page, "protected_area", protected, shown=False)
+    toggle_layer(page, "mining", mining, shown=True)
+    print(f"period switch {switch:.2f} s, layer toggle {toggle:.2f} s")
     page.screenshot(path=str(server.screenshots / "madre-de-dios-2019.png"))
     assert shown.blocked == []
     assert "Traceback" not in page.inner_text("body")
@@ -313,7 +223,7 @@ def test_madre_de_dios_from_the_reference(server: Server, chromium: Any) -> None
 
 
 def test_landing_opens_la_pampa_from_the_detector(server: Server, chromium: Any) -> None:
-    shown = open_page(chromium, server.url, ".asm-landing")
+    shown = open_offline(chromium, server.url, ".asm-landing")
     page = shown.page
     print(f"\nlanding: interactive {shown.seconds:.1f} s")
     catalogue = load_catalogue()
@@ -350,7 +260,7 @@ def test_landing_opens_la_pampa_from_the_detector(server: Server, chromium: Any)
 
 
 def test_refused_address_is_a_message(server: Server, chromium: Any) -> None:
-    shown = open_page(chromium, server.url + "?region=atlantis", ".asm-landing")
+    shown = open_offline(chromium, server.url + "?region=atlantis", ".asm-landing")
     message = shown.page.inner_text(".asm-message")
     assert message.startswith("unknown region 'atlantis'; known regions: madre-de-dios")
     assert "Traceback" not in shown.page.inner_text("body")

@@ -192,6 +192,31 @@ def outline_collection(outline: Any) -> FeatureCollection:
 ZOOM_SNAP = 0.25
 
 
+@dataclass(frozen=True, eq=False)
+class RegionDisplay:
+    """Everything a region's map draws from one analysis (built once, kept per session).
+
+    Attributes:
+        mining: per period, the mining first seen in it.
+        overlays: the overlay layers.
+        outline: the region's outline.
+
+    """
+
+    mining: dict[str, FeatureCollection]
+    overlays: tuple[OverlayDisplay, ...]
+    outline: FeatureCollection
+
+
+def region_display(analysis: AnalysisResult, outline: Any, label: str) -> RegionDisplay:
+    """Return what the map of an analysis draws (``label`` names the mining's source)."""
+    return RegionDisplay(
+        mining_collections(analysis, label),
+        overlay_displays(analysis),
+        outline_collection(outline),
+    )
+
+
 def map_view(bbox: tuple[float, float, float, float]) -> tuple[tuple[float, float], float]:
     """Return the centre (lat, lon) and zoom that fit a lon/lat box into the drawn map."""
     west, south, east, north = bbox

@@ -34,6 +34,7 @@ class RegionMap:
 
     Args:
         analysis: the region's analysis for the source shown.
+        shapes: what its map draws (:func:`~asmspotter.app.display.region_display`).
         reference: a callable returning the reference analysis (called the first time the
             reference footprints are shown; None when the region has none).
 
@@ -42,6 +43,7 @@ class RegionMap:
     def __init__(
         self,
         analysis: RegionAnalysis,
+        shapes: display.RegionDisplay,
         reference: Callable[[], RegionAnalysis] | None = None,
     ) -> None:
         self.analysis = analysis
@@ -60,14 +62,12 @@ class RegionMap:
         )
         self.map.add_class("asm-map")
         self.map.add(ipyleaflet.ScaleControl(position="bottomright", imperial=False))
-        self.outline = ipyleaflet.GeoJSON(
-            data=display.outline_collection(region.outline), name="Region outline"
-        )
+        self.outline = ipyleaflet.GeoJSON(data=shapes.outline, name="Region outline")
         self.mining = {
             period: self._geojson(data, f"Mining {period}")
-            for period, data in display.mining_collections(analysis.result, analysis.label).items()
+            for period, data in shapes.mining.items()
         }
-        self.overlays = display.overlay_displays(analysis.result)
+        self.overlays = shapes.overlays
         self.overlay_layers = {
             o.kind: self._geojson(o.data, o.label) for o in self.overlays if o.data["features"]
         }

@@ -190,6 +190,8 @@ def check_port(ip: str, port: int) -> int:
         raise InputError(f"--port {port} must be within 1..65535")
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # as the server itself will: connections closing on the port do not block it
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((ip, port))
         except OSError as exc:

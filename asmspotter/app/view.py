@@ -108,7 +108,7 @@ class RegionPanel:
         reference: Callable[[], RegionAnalysis] | None = None
         if "reference" in sources:
             reference = functools.partial(app.analysis, region, "reference")
-        self.map = RegionMap(analysis, reference)
+        self.map = RegionMap(analysis, app.shapes(analysis), reference)
         sel = app.state.selection
         self.source = _with_class(
             widgets.ToggleButtons(
@@ -254,6 +254,7 @@ class App:
         )
         self.panel: RegionPanel | None = None
         self._analyses: dict[tuple[str, str], RegionAnalysis] = {}
+        self._shapes: dict[tuple[str, str], display.RegionDisplay] = {}
 
     def say(self, text: str) -> None:
         """Show a one-line message to the user (empty to clear it)."""
@@ -266,6 +267,31 @@ class App:
         if key not in self._analyses:
             self._analyses[key] = load_analysis(region, source)
         return self._analyses[key]
+
+    def shapes(self, analysis: RegionAnalysis) -> display.RegionDisplay:
+        """Return (and keep for the session) what the map of an analysis draws."""
+        key = (analysis.region.id, analysis.source)
+        if key not in self._shapes:
+            self._shapes[key] = display.region_display(
+                analysis.result, analysis.region.outline, analysis.label
+            )
+        return self._shapes[key]
+
+    def preload(self) -> None:
+        """Load every region's analysis and map shapes for its default source.
+
+        Voila runs this in kernels it starts ahead of time, so that whichever region a page
+        asks for is ready when it comes. A region that cannot be loaded is left for the
+        page to report.
+        """
+        for region in self.catalogue.values():
+            sources = available_sources(region)
+            if not sources:
+                continue
+            try:
+                self.shapes(self.analysis(region, sources[0]))
+            except AsmSpotterError as exc:
+                log.info("not preloaded: %s", exc)
 
     @guarded
     def show_landing(self) -> None:
