@@ -52,15 +52,19 @@ BRIEFING_HEADERS = {
 
 
 def app_notebook() -> Path:
-    """Return the app notebook (``notebooks/app.ipynb`` of the project).
+    """Return the app notebook (``notebooks/app.ipynb`` of the source checkout).
 
     Raises:
-        DataError: the notebook is not there (an installation without the notebooks).
+        DataError: the notebook is not there (a package installed without the checkout).
 
     """
-    path = paths.PROJECT_ROOT / "notebooks" / "app.ipynb"
+    checkout = paths.source_checkout()
+    path = (checkout or paths.PROJECT_ROOT) / "notebooks" / "app.ipynb"
     if not path.is_file():
-        raise DataError(f"the app notebook is missing: {path}")
+        raise DataError(
+            f"the app notebook is missing: {path} (run `asmspotter app` from a source "
+            "checkout of ASMSpotter)"
+        )
     return path
 
 

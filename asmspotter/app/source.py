@@ -8,6 +8,7 @@ shows the same numbers and sentences as the briefings.
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -74,8 +75,8 @@ def missing_source_message(region: Region) -> str:
     )
 
 
-def detector_label(region: Region) -> str:
-    """Name the detector's outputs of ``region`` (with the model named in their provenance)."""
+def detector_model(region: Region) -> str | None:
+    """Return the model named in the provenance of the region's detections, if any."""
     for period in detector_periods(region):
         record = layout.detection_files(region.id, period).provenance
         try:
@@ -83,23 +84,26 @@ def detector_label(region: Region) -> str:
         except (OSError, ValueError, AttributeError):
             continue
         if model:
-            return f"ASMSpotter detector (model {model})"
-    return "ASMSpotter detector"
+            return str(model)
+    return None
 
 
-def reference_label(region: Region) -> str:
-    """Name the catalogue's reference footprints of ``region``."""
+def source_label(region: Region, source: Source) -> str:
+    """Name who made the mining footprints shown (named wherever they are shown)."""
+    if source == "detector":
+        model = detector_model(region)
+        return f"ASMSpotter detector (model {model})" if model else "ASMSpotter detector"
     label = region.reference.label if region.reference is not None else "reference"
     return f"{label} reference footprints"
 
 
 # ------------------------------------------------------------------------------------------
 # SEAM (issues #14 / #15). The report package (`asmspotter.report`, branch `report`) owns
-# how a region's analysis is obtained for a source and the key-finding sentences; the app
-# must show the same numbers and sentences. Until that branch is merged, this one function
-# stands in: it calls the library exactly as `asmspotter run` (detector) and the analysis of
-# the catalogue's reference footprints do, and returns no sentences. Once asmspotter.report
-# is on main, its body becomes a call of the report's functions.
+# how a region's analysis is obtained for a source (`analyse_source`) and the key-finding
+# sentences (`key_findings`); the app shows the same numbers and sentences by calling them.
+# Until that branch is merged, the fallback below stands in: it calls the library as
+# `asmspotter run` (detector) and the analysis of the catalogue's reference footprints do,
+# and has no sentences. Once asmspotter.report is on main, delete the fallback.
 # ------------------------------------------------------------------------------------------
 def load_analysis(region: Region, source: Source) -> RegionAnalysis:
     """Return the analysis of ``region`` for ``source`` and its key-finding sentences.
@@ -109,28 +113,42 @@ def load_analysis(region: Region, source: Source) -> RegionAnalysis:
             that makes it).
 
     """
+    if source == "detector" and not detector_periods(region):
+        raise DataError(
+            f"no detections for {region.id}: run `asmspotter run {region.id}` to make them"
+        )
+    if source == "reference" and region.reference is None:
+        raise DataError(f"region {region.id!r} has no reference footprints in the catalogue")
+    label = source_label(region, source)
+    try:
+        report = importlib.import_module("asmspotter.report")
+    except ModuleNotFoundError as exc:
+        if exc.name != "asmspotter.report":
+            raise
+        return RegionAnalysis(region, source, label, _fallback_analysis(region, source))
+    result = report.analyse_source(region, source)
+    maker = detector_model(region) if source == "detector" else region.reference.label  # type: ignore[union-attr]
+    gaps = report.reference_gaps(region) if source == "reference" else ()
+    findings = report.key_findings(result, "en", source=source, source_label=maker, gaps=gaps)
+    return RegionAnalysis(region, source, label, result, tuple(findings))
+
+
+def _fallback_analysis(region: Region, source: Source) -> AnalysisResult:
+    """Analyse as `asmspotter run` and the reference analysis do (see the seam)."""
     from asmspotter.analyse import analyse, analyse_region
     from asmspotter.analyse.pipeline import _reference_from_catalogue
 
     if source == "detector":
-        if not detector_periods(region):
-            raise DataError(
-                f"no detections for {region.id}: run `asmspotter run {region.id}` to make them"
-            )
-        result = analyse_region(region, reference=region.reference is not None)
-        return RegionAnalysis(region, source, detector_label(region), result)
-    ref = region.reference
-    if ref is None:
-        raise DataError(f"region {region.id!r} has no reference footprints in the catalogue")
-    layers, label, _ = _reference_from_catalogue(region)
+        return analyse_region(region, reference=region.reference is not None)
+    assert region.reference is not None
+    layers, _, _ = _reference_from_catalogue(region)
     overlays: tuple[Any, ...] = region.overlays
-    result = analyse(
+    return analyse(
         layers,
         outline=region.outline,
         overlays=overlays,
-        area_attribute=ref.area_attribute,
+        area_attribute=region.reference.area_attribute,
         kind="new",
         region=region.id,
         region_name=region.name,
     )
-    return RegionAnalysis(region, source, reference_label(region), result)
