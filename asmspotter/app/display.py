@@ -87,12 +87,9 @@ def _outline(colour: str, weight: float = 2.0, fill: float = 0.06) -> dict[str, 
     }
 
 
-def mining_collections(analysis: AnalysisResult, label: str) -> dict[str, FeatureCollection]:
-    """Return per period the mining first seen in it, in the period's palette colour.
-
-    Each feature's properties: ``layer`` (``mining``), ``period``, ``area_ha`` (the mined
-    area the analysis counts for it), ``polygon_ha`` (its polygon's area) and ``source``.
-    """
+def _period_collections(
+    analysis: AnalysisResult, label: str, layer: str
+) -> dict[str, FeatureCollection]:
     acc = analysis.accounting
     counted = acc.piece_ha()
     polygon = np.asarray(shapely.area(acc.pieces), dtype=float) / 1e4
@@ -102,7 +99,7 @@ def mining_collections(analysis: AnalysisResult, label: str) -> dict[str, Featur
         sel = np.flatnonzero(acc.piece_period == k)
         props = [
             {
-                "layer": "mining",
+                "layer": layer,
                 "period": period.id,
                 "first": k == 0,
                 "area_ha": round(float(counted[i]), 2),
@@ -111,34 +108,29 @@ def mining_collections(analysis: AnalysisResult, label: str) -> dict[str, Featur
             }
             for i in sel
         ]
-        out[period.id] = display_collection(
-            acc.pieces[sel], acc.crs, props, _fill(colours[k]), MINING_TOLERANCE_M
-        )
-    return out
-
-
-def reference_collections(analysis: AnalysisResult, label: str) -> dict[str, FeatureCollection]:
-    """Return per period the reference footprints first seen in it, as outlines."""
-    acc = analysis.accounting
-    counted = acc.piece_ha()
-    out: dict[str, FeatureCollection] = {}
-    for k, period in enumerate(acc.periods):
-        sel = np.flatnonzero(acc.piece_period == k)
-        props = [
-            {
-                "layer": "reference",
-                "period": period.id,
-                "first": k == 0,
-                "area_ha": round(float(counted[i]), 2),
-                "source": label,
-            }
-            for i in sel
-        ]
-        style = _outline(REFERENCE_COLOUR, weight=1.5, fill=0.0)
+        if layer == "mining":
+            style = _fill(colours[k])
+        else:
+            style = _outline(REFERENCE_COLOUR, weight=1.5, fill=0.0)
         out[period.id] = display_collection(
             acc.pieces[sel], acc.crs, props, style, MINING_TOLERANCE_M
         )
     return out
+
+
+def mining_collections(analysis: AnalysisResult, label: str) -> dict[str, FeatureCollection]:
+    """Return per period the mining first seen in it, filled in the period's palette colour.
+
+    Each feature's properties: ``layer`` (``mining``), ``period``, ``first`` (whether it is
+    the first period, which holds everything up to it), ``area_ha`` (the mined area the
+    analysis counts for it), ``polygon_ha`` (its polygon's area) and ``source``.
+    """
+    return _period_collections(analysis, label, "mining")
+
+
+def reference_collections(analysis: AnalysisResult, label: str) -> dict[str, FeatureCollection]:
+    """Return per period the reference footprints first seen in it, as outlines."""
+    return _period_collections(analysis, label, "reference")
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ STYLE = """<style>
             font-size: 13px; line-height: 1.5; box-shadow: 0 1px 4px rgba(0,0,0,0.3); }
 .asm-map { border: 1px solid #bbb; background: #e8ecef; }
 .asm-panel { padding-left: 12px; }
+.asm-panel a, .asm-briefing { color: #1a5fb4; text-decoration: underline; }
 </style>"""
 
 
@@ -104,16 +105,36 @@ class RegionPanel:
     def __init__(self, app: App, analysis: RegionAnalysis, sources: tuple[Source, ...]) -> None:
         self.app = app
         self.analysis = analysis
-        region = analysis.region
+        self.sources = sources
         reference: Callable[[], RegionAnalysis] | None = None
         if "reference" in sources:
-            reference = functools.partial(app.analysis, region, "reference")
+            reference = functools.partial(app.analysis, analysis.region, "reference")
         self.map = RegionMap(analysis, app.shapes(analysis), reference)
-        sel = app.state.selection
+        self._selectors()
+        self.satellite_note = widgets.HTML()
+        self.numbers = _with_class(widgets.HTML(), "asm-panel-numbers")
+        self.findings = widgets.HTML(panel.findings_html(analysis.findings))
+        self.briefing = widgets.HTML(panel.briefing_html(analysis.region.id, analysis.source))
+        self.prepare = _with_class(
+            widgets.Button(
+                description="Prepare downloads",
+                icon="download",
+                tooltip="Write the GeoPackage and CSV files of what is shown",
+                layout=widgets.Layout(width="auto"),
+            ),
+            "asm-prepare",
+        )
+        self.downloads = _with_class(widgets.HTML(), "asm-download-links")
+        self.widget = self._layout()
+        self.prepare.on_click(self._on_prepare)
+
+    def _selectors(self) -> None:
+        """Build the source and period selectors and the layer toggles, and observe them."""
+        sel = self.app.state.selection
         self.source = _with_class(
             widgets.ToggleButtons(
-                options=[(s.capitalize(), s) for s in sources],
-                value=analysis.source,
+                options=[(s.capitalize(), s) for s in self.sources],
+                value=self.analysis.source,
                 description="Source",
                 style={"button_width": "110px"},
             ),
@@ -128,14 +149,14 @@ class RegionPanel:
             ),
             "asm-period",
         )
-        keys = [k for k in LAYER_KEYS if self._has_toggle(k, sources)]
         self.toggles = {
             k: _with_class(
                 widgets.Checkbox(value=k in sel.layers, description=LAYER_LABELS[k], indent=False),
                 "asm-layer",
                 f"asm-layer-{k.replace('_', '-')}",
             )
-            for k in keys
+            for k in LAYER_KEYS
+            if self._has_toggle(k, self.sources)
         }
         self.basemap = _with_class(
             widgets.Checkbox(
@@ -146,27 +167,21 @@ class RegionPanel:
             ),
             "asm-basemap",
         )
-        self.satellite_note = widgets.HTML()
-        self.numbers = _with_class(widgets.HTML(), "asm-panel-numbers")
-        self.findings = widgets.HTML(panel.findings_html(analysis.findings))
-        self.briefing = widgets.HTML(panel.briefing_html(region.id, analysis.source))
-        self.prepare = _with_class(
-            widgets.Button(
-                description="Prepare downloads",
-                icon="download",
-                tooltip="Write the GeoPackage and CSV files of what is shown",
-                layout=widgets.Layout(width="auto"),
-            ),
-            "asm-prepare",
-        )
-        self.downloads = _with_class(widgets.HTML(), "asm-download-links")
-        notes = list(analysis.result.warnings) + list(analysis.result.notes)
+        self.source.observe(self._on_source, names="value")
+        self.period.observe(self._on_period, names="value")
+        for key, box in self.toggles.items():
+            box.observe(functools.partial(self._on_toggle, key), names="value")
+        self.basemap.observe(self._on_basemap, names="value")
+
+    def _layout(self) -> widgets.HBox:
+        """Lay the map out beside the side panel."""
+        result = self.analysis.result
+        notes = list(result.warnings) + list(result.notes)
+        label = panel.esc(self.analysis.label)
         side = widgets.VBox(
             [
-                widgets.HTML(
-                    f"<div class='asm-source'>Mining from: {panel.esc(analysis.label)}</div>"
-                ),
-                *([self.source] if len(sources) > 1 else []),
+                widgets.HTML(f"<div class='asm-source'>Mining from: {label}</div>"),
+                *([self.source] if len(self.sources) > 1 else []),
                 self.period,
                 widgets.HTML("<b>Layers</b>"),
                 *self.toggles.values(),
@@ -181,19 +196,13 @@ class RegionPanel:
             ],
             layout=widgets.Layout(width="400px", min_width="360px"),
         )
-        self.widget = widgets.HBox(
+        return widgets.HBox(
             [
                 widgets.Box([self.map.map], layout=widgets.Layout(flex="1 1 auto")),
                 _with_class(side, "asm-panel"),
             ],
             layout=widgets.Layout(width="100%"),
         )
-        self.source.observe(self._on_source, names="value")
-        self.period.observe(self._on_period, names="value")
-        for key, box in self.toggles.items():
-            box.observe(functools.partial(self._on_toggle, key), names="value")
-        self.basemap.observe(self._on_basemap, names="value")
-        self.prepare.on_click(self._on_prepare)
 
     def _has_toggle(self, key: str, sources: tuple[Source, ...]) -> bool:
         if key in ("mining", "satellite"):
