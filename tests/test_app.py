@@ -301,10 +301,15 @@ def test_composite_image_is_web_mercator_with_transparent_gaps(
 def test_preload_readies_every_region_with_data(workdirs: dict[str, Path], tmp_path: Path) -> None:
     app = App(load_catalogue(write_region(tmp_path)))
     app.preload()  # what a kernel Voila starts ahead of time does before a page asks
-    ready = app.analysis(app.catalogue["test-region"], "detector")
-    assert ready is app.analysis(app.catalogue["test-region"], "detector")  # kept, not redone
-    assert app.shapes(ready) is app.shapes(ready)
-    assert ready.periods == ("2019", "2021")
+    pending = list(app.cache._pending.values())
+    assert len(pending) == 1
+    loaded, shapes = pending[0].result(timeout=120)  # loaded in the background thread
+    region = app.catalogue["test-region"]
+    assert app.analysis(region, "detector") is loaded  # taken from the background, not redone
+    assert app.shapes(loaded) is shapes and not app.cache._pending
+    assert loaded.periods == ("2019", "2021")
+    app.start(Request("test-region"))
+    assert app.panel is not None and app.panel.analysis is loaded
 
 
 def test_missing_outputs_are_a_message_naming_the_command(

@@ -83,9 +83,10 @@ def show_app(
 ) -> Any:
     """Build the app for the page being served and return its root widget.
 
-    In a kernel Voila starts ahead of time (preheated), every region's analysis is loaded
-    and the region named by the arguments (or by ``asmspotter app --region``) is opened
-    before the page's request is awaited, so that the page finds them ready. Then what the
+    In a kernel Voila starts ahead of time (preheated), the region named by the arguments
+    (or by ``asmspotter app --region``) is opened and every other region's analysis is
+    loading in the background before the page's request is awaited, so that the page
+    finds them ready. Then what the
     page's address asks for (``?region=madre-de-dios&period=2021``) is shown. Every value
     is checked against the catalogue; a refused one is shown as a message.
 
@@ -108,9 +109,10 @@ def show_app(
     except AsmSpotterError as exc:
         return widgets.HTML(f"<div class='asm-message'>{esc(exc)}</div>")
     app = App(cat)
+    first = region or os.environ.get(REGION_ENV) or None
     if os.environ.get(PREHEAT_ENV) == "True":
-        app.preload()  # a kernel started ahead of time: have every region ready
-    app.start(Request(region or os.environ.get(REGION_ENV) or None, source, period))
+        app.preload(first)  # a kernel started ahead of time: load every region meanwhile
+    app.start(Request(first, source, period))
     try:
         request = parse_query(request_query())
     except AsmSpotterError as exc:

@@ -15,11 +15,11 @@ from typing import Any, TypeVar, cast
 import ipywidgets as widgets
 
 from asmspotter.app import display, panel
+from asmspotter.app.cache import RegionCache
 from asmspotter.app.mapview import BASEMAP_NAME, RegionMap
 from asmspotter.app.source import (
     RegionAnalysis,
     available_sources,
-    load_analysis,
     missing_source_message,
 )
 from asmspotter.app.state import (
@@ -262,8 +262,7 @@ class App:
             widgets.VBox([widgets.HTML(STYLE), header, self.message, self.body]), "asm-app"
         )
         self.panel: RegionPanel | None = None
-        self._analyses: dict[tuple[str, str], RegionAnalysis] = {}
-        self._shapes: dict[tuple[str, str], display.RegionDisplay] = {}
+        self.cache = RegionCache()
 
     def say(self, text: str) -> None:
         """Show a one-line message to the user (empty to clear it)."""
@@ -272,35 +271,23 @@ class App:
 
     def analysis(self, region: Region, source: Source) -> RegionAnalysis:
         """Return (and keep for the session) a region's analysis for one source."""
-        key = (region.id, source)
-        if key not in self._analyses:
-            self._analyses[key] = load_analysis(region, source)
-        return self._analyses[key]
+        return self.cache.analysis(region, source)
 
     def shapes(self, analysis: RegionAnalysis) -> display.RegionDisplay:
         """Return (and keep for the session) what the map of an analysis draws."""
-        key = (analysis.region.id, analysis.source)
-        if key not in self._shapes:
-            self._shapes[key] = display.region_display(
-                analysis.result, analysis.region.outline, analysis.label
-            )
-        return self._shapes[key]
+        return self.cache.shapes(analysis)
 
-    def preload(self) -> None:
-        """Load every region's analysis and map shapes for its default source.
+    def preload(self, first: str | None = None) -> None:
+        """Start loading every region's analysis and map shapes in the background.
 
         Voila runs this in kernels it starts ahead of time, so that whichever region a page
-        asks for is ready when it comes. A region that cannot be loaded is left for the
-        page to report.
+        asks for is ready when it comes; ``first`` (a region id) is loaded first. A region
+        that cannot be loaded is reported when a page asks for it.
         """
-        for region in self.catalogue.values():
-            sources = available_sources(region)
-            if not sources:
-                continue
-            try:
-                self.shapes(self.analysis(region, sources[0]))
-            except AsmSpotterError as exc:
-                log.info("not preloaded: %s", exc)
+        regions = sorted(self.catalogue.values(), key=lambda r: r.id != first)
+        self.cache.preload(
+            (region, sources[0]) for region in regions if (sources := available_sources(region))
+        )
 
     @guarded
     def show_landing(self) -> None:
