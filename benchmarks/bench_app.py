@@ -41,6 +41,7 @@ from asmspotter.app.launch import (
     free_port,
     open_offline,
     toggle_layer,
+    wait_idle,
 )
 from asmspotter.palette import overlay_colour, period_colours
 
@@ -50,33 +51,6 @@ CUMULATIVE = {"2019": "45,001 ha", "2020": "46,761 ha", "2021": "49,935 ha"}
 TARGET_INTERACTIVE_S = 5.0
 TARGET_SWITCH_S = 1.0
 TARGET_KERNEL_MB = 1024.0
-
-
-def wait_idle(pid: int, quiet_s: float = 3.0, limit_s: float = 300.0) -> float:
-    """Wait until a process and its children use (almost) no CPU; return the seconds waited."""
-    start = time.monotonic()
-    proc = psutil.Process(pid)
-
-    def cpu() -> float:
-        total = 0.0
-        for p in [proc, *proc.children(recursive=True)]:
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.NoSuchProcess:
-                pass
-        return total
-
-    last, calm_since = cpu(), time.monotonic()
-    while time.monotonic() - start < limit_s:
-        time.sleep(0.5)
-        now = cpu()
-        if now - last > 0.05:
-            calm_since = time.monotonic()
-        last = now
-        if time.monotonic() - calm_since >= quiet_s:
-            break
-    return time.monotonic() - start
 
 
 def kernel_peaks_mb(pid: int) -> list[float]:
@@ -103,7 +77,7 @@ def measure_app(
     figures: dict[str, list[float]] = {"interactive": [], "switch": [], "toggle": [], "kernel": []}
     assert app.process is not None
     for run in range(runs):
-        waited = wait_idle(app.process.pid)
+        waited = app.wait_idle()
         shown = open_offline(browser, app.url + "?region=madre-de-dios", ".asm-panel-numbers td")
         page = shown.page
         page.wait_for_selector(f".asm-map path[fill='{colours['2021']}']", state="attached")

@@ -68,6 +68,7 @@ class Server:
     url: str
     output: Path
     screenshots: Path
+    app: AppProcess
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ def server(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     shots.mkdir()
     server_env = {paths.OUTPUT_ENV: env["output"], paths.CACHE_ENV: env["cache"]}
     with AppProcess(base / "server.log", server_env) as app:
-        yield Server(app.url, base, shots)
+        yield Server(app.url, base, shots, app)
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +155,7 @@ def test_only_the_app_is_served(server: Server) -> None:
 
 
 def test_madre_de_dios_from_the_reference(server: Server, chromium: Any) -> None:
+    server.app.wait_idle()  # the kernel Voila starts ahead of time is ready
     shown = open_offline(chromium, server.url + "?region=madre-de-dios", ".asm-panel-numbers td")
     page = shown.page
     colours = dict(zip(("2019", "2020", "2021"), period_colours(3), strict=True))
@@ -223,6 +225,7 @@ def test_madre_de_dios_from_the_reference(server: Server, chromium: Any) -> None
 
 
 def test_landing_opens_la_pampa_from_the_detector(server: Server, chromium: Any) -> None:
+    server.app.wait_idle()  # the kernel Voila starts ahead of time is ready
     shown = open_offline(chromium, server.url, ".asm-landing")
     page = shown.page
     print(f"\nlanding: interactive {shown.seconds:.1f} s")
@@ -260,6 +263,7 @@ def test_landing_opens_la_pampa_from_the_detector(server: Server, chromium: Any)
 
 
 def test_refused_address_is_a_message(server: Server, chromium: Any) -> None:
+    server.app.wait_idle()  # the kernel Voila starts ahead of time is ready
     shown = open_offline(chromium, server.url + "?region=atlantis", ".asm-landing")
     message = shown.page.inner_text(".asm-message")
     assert message.startswith("unknown region 'atlantis'; known regions: madre-de-dios")
