@@ -381,3 +381,19 @@ def test_same_numbers_as_the_analysis_command(region_app: App, workdirs: dict[st
     assert json.dumps(display.period_numbers(result, "2021").cumulative_ha) == json.dumps(
         display.period_numbers(region_app.panel.analysis.result, "2021").cumulative_ha  # type: ignore[union-attr]
     )
+
+
+def test_server_reads_only_its_own_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asmspotter.app.server import CONFIG_DIR, AppServer
+
+    # a voila.json where the command runs (or in the user's Jupyter folders) is not read
+    (tmp_path / "voila.json").write_text('{"VoilaConfiguration": {"show_tracebacks": true}}')
+    monkeypatch.chdir(tmp_path)
+    server = AppServer()
+    assert server.config_file_paths == [str(CONFIG_DIR)]
+    settings = json.loads((CONFIG_DIR / "voila.json").read_text())
+    assert settings["Voila"]["ip"] == "127.0.0.1"
+    assert settings["VoilaConfiguration"]["show_tracebacks"] is False
+    assert settings["VoilaConfiguration"]["file_allowlist"] == []

@@ -11,7 +11,9 @@ Time to interactive and switch times are printed; their targets are checked by
 
 from __future__ import annotations
 
+import base64
 import csv
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,6 +204,15 @@ def test_madre_de_dios_from_the_reference(server: Server, chromium: Any) -> None
     assert "new in 2021" in text and "Amazon Mining Watch" in text
     assert page.inner_text(".asm-popup [data-figure='area']") in {format_ha(a) for a in areas}
     page.screenshot(path=str(server.screenshots / "madre-de-dios-2021.png"))
+
+    # the downloads are the analysis files of what is shown
+    page.click(".asm-prepare")
+    link = page.wait_for_selector(".asm-downloads a[data-file='periods.csv']")
+    assert link.get_attribute("download") == "madre-de-dios-reference-periods.csv"
+    encoded = link.get_attribute("href").split("base64,", 1)[1]
+    shown_rows = list(csv.DictReader(io.StringIO(base64.b64decode(encoded).decode())))
+    assert format_ha(float(shown_rows[-1]["cumulative_ha"])) == "49,935 ha"
+    assert page.locator(".asm-downloads a[data-file='analysis.gpkg']").count() == 1
 
     # a period switch draws mining up to that period only, and its numbers
     expected = format_ha(float(periods["2019"]["cumulative_ha"]))
