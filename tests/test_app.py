@@ -43,6 +43,7 @@ from asmspotter.cli import main
 from asmspotter.detect.synthetic import make_scene, write_composite
 from asmspotter.errors import InputError
 from asmspotter.palette import period_colours
+from asmspotter.report import key_findings
 
 UTM = "EPSG:32719"
 X0, Y0 = 400_000.0, 8_600_000.0  # about -69.92, -12.67
@@ -381,6 +382,11 @@ def test_same_numbers_as_the_analysis_command(region_app: App, workdirs: dict[st
     assert json.dumps(display.period_numbers(result, "2021").cumulative_ha) == json.dumps(
         display.period_numbers(region_app.panel.analysis.result, "2021").cumulative_ha  # type: ignore[union-attr]
     )
+    # the briefing's key findings, from the same library function
+    sentences = key_findings(result, "en", source="detector")
+    assert sentences and region_app.panel.analysis.findings == tuple(sentences)  # type: ignore[union-attr]
+    assert "grew by a factor 1.50, from 100 ha in 2019 to 150 ha in 2021" in sentences[0]
+    assert panel.esc(sentences[0]) in region_app.panel.findings.value  # type: ignore[union-attr]
 
 
 def test_server_reads_only_its_own_settings(

@@ -188,6 +188,8 @@ def test_madre_de_dios_from_the_reference(server: Server, chromium: Any) -> None
     assert figure(page, "outside-legal") == format_ha(
         float(layers[("mining-corridor", "2021")]["outside_ha"])
     )
+    findings = page.inner_text(".asm-findings")  # the briefing's sentences
+    assert "grew by a factor 1.11, from 45,001 ha in 2019 to 49,935 ha in 2021" in findings
     note = page.inner_text("[data-note='satellite']")
     assert "asmspotter fetch madre-de-dios --period 2021" in note
     assert page.get_attribute("a.asm-briefing", "href") == "briefing/madre-de-dios"

@@ -8,10 +8,9 @@ shows the same numbers and sentences as the briefings.
 
 from __future__ import annotations
 
-import importlib
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from asmspotter import layout
 from asmspotter.app.state import Source
@@ -49,12 +48,9 @@ class RegionAnalysis:
 
 def detector_periods(region: Region) -> tuple[str, ...]:
     """Return the periods of ``region`` with detector outputs on this machine."""
-    found = []
-    for period in region.periods:
-        files = layout.detection_files(region.id, period.id)
-        if files.gpkg.is_file() or files.mask.is_file():
-            found.append(period.id)
-    return tuple(found)
+    from asmspotter.report import detected_periods
+
+    return tuple(detected_periods(region))
 
 
 def available_sources(region: Region) -> tuple[Source, ...]:
@@ -97,58 +93,32 @@ def source_label(region: Region, source: Source) -> str:
     return f"{label} reference footprints"
 
 
-# ------------------------------------------------------------------------------------------
-# SEAM (issues #14 / #15). The report package (`asmspotter.report`, branch `report`) owns
-# how a region's analysis is obtained for a source (`analyse_source`) and the key-finding
-# sentences (`key_findings`); the app shows the same numbers and sentences by calling them.
-# Until that branch is merged, the fallback below stands in: it calls the library as
-# `asmspotter run` (detector) and the analysis of the catalogue's reference footprints do,
-# and has no sentences. Once asmspotter.report is on main, delete the fallback.
-# ------------------------------------------------------------------------------------------
 def load_analysis(region: Region, source: Source) -> RegionAnalysis:
     """Return the analysis of ``region`` for ``source`` and its key-finding sentences.
+
+    The analysis and the sentences are the briefing's (:func:`asmspotter.report.analyse_source`
+    and :func:`asmspotter.report.key_findings`), so the app shows the same numbers and
+    sentences as ``asmspotter report``.
 
     Raises:
         DataError: the source has no data for the region (the message names the command
             that makes it).
 
     """
+    from asmspotter.report import analyse_source, key_findings, reference_gaps
+
     if source == "detector" and not detector_periods(region):
         raise DataError(
             f"no detections for {region.id}: run `asmspotter run {region.id}` to make them"
         )
-    if source == "reference" and region.reference is None:
+    if region.reference is None and source == "reference":
         raise DataError(f"region {region.id!r} has no reference footprints in the catalogue")
-    label = source_label(region, source)
-    try:
-        report = importlib.import_module("asmspotter.report")
-    except ModuleNotFoundError as exc:
-        if exc.name != "asmspotter.report":
-            raise
-        return RegionAnalysis(region, source, label, _fallback_analysis(region, source))
-    result = report.analyse_source(region, source)
-    maker = detector_model(region) if source == "detector" else region.reference.label  # type: ignore[union-attr]
-    gaps = report.reference_gaps(region) if source == "reference" else ()
-    findings = report.key_findings(result, "en", source=source, source_label=maker, gaps=gaps)
-    return RegionAnalysis(region, source, label, result, tuple(findings))
-
-
-def _fallback_analysis(region: Region, source: Source) -> AnalysisResult:
-    """Analyse as `asmspotter run` and the reference analysis do (see the seam)."""
-    from asmspotter.analyse import analyse, analyse_region
-    from asmspotter.analyse.pipeline import _reference_from_catalogue
-
-    if source == "detector":
-        return analyse_region(region, reference=region.reference is not None)
-    assert region.reference is not None
-    layers, _, _ = _reference_from_catalogue(region)
-    overlays: tuple[Any, ...] = region.overlays
-    return analyse(
-        layers,
-        outline=region.outline,
-        overlays=overlays,
-        area_attribute=region.reference.area_attribute,
-        kind="new",
-        region=region.id,
-        region_name=region.name,
-    )
+    result = analyse_source(region, source)
+    maker: str | None
+    if source == "reference":
+        assert region.reference is not None
+        maker, gaps = region.reference.label, reference_gaps(region)
+    else:
+        maker, gaps = detector_model(region), ()
+    findings = key_findings(result, "en", source=source, source_label=maker, gaps=gaps)
+    return RegionAnalysis(region, source, source_label(region, source), result, tuple(findings))
