@@ -135,7 +135,6 @@ class RegionPanel:
             widgets.ToggleButtons(
                 options=[(s.capitalize(), s) for s in self.sources],
                 value=self.analysis.source,
-                description="Source",
                 style={"button_width": "110px"},
             ),
             "asm-source-choice",
@@ -144,8 +143,8 @@ class RegionPanel:
             widgets.ToggleButtons(
                 options=list(sel.periods),
                 value=sel.period,
-                description="Period",
-                style={"button_width": "70px"},
+                tooltips=[f"Mining up to {p}" for p in sel.periods],
+                style={"button_width": "58px"},
             ),
             "asm-period",
         )
@@ -181,7 +180,8 @@ class RegionPanel:
         side = widgets.VBox(
             [
                 widgets.HTML(f"<div class='asm-source'>Mining from: {label}</div>"),
-                *([self.source] if len(self.sources) > 1 else []),
+                *([widgets.HTML("<b>Source</b>"), self.source] if len(self.sources) > 1 else []),
+                widgets.HTML("<b>Period</b> (mining up to it)"),
                 self.period,
                 widgets.HTML("<b>Layers</b>"),
                 *self.toggles.values(),
