@@ -333,7 +333,11 @@ def test_missing_outputs_are_a_message_naming_the_command(
 
 
 def test_app_notebook_is_clean_and_holds_no_logic() -> None:
-    nb = nbformat.read(paths.PROJECT_ROOT / "notebooks" / "app.ipynb", as_version=4)
+    from asmspotter.app.server import app_notebook
+
+    linked = paths.PROJECT_ROOT / "notebooks" / "app.ipynb"  # the checkout's link to it
+    assert linked.resolve() == app_notebook().resolve()
+    nb = nbformat.read(app_notebook(), as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(not c.outputs and c.execution_count is None for c in code)
     tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]

@@ -54,9 +54,9 @@ class AppProcess:
         self._env = {
             **os.environ,
             **(env or {}),
-            # the server and its kernels import this checkout's package
+            # the server and its kernels import the package of this checkout, if any
             "PYTHONPATH": os.pathsep.join(
-                p for p in (str(paths.PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p
+                str(p) for p in (paths.source_checkout(), os.environ.get("PYTHONPATH")) if p
             ),
         }
         self._args = list(args)

@@ -22,6 +22,7 @@ import os
 import re
 import socket
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,14 @@ from traitlets import default
 from voila.app import Voila
 from voila.tornado.handler import TornadoVoilaHandler
 
-from asmspotter import layout, paths
+from asmspotter import layout
 from asmspotter.app import CATALOGUE_ENV, DEFAULT_PORT, REGION_ENV
 from asmspotter.app.panel import BRIEFING_ROUTE
 from asmspotter.app.state import QUERY_KEYS, parse_query
 from asmspotter.errors import DataError, InputError
 
+#: File name of the app notebook (package data of ``asmspotter.app``).
+NOTEBOOK_NAME = "app.ipynb"
 #: Folder holding ``voila.json``, the only Voila configuration the app reads.
 CONFIG_DIR = Path(__file__).resolve().parent
 #: Where Voila's preheated kernels reach the server for their page's request.
@@ -52,19 +55,15 @@ BRIEFING_HEADERS = {
 
 
 def app_notebook() -> Path:
-    """Return the app notebook (``notebooks/app.ipynb`` of the source checkout).
+    """Return the app notebook, shipped in this package (``notebooks/app.ipynb`` links to it).
 
     Raises:
-        DataError: the notebook is not there (a package installed without the checkout).
+        DataError: the notebook is not there (a package built without its data files).
 
     """
-    checkout = paths.source_checkout()
-    path = (checkout or paths.PROJECT_ROOT) / "notebooks" / "app.ipynb"
+    path = Path(str(resources.files("asmspotter.app").joinpath("notebook", NOTEBOOK_NAME)))
     if not path.is_file():
-        raise DataError(
-            f"the app notebook is missing: {path} (run `asmspotter app` from a source "
-            "checkout of ASMSpotter)"
-        )
+        raise DataError(f"the app notebook is missing: {path} (reinstall ASMSpotter)")
     return path
 
 
