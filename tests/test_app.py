@@ -247,14 +247,14 @@ def test_region_map_switches_periods_layers_and_popups(region_app: App) -> None:
     region_app.toggle_layer("mining", False)
     assert not set(rmap.mining.values()) & set(rmap.map.layers)
     region_app.toggle_layer("protected_area", False)
-    assert rmap.overlay_layers["protected_area"] not in rmap.map.layers
+    assert not set(rmap.overlay_layers["protected_area"]) & set(rmap.map.layers)
     region_app.toggle_layer("mining", True)
 
     # a click as the browser reports it opens the server's own copy of the feature's data
     rmap.mining["2019"]._click_callbacks(event="click", id=0, coordinates=[-12.66, -69.9])
     assert rmap.info.layout.display is None
     assert "up to 2019" in rmap.info.value and "100 ha" in rmap.info.value
-    rmap.overlay_layers["mining_zone"]._click_callbacks(
+    rmap.overlay_layers["mining_zone"][0]._click_callbacks(
         event="click", id=0, coordinates=[-12.66, -69.9]
     )
     assert "Corridor" in rmap.info.value

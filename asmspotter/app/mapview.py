@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 #: Online basemap offered as an option (off by default; it needs internet).
 BASEMAP_NAME = "OpenStreetMap"
+#: Credit shown with the satellite image (the Copernicus licence asks for it).
+IMAGE_CREDIT = "Contains modified Copernicus Sentinel data"
 
 
 class RegionMap:
@@ -57,7 +59,6 @@ class RegionMap:
             zoom_snap=display.ZOOM_SNAP,
             zoom_delta=0.5,
             scroll_wheel_zoom=True,
-            attribution_control=False,
             layout=widgets.Layout(height=f"{display.MAP_SIZE_PX[1]}px", width="100%"),
         )
         self.map.add_class("asm-map")
@@ -68,9 +69,11 @@ class RegionMap:
             for period, data in shapes.mining.items()
         }
         self.overlays = shapes.overlays
-        self.overlay_layers = {
-            o.kind: self._geojson(o.data, o.label) for o in self.overlays if o.data["features"]
-        }
+        # per overlay kind (one layer toggle each), its layers with features in the region
+        self.overlay_layers: dict[str, list[ipyleaflet.GeoJSON]] = {}
+        for o in self.overlays:
+            if o.data["features"]:
+                self.overlay_layers.setdefault(o.kind, []).append(self._geojson(o.data, o.label))
         self._reference_layers: dict[str, ipyleaflet.GeoJSON] | None = None
         self._images: dict[str, ipyleaflet.ImageOverlay | None] = {}
         self._basemap: ipyleaflet.TileLayer | None = None
@@ -136,7 +139,10 @@ class RegionMap:
                     log.warning("satellite image of %s: %s", period, exc)
                 else:
                     overlay = ipyleaflet.ImageOverlay(
-                        url=img.url, bounds=list(map(list, img.bounds)), name=f"Image {period}"
+                        url=img.url,
+                        bounds=list(map(list, img.bounds)),
+                        name=f"Image {period}",
+                        attribution=IMAGE_CREDIT,
                     )
             self._images[period] = overlay
         return self._images[period]
@@ -145,14 +151,16 @@ class RegionMap:
         """Whether ``period`` has a composite to show."""
         return self.image(period) is not None
 
-    def _layer(self, ref: LayerRef) -> Any | None:
+    def _layers(self, ref: LayerRef) -> list[Any]:
         if ref.key == "mining":
-            return self.mining.get(ref.period or "")
-        if ref.key == "satellite":
-            return self.image(ref.period or "")
-        if ref.key == "reference":
-            return self.reference_layers().get(ref.period or "")
-        return self.overlay_layers.get(ref.key)
+            found = self.mining.get(ref.period or "")
+        elif ref.key == "satellite":
+            found = self.image(ref.period or "")
+        elif ref.key == "reference":
+            found = self.reference_layers().get(ref.period or "")
+        else:
+            return list(self.overlay_layers.get(ref.key, ()))
+        return [found] if found is not None else []
 
     def basemap(self) -> ipyleaflet.TileLayer:
         """Return the online basemap layer (created when first asked for)."""
@@ -169,9 +177,7 @@ class RegionMap:
         for ref in visible_layers(selection, self.overlay_kinds):
             if ref.key != "satellite" and self.outline not in wanted:
                 wanted.append(self.outline)  # above the image, below everything else
-            layer = self._layer(ref)
-            if layer is not None:
-                wanted.append(layer)
+            wanted.extend(self._layers(ref))
         if self.outline not in wanted:
             wanted.append(self.outline)
         if tuple(wanted) != tuple(self.map.layers):
