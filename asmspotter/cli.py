@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "analyse",
     "run",
     "report",
+    "app",
 )
 
 DESCRIPTION = """\
@@ -43,6 +44,7 @@ The chain, one command per stage:
   asmspotter analyse REGION          areas, expansion factors and overlay statistics
   asmspotter run [REGION]            all of the above (default: the offline demo, la-pampa)
   asmspotter report REGION           the region's briefing: offline HTML (--pdf, --lang es)
+  asmspotter app                     the interactive map of every region (Voila, local)
 
 The detector's model:
   asmspotter train                   rebuild the shipped weights from the shared chips
