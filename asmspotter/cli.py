@@ -4,19 +4,35 @@ Each sub-command lives in ``asmspotter/commands/<name>.py`` and defines
 ``add_parser(subparsers)`` and ``run(args) -> int``. Command modules keep heavy
 imports (torch, geopandas, ...) inside ``run`` so that ``--help`` stays fast.
 User mistakes and data problems (:class:`~asmspotter.errors.AsmSpotterError`)
-are printed on one line with exit status 2, never as a traceback.
+and writes the file system refuses are printed on one line with exit status 2, never as a
+traceback. Ctrl-C exits with 130 and SIGTERM with 143, each after one line, once every
+temporary file is removed. Warnings meant for the user
+(:class:`~asmspotter.errors.AsmSpotterWarning`) are printed on one line; other libraries'
+warnings and log noise (urllib3 retries, GDAL errors that become exceptions) only with
+``--verbose``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from asmspotter import __version__
-from asmspotter.errors import AsmSpotterError
+from asmspotter.errors import AsmSpotterError, AsmSpotterWarning, Terminated
+
+#: Libraries whose log lines only repeat what an error message says (shown with -v).
+QUIET_LOGGERS: tuple[str, ...] = ("urllib3", "rasterio", "pyogrio", "fiona", "botocore")
+#: Exit statuses after Ctrl-C and SIGTERM (128 + the signal's number).
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 #: Sub-command modules, in the order of the data flow.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -88,24 +104,80 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    with _sigterm_interrupts(), _one_line_warnings(args.verbose), _quiet_libraries(args.verbose):
+        try:
+            return int(args.func(args) or 0)
+        except AsmSpotterError as exc:
+            if args.verbose:
+                raise
+            print(f"asmspotter: error: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            # the file system refused (an output path under a file, no permission, disk
+            # full): the user's to fix, so one line naming the path, not a traceback
+            if args.verbose:
+                raise
+            where = f": {exc.filename}" if exc.filename else ""
+            print(f"asmspotter: error: {exc.strerror or exc}{where}", file=sys.stderr)
+            return 2
+        except Terminated:
+            print("asmspotter: terminated", file=sys.stderr)
+            return EXIT_TERMINATED
+        except KeyboardInterrupt:
+            print("asmspotter: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` (a KeyboardInterrupt) while the command runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the clean-up finish
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
     try:
-        return int(args.func(args) or 0)
-    except AsmSpotterError as exc:
-        if args.verbose:
-            raise
-        print(f"asmspotter: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        # the file system refused (an output path under a file, no permission, disk full):
-        # the user's to fix, so one line naming the path, not a traceback
-        if args.verbose:
-            raise
-        where = f": {exc.filename}" if exc.filename else ""
-        print(f"asmspotter: error: {exc.strerror or exc}{where}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("asmspotter: interrupted", file=sys.stderr)
-        return 130
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _one_line_warnings(verbose: bool) -> Iterator[None]:
+    """Print user warnings as ``asmspotter: warning: ...``; log the other libraries' warnings."""
+    log = logging.getLogger("asmspotter.cli")
+
+    def show(message: Any, category: Any, filename: str, lineno: int, *rest: Any) -> None:
+        if issubclass(category, AsmSpotterWarning):
+            print(f"asmspotter: warning: {message}", file=sys.stderr)
+        else:
+            log.info("%s: %s (%s:%s)", category.__name__, message, filename, lineno)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", AsmSpotterWarning)
+        warnings.showwarning = show  # type: ignore[assignment]
+        yield
+
+
+@contextlib.contextmanager
+def _quiet_libraries(verbose: bool) -> Iterator[None]:
+    """Silence the log lines of :data:`QUIET_LOGGERS` below CRITICAL unless verbose."""
+    if verbose:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 if __name__ == "__main__":  # pragma: no cover

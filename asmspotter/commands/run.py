@@ -48,6 +48,7 @@ def add_parser(subparsers: Any) -> None:
     )
     _args.add_period(p)
     p.add_argument("--refresh", action="store_true", help="rebuild cached composites")
+    _args.add_online(p)
     _args.add_model(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument(
@@ -75,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         reporter=_Printer(),
         arguments={k: v for k, v in vars(args).items() if k != "func"},
+        online=args.online,
     )
     for warning in result.analysis.warnings:
         print(f"asmspotter: warning: {warning}")
