@@ -26,6 +26,7 @@ import logging
 import os
 import platform
 import re
+import secrets
 import shutil
 import sys
 import tempfile
@@ -228,9 +229,7 @@ def publish_folder(
             )
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(
-            tempfile.mkdtemp(prefix=temp_prefix(final.name, "publish"), dir=final.parent)
-        )
+        staging = _new_folder(final.parent, temp_prefix(final.name, "publish"))
     except OSError as exc:
         raise output_error(exc, final) from None
     try:
@@ -248,6 +247,17 @@ def publish_folder(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _new_folder(parent: Path, prefix: str) -> Path:
+    """Create a new folder with a unique name (permissions as the umask says, unlike mkdtemp)."""
+    while True:
+        path = parent / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
 
 
 def _swap_in(staging: Path, final: Path) -> None:

@@ -293,7 +293,7 @@ def check_same_settings(region: str, records: Sequence[DetectionRecord]) -> None
             groups, key=lambda g: (len(groups[g]), max(order[r.period] for r in groups[g]))
         )
     ref = dict(zip(names, reference, strict=True))
-    values = "; ".join(
+    values = ", ".join(
         f"{k} "
         + " vs ".join(
             f"{_shown(k, key[names.index(k)])} ({', '.join(r.period for r in members)})"
@@ -313,6 +313,6 @@ def check_same_settings(region: str, records: Sequence[DetectionRecord]) -> None
         ]
         command = redo(region, odd, flags)
     raise DataError(
-        f"the detections of {region} were made with different settings ({values}); "
-        f"analysing them together would mix them: redo them alike with `{command}`"
+        f"the detections of {region} were made with different settings: {values}; "
+        f"analysing them together would mix them, so redo them alike with `{command}`"
     )
