@@ -177,9 +177,9 @@ def test_two_runs_on_one_region_at_once_both_finish_complete(
         subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         for _ in range(3)
     ]
-    results = [(p.wait(120), p.stdout.read(), p.stderr.read()) for p in runs]  # type: ignore[union-attr]
-    for rc, out, err in results:
-        assert rc == 0, err
+    for run in runs:
+        _, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err
         assert "Traceback" not in err
     files = layout.analysis_files("twice")
     record = json.loads(files.json.read_text())
