@@ -25,6 +25,9 @@ from asmspotter.errors import DataError, FetchError
 from asmspotter.testing.stac_server import StacServer
 from asmspotter.testing.synthetic import SyntheticScenes
 
+#: The source checkout, for subprocesses to import this asmspotter.
+ROOT = str(Path(__file__).resolve().parents[1])
+
 pytestmark = pytest.mark.usefixtures("loopback_only")
 SCENE_SEED = 4
 
@@ -86,7 +89,7 @@ def test_the_demo_says_why_it_goes_online(no_shared_data: Path, workdirs: dict[s
     """la-pampa's catalogue entry allows the fallback; the CLI says so, on one line each."""
     env = {
         **os.environ,
-        "PYTHONPATH": os.getcwd(),
+        "PYTHONPATH": ROOT,
         "ASMSPOTTER_HTTP_RETRIES": "2",
         "ASMSPOTTER_HTTP_BACKOFF": "0.01",
     }

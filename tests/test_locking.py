@@ -19,6 +19,9 @@ from asmspotter import layout
 from asmspotter.errors import RegionBusyError
 from asmspotter.locking import LockHolder, region_lock
 
+#: The source checkout, for subprocesses to import this asmspotter.
+ROOT = str(Path(__file__).resolve().parents[1])
+
 HOLD = """
 import sys, time
 from asmspotter.locking import region_lock
@@ -35,7 +38,7 @@ def holder(workdirs: dict[str, Path]) -> Iterator[subprocess.Popen[str]]:
         [sys.executable, "-c", HOLD, "busy", "30"],
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": os.getcwd()},
+        env={**os.environ, "PYTHONPATH": ROOT},
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
     yield proc
@@ -80,7 +83,7 @@ def test_the_cli_says_which_process_holds_the_region(
         [sys.executable, "-m", "asmspotter.cli", "analyse", "busy", "--catalogue", str(catalogue)],
         capture_output=True,
         text=True,
-        env={**os.environ, "ASMSPOTTER_LOCK_TIMEOUT": "0.5", "PYTHONPATH": os.getcwd()},
+        env={**os.environ, "ASMSPOTTER_LOCK_TIMEOUT": "0.5", "PYTHONPATH": ROOT},
         check=False,
     )
     assert proc.returncode == 2
@@ -155,7 +158,7 @@ def _grid_bbox() -> tuple[float, ...]:
 def test_two_runs_on_one_region_at_once_both_finish_complete(
     workdirs: dict[str, Path], tmp_path: Path
 ) -> None:
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env = {**os.environ, "PYTHONPATH": ROOT}
     subprocess.run([sys.executable, "-c", CONCURRENT], check=True, env=env)
     catalogue = tmp_path / "regions.yaml"
     catalogue.write_text(
