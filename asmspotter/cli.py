@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib
 import logging
+import os
+import re
 import signal
 import sys
 import threading
@@ -30,6 +33,9 @@ from asmspotter.errors import AsmSpotterError, AsmSpotterWarning, Terminated
 
 #: Libraries whose log lines only repeat what an error message says (shown with -v).
 QUIET_LOGGERS: tuple[str, ...] = ("urllib3", "rasterio", "pyogrio", "fiona", "botocore")
+#: Lines C libraries print straight to the standard error (libtiff's "_tiffWriteProc: No
+#: space left on device.", GDAL's "ERROR 1: ...") that only repeat an error the CLI reports.
+NATIVE_NOISE = re.compile(rb"^[\r\n]*(_?tiff\w*|TIFF\w*|ERROR \d+|Warning \d+): ")
 #: Exit statuses after Ctrl-C and SIGTERM (128 + the signal's number).
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
@@ -104,9 +110,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    with _sigterm_interrupts(), _one_line_warnings(args.verbose), _quiet_libraries(args.verbose):
+    with (
+        _sigterm_interrupts(),
+        _one_line_warnings(args.verbose),
+        _quiet_libraries(args.verbose),
+        _native_noise_filtered(args.verbose),
+    ):
         try:
-            return int(args.func(args) or 0)
+            return _run(args)
         except AsmSpotterError as exc:
             if args.verbose:
                 raise
@@ -126,6 +137,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("asmspotter: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the command; finalise what its errors hold before the CLI's quiet ends."""
+    try:
+        return int(args.func(args) or 0)
+    finally:
+        # an error's traceback keeps files open (a GDAL dataset that failed to write):
+        # closed here, their last complaints are silenced like the rest, not at exit
+        gc.collect()
 
 
 @contextlib.contextmanager
@@ -161,6 +182,56 @@ def _one_line_warnings(verbose: bool) -> Iterator[None]:
         warnings.simplefilter("always", AsmSpotterWarning)
         warnings.showwarning = show  # type: ignore[assignment]
         yield
+
+
+@contextlib.contextmanager
+def _native_noise_filtered(verbose: bool) -> Iterator[None]:
+    """Drop :data:`NATIVE_NOISE` lines from the process's standard error unless verbose.
+
+    C libraries write to file descriptor 2 directly, past Python's logging: it is pointed at
+    a pipe whose reader forwards every other byte (progress bars too) to the real stderr.
+    """
+    try:
+        is_fd2 = not verbose and sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        is_fd2 = False  # stderr captured or replaced (tests, notebooks): nothing to filter
+    if not is_fd2:
+        yield
+        return
+    sys.stderr.flush()
+    real = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    forwarder = threading.Thread(target=_forward, args=(read_end, real), daemon=True)
+    forwarder.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(real, 2)  # closes the pipe's last write end: the forwarder sees its end
+        forwarder.join(5)
+        os.close(real)
+
+
+def _forward(read_end: int, real: int) -> None:
+    """Copy the pipe to the real stderr line by line (at line ends and carriage returns)."""
+    pending = b""
+    while True:
+        chunk = os.read(read_end, 65536)
+        if not chunk:
+            break
+        pending += chunk
+        cut = max(pending.rfind(b"\n"), pending.rfind(b"\r"))
+        if cut < 0:
+            continue
+        done, pending = pending[: cut + 1], pending[cut + 1 :]
+        kept = [p for p in re.split(rb"(?<=[\r\n])", done) if p and not NATIVE_NOISE.match(p)]
+        if kept:
+            os.write(real, b"".join(kept))
+    if pending and not NATIVE_NOISE.match(pending):
+        os.write(real, pending)
+    os.close(read_end)
 
 
 @contextlib.contextmanager

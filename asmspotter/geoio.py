@@ -126,14 +126,31 @@ def write_refusal(exc: BaseException, path: str | os.PathLike[str]) -> OutputErr
     return None
 
 
+#: What GDAL, OGR and SQLite say when a write fails for want of room, and the errno meant.
+_WRITE_FAILURES: tuple[tuple[str, int], ...] = (
+    ("no space left", errno.ENOSPC),
+    ("disk is full", errno.ENOSPC),
+    ("free disk space", errno.ENOSPC),
+    ("file too large", errno.EFBIG),
+    ("read-only file system", errno.EROFS),
+    ("permission denied", errno.EACCES),
+)
+
+
 def output_error(exc: BaseException, path: Path) -> OutputError:
-    """Return a one-line :class:`OutputError` naming ``path`` for a failed write."""
+    """Return a one-line :class:`OutputError` naming ``path`` for a failed write.
+
+    The reason is the OS's (``No space left on device``), also when a library words it
+    its own way (SQLite's "database or disk is full"); else the library's first line.
+    """
     if isinstance(exc, OSError) and exc.errno is not None:
         reason = os.strerror(exc.errno)
     else:
-        reason = first_line(exc, 160)
-    if _disk_full(path) and "space" not in reason.lower():
-        reason = f"{os.strerror(errno.ENOSPC)} ({reason})"
+        text = " ".join(str(exc).split()).lower()
+        known = [code for phrase, code in _WRITE_FAILURES if phrase in text]
+        reason = os.strerror(known[0]) if known else first_line(exc, 160)
+    if _disk_full(path):  # whatever the library said (often an SQL statement)
+        reason = os.strerror(errno.ENOSPC)
     return OutputError(f"cannot write {path}: {reason}")
 
 
