@@ -255,6 +255,8 @@ def analysis_files(region: str, base: PathLike | None = None) -> AnalysisFiles:
 def reference_analysis_files(region: str, base: PathLike | None = None) -> AnalysisFiles:
     """Return the files of the analysis of a region's reference footprints (output folder)."""
     return AnalysisFiles(_root(base, paths.output_dir()) / region / REFERENCE_ANALYSIS_FOLDER)
+
+
 def region_folders(region: str) -> tuple[Path, Path]:
     """Return a region's folders below the cache and the output folder (they may be absent)."""
     return paths.cache_dir() / region, paths.output_dir() / region

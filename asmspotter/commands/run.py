@@ -83,16 +83,18 @@ def run(args: argparse.Namespace) -> int:
     print(format_summary(result.analysis))
     print(f"   written to {result.analysis_files.folder}/")
     if not args.no_report:
+        from asmspotter.locking import region_lock
         from asmspotter.report import write_report
 
         print("-- report: the briefing")
-        briefing = write_report(
-            region.id,
-            source="detector",
-            periods=args.period,
-            model=args.model,
-            catalogue=args.catalogue,
-        )
+        with region_lock(region.id):  # the analysis it reads stays as it is meanwhile
+            briefing = write_report(
+                region.id,
+                source="detector",
+                periods=args.period,
+                model=args.model,
+                catalogue=args.catalogue,
+            )
         print(f"   wrote {briefing.html}")
     return 0
 
