@@ -126,6 +126,7 @@ def run_region(
     catalogue: str | os.PathLike[str] | None = None,
     reporter: ChainReporter | None = None,
     arguments: Mapping[str, Any] | None = None,
+    online: bool = False,
 ) -> ChainResult:
     """Run the whole chain for a region: fetch, detect, analyse.
 
@@ -145,6 +146,10 @@ def run_region(
         reporter: hears of each result as it comes.
         arguments: what to record as the run's arguments in the analysis's provenance
             (default: this call's).
+        online: let a local region whose scenes are missing search its STAC API.
+
+    The region's lock (:func:`asmspotter.locking.region_lock`) is held throughout: a second
+    run of the same region waits, and the leftovers of killed runs are removed first.
 
     Returns:
         Every stage's result and where the analysis was written.
@@ -158,6 +163,7 @@ def run_region(
     from asmspotter.analyse import analyse_region, write_analysis
     from asmspotter.composite import fetch_composite
     from asmspotter.detect.inference import detect_region
+    from asmspotter.locking import region_lock
 
     region, chosen = resolve_region(region, periods, catalogue)
     tell = reporter or ChainReporter()
@@ -170,27 +176,30 @@ def run_region(
             "device": device,
         }
 
-    tell.stage("fetch")
-    bands = model_bands(model)
-    composites = []
-    for period in chosen:
-        comp = fetch_composite(region, period, refresh=refresh, progress=progress, bands=bands)
-        composites.append(comp)
-        tell.composite(period, comp)
+    with region_lock(region.id):
+        tell.stage("fetch")
+        bands = model_bands(model)
+        composites = []
+        for period in chosen:
+            comp = fetch_composite(
+                region, period, refresh=refresh, progress=progress, bands=bands, online=online
+            )
+            composites.append(comp)
+            tell.composite(period, comp)
 
-    tell.stage("detect")
-    detections = detect_region(region, chosen, model=model, device=device, progress=progress)
-    for period, det in zip(chosen, detections, strict=True):
-        tell.detection(period, det)
+        tell.stage("detect")
+        detections = detect_region(region, chosen, model=model, device=device, progress=progress)
+        for period, det in zip(chosen, detections, strict=True):
+            tell.detection(period, det)
 
-    tell.stage("analyse")
-    analysis = analyse_region(
-        region,
-        period_ids=[p.id for p in chosen] if periods else None,
-        reference=region.reference is not None,
-    )
-    files = layout.analysis_files(region.id)
-    written = write_analysis(analysis, files.folder, crs=region.crs, arguments=dict(arguments))
+        tell.stage("analyse")
+        analysis = analyse_region(
+            region,
+            period_ids=[p.id for p in chosen] if periods else None,
+            reference=region.reference is not None,
+        )
+        files = layout.analysis_files(region.id)
+        written = write_analysis(analysis, files.folder, crs=region.crs, arguments=dict(arguments))
     return ChainResult(
         region=region,
         periods=chosen,

@@ -55,6 +55,9 @@ CROSSVAL_FOLDER = "crossval"
 CROSSVAL_NAME = "crossval.json"
 #: Name of the folder of the analysis of the catalogue's reference footprints.
 REFERENCE_ANALYSIS_FOLDER = "analysis-reference"
+#: Name of a region's lock file, in its output folder (``reports/<region>/``): the process
+#: writing the region's outputs holds it (:mod:`asmspotter.locking`).
+LOCK_NAME = ".asmspotter.lock"
 #: The language whose report files carry no language suffix.
 DEFAULT_LANGUAGE = "en"
 
@@ -252,6 +255,16 @@ def analysis_files(region: str, base: PathLike | None = None) -> AnalysisFiles:
 def reference_analysis_files(region: str, base: PathLike | None = None) -> AnalysisFiles:
     """Return the files of the analysis of a region's reference footprints (output folder)."""
     return AnalysisFiles(_root(base, paths.output_dir()) / region / REFERENCE_ANALYSIS_FOLDER)
+
+
+def region_folders(region: str) -> tuple[Path, Path]:
+    """Return a region's folders below the cache and the output folder (they may be absent)."""
+    return paths.cache_dir() / region, paths.output_dir() / region
+
+
+def lock_file(region: str) -> Path:
+    """Return the lock file of a region's outputs (:data:`LOCK_NAME` in its output folder)."""
+    return paths.output_dir() / region / LOCK_NAME
 
 
 def report_files(

@@ -48,6 +48,7 @@ def add_parser(subparsers: Any) -> None:
     )
     _args.add_period(p)
     p.add_argument("--refresh", action="store_true", help="rebuild cached composites")
+    _args.add_online(p)
     _args.add_model(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument(
@@ -75,22 +76,25 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         reporter=_Printer(),
         arguments={k: v for k, v in vars(args).items() if k != "func"},
+        online=args.online,
     )
     for warning in result.analysis.warnings:
         print(f"asmspotter: warning: {warning}")
     print(format_summary(result.analysis))
     print(f"   written to {result.analysis_files.folder}/")
     if not args.no_report:
+        from asmspotter.locking import region_lock
         from asmspotter.report import write_report
 
         print("-- report: the briefing")
-        briefing = write_report(
-            region.id,
-            source="detector",
-            periods=args.period,
-            model=args.model,
-            catalogue=args.catalogue,
-        )
+        with region_lock(region.id):  # the analysis it reads stays as it is meanwhile
+            briefing = write_report(
+                region.id,
+                source="detector",
+                periods=args.period,
+                model=args.model,
+                catalogue=args.catalogue,
+            )
         print(f"   wrote {briefing.html}")
     return 0
 
