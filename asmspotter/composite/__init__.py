@@ -34,13 +34,15 @@ from asmspotter.composite.cache import (
     CHUNK_SIZE,
     LOW_CLEAR_FRACTION,
     CloudyCompositeWarning,
+    CompositePlan,
     CompositeResult,
     composite_complete,
     fetch_composite,
+    plan_composite,
 )
 from asmspotter.composite.masks import QA60_BITS, S2CLOUDLESS_BANDS, SCL_MASKED
 from asmspotter.composite.reading import CompositeInfo, inspect_composite, open_composite
-from asmspotter.composite.stac import RESOLUTION
+from asmspotter.composite.stac import RESOLUTION, region_geobox
 
 __all__ = [
     "CANONICAL_BANDS",
@@ -54,9 +56,12 @@ __all__ = [
     "TRUE_COLOUR",
     "CloudyCompositeWarning",
     "CompositeInfo",
+    "CompositePlan",
     "CompositeResult",
     "composite_complete",
     "fetch_composite",
     "inspect_composite",
     "open_composite",
+    "plan_composite",
+    "region_geobox",
 ]

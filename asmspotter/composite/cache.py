@@ -140,37 +140,30 @@ def fetch_composite(
     """
     reg = region if isinstance(region, Region) else get_region(region)
     per = period if isinstance(period, Period) else reg.period(period)
-    wanted = _check_bands(bands)
-    plan = plan_source(
-        reg, per, stac_url=stac_url, collection=collection, max_cloud=max_cloud, sign=sign
+    plan = plan_composite(
+        reg,
+        per,
+        stac_url=stac_url,
+        collection=collection,
+        max_cloud=max_cloud,
+        sign=sign,
+        bands=bands,
     )
-    out_bands = (
-        tuple(b for b in CANONICAL_BANDS if b in {*wanted, *TRUE_COLOUR})
-        if isinstance(plan, StacQuery)
-        else wanted
-    )
-    request = _request(plan, out_bands)
     files = composite_files(reg.id, per.id)
-    cached = None if refresh else _reusable(files, request)
+    cached = None if refresh else _reusable(files, plan.request)
     if cached is not None:
         return CompositeResult(reg.id, per.id, files.tif, cached, reused=True)
     # Invalidate first: from here until the JSON is written the entry counts as absent.
     files.provenance.unlink(missing_ok=True)
-    prov: dict[str, Any] = {
-        **geoio.provenance_base(),
-        "kind": "composite",
-        "region": reg.id,
-        "period": {"id": per.id, "start": per.start.isoformat(), "end": per.end.isoformat()},
-        "request": request,
-    }
-    if isinstance(plan, LocalScene):
-        prov.update(build_local(plan, wanted, files.tif))
+    prov = plan.provenance()
+    if isinstance(plan.source, LocalScene):
+        prov.update(build_local(plan.source, plan.wanted, files.tif))
     else:
         http = http or HttpSettings.from_env()
-        scenes = search_stac(plan, http)
+        scenes = search_stac(plan.source, http)
         prov.update(
             build_stac(
-                reg, scenes, out_bands, files.tif, http, chunk_size=chunk_size, progress=progress
+                reg, scenes, plan.bands, files.tif, http, chunk_size=chunk_size, progress=progress
             )
         )
     geoio.write_json(files.provenance, prov)
@@ -182,6 +175,70 @@ def fetch_composite(
             stacklevel=2,
         )
     return CompositeResult(reg.id, per.id, files.tif, prov, reused=False)
+
+
+@dataclass(frozen=True)
+class CompositePlan:
+    """Where a period's composite comes from, what it holds and what its cache depends on.
+
+    Attributes:
+        region: the region.
+        period: the period.
+        source: the local scene, or the STAC search to run.
+        bands: the composite's bands (STAC composites always add true colour).
+        wanted: the bands asked for.
+
+    """
+
+    region: Region
+    period: Period
+    source: LocalScene | StacQuery
+    bands: tuple[str, ...]
+    wanted: tuple[str, ...]
+
+    @property
+    def request(self) -> dict[str, Any]:
+        """What the composite depends on (a cache entry is reused only if equal)."""
+        return _request(self.source, self.bands)
+
+    def provenance(self) -> dict[str, Any]:
+        """Return the fields every ``composite.json`` of this plan starts with."""
+        per = self.period
+        return {
+            **geoio.provenance_base(),
+            "kind": "composite",
+            "region": self.region.id,
+            "period": {"id": per.id, "start": per.start.isoformat(), "end": per.end.isoformat()},
+            "request": self.request,
+        }
+
+
+def plan_composite(
+    region: Region,
+    period: Period,
+    *,
+    stac_url: str | None = None,
+    collection: str | None = None,
+    max_cloud: float | None = None,
+    sign: str | None = None,
+    bands: Sequence[str] | None = None,
+) -> CompositePlan:
+    """Decide a period's composite without building it (arguments as :func:`fetch_composite`).
+
+    Raises:
+        InputError: unknown band.
+
+    """
+    wanted = _check_bands(bands)
+    source = plan_source(
+        region, period, stac_url=stac_url, collection=collection, max_cloud=max_cloud, sign=sign
+    )
+    out_bands = (
+        tuple(b for b in CANONICAL_BANDS if b in {*wanted, *TRUE_COLOUR})
+        if isinstance(source, StacQuery)
+        else wanted
+    )
+    return CompositePlan(region, period, source, out_bands, wanted)
 
 
 def composite_complete(files: CompositeFiles) -> bool:
