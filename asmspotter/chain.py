@@ -163,7 +163,7 @@ def run_region(
             (default: this call's).
         cluster: run composites and detections tile by tile on this Dask cluster
             (:mod:`asmspotter.scale`); None runs them in this process.
-        tile_size: side of the tiles in px for a tiled run (default: about 2048, fitted to
+        tile_size: side of the tiles in px for a tiled run (default: about 4096, fitted to
             the detector's tiling); it sets each worker's memory.
 
     Returns:

@@ -92,7 +92,7 @@ def _add_dask(p: argparse.ArgumentParser) -> None:
         type=int,
         metavar="PX",
         help="side of the tiles in pixels, a multiple of the detector's stride (default: "
-        "about 2048); it sets each worker's memory",
+        "about 4096); it sets each worker's memory",
     )
 
 

@@ -13,6 +13,7 @@ folders (a shared file system) and the model card at the paths the client gives.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -115,6 +116,7 @@ def connect(spec: ClusterSpec) -> Iterator[Client]:
             host="127.0.0.1",
             dashboard_address="127.0.0.1:0",
             memory_limit=spec.memory_limit,
+            silence_logs=logging.ERROR,
         ) as cluster,
         Client(cluster) as client,
     ):

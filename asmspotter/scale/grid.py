@@ -25,7 +25,7 @@ from typing import Any
 from asmspotter.errors import InputError
 
 #: Aim of the default core size in pixels (rounded to the detector's stride).
-DEFAULT_TILE_PX = 2048
+DEFAULT_TILE_PX = 4096
 
 
 @dataclass(frozen=True)

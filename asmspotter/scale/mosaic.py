@@ -104,9 +104,9 @@ def _source(
         BlockXSize=str(block[1]),
         BlockYSize=str(block[0]),
     )
-    size = {"xSize": str(box.width), "ySize": str(box.height)}
-    ET.SubElement(src, "SrcRect", xOff="0", yOff="0", **size)
-    ET.SubElement(src, "DstRect", xOff=str(box.col0), yOff=str(box.row0), **size)
+    w, h = str(box.width), str(box.height)
+    ET.SubElement(src, "SrcRect", xOff="0", yOff="0", xSize=w, ySize=h)
+    ET.SubElement(src, "DstRect", xOff=str(box.col0), yOff=str(box.row0), xSize=w, ySize=h)
 
 
 def mosaic_cog(vrt: Path, cog: Path) -> Path:

@@ -126,7 +126,7 @@ def run_tiles(
         region: the region.
         periods: its periods to run.
         model: model name or card path (default: the shipped model).
-        tile_size: core side of the tiles in px (default: about 2048, a multiple of the
+        tile_size: core side of the tiles in px (default: about 4096, a multiple of the
             detector's stride); it sets each task's memory.
         device: torch device of the detection (default: each worker's GPU, else its CPU).
         threshold: pixel probability threshold (default: the card's).

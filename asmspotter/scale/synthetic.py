@@ -60,15 +60,16 @@ def bright_model_card(folder: str | Path, *, tile_size: int = 32, overlap: int =
     from asmspotter.detect.model import ModelConfig, build_model, save_weights
 
     net = build_model(ModelConfig(widths=(4, 4, 4, 4), version=3))
+    layers: Any = net  # its blocks, typed as plain modules
     with torch.no_grad():
         for prm in net.parameters():
             prm.zero_()
-        net.stem[0].weight[0, 0] = 1.0 / 9.0  # 3 x 3 mean of the red band
-        net.stem[1].weight[0] = 1.0
-        net.stem[1].bias[0] = -2.0  # (x - 0.06) / 0.04: sediment 4.5, forest -0.4
-        net.lat0.weight[0, 0] = 1.0
-        net.head.weight[0, 0] = 4.0
-        net.head.bias[0] = -5.0
+        layers.stem[0].weight[0, 0] = 1.0 / 9.0  # 3 x 3 mean of the red band
+        layers.stem[1].weight[0] = 1.0
+        layers.stem[1].bias[0] = -2.0  # (x - 0.06) / 0.04: sediment 4.5, forest -0.4
+        layers.lat0.weight[0, 0] = 1.0
+        layers.head.weight[0, 0] = 4.0
+        layers.head.bias[0] = -5.0
     out = Path(folder)
     weights = save_weights(net.eval(), out / "bright.pt")
     card = {
