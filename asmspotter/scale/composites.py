@@ -158,6 +158,7 @@ class CompositeMosaicJob:
         tile_files: each tile's composite, in the grid's order.
         vrt: the VRT to write over them.
         files: the period's composite (``composite.tif`` and ``composite.json``).
+        refresh: assemble it again even when it was assembled from the same tiles.
 
     """
 
@@ -166,6 +167,7 @@ class CompositeMosaicJob:
     tile_files: tuple[layout.CompositeFiles, ...]
     vrt: Path
     files: layout.CompositeFiles
+    refresh: bool = False
 
 
 def mosaic_composite(job: CompositeMosaicJob, *records: TileRecord) -> CompositeResult:
@@ -177,7 +179,7 @@ def mosaic_composite(job: CompositeMosaicJob, *records: TileRecord) -> Composite
     key = tile_key("composite", tiles=[r.key for r in records])
     files, raster = job.files, job.grid.raster
     region, period = job.plan.region.id, job.plan.period.id
-    old = _tiled_provenance(files)
+    old = None if job.refresh else _tiled_provenance(files)
     if old is not None and old["tiles"].get("key") == key:
         return CompositeResult(region, period, files.tif, old, reused=True)
     files.provenance.unlink(missing_ok=True)

@@ -231,23 +231,17 @@ def _write_rasters(
     job: DetectJob, prob: np.ndarray, mask: np.ndarray, model: str, thr: float
 ) -> None:
     """Write the core's probability and mask COGs, tagged as a single-process run's."""
-    transform = job.raster.box_transform(job.tile.core)
     tags = {"MODEL": model, "THRESHOLD": str(thr)}
-    geoio.write_cog(
-        job.files.probability,
-        prob,
-        crs=job.raster.crs,
-        transform=transform,
-        nodata=layout.PROBABILITY_NODATA,
-        band_names=["mining_probability"],
-        tags=tags,
-    )
-    geoio.write_cog(
-        job.files.mask,
-        mask,
-        crs=job.raster.crs,
-        transform=transform,
-        nodata=layout.MASK_NODATA,
-        band_names=["mining_mask"],
-        tags={**tags, "VALUES": "1 mining, 0 not"},
-    )
+    for path, data, nodata, name, more in (
+        (job.files.probability, prob, layout.PROBABILITY_NODATA, "mining_probability", {}),
+        (job.files.mask, mask, layout.MASK_NODATA, "mining_mask", {"VALUES": "1 mining, 0 not"}),
+    ):
+        geoio.write_cog(
+            path,
+            data,
+            crs=job.raster.crs,
+            transform=job.raster.box_transform(job.tile.core),
+            nodata=nodata,
+            band_names=[name],
+            tags={**tags, **more},
+        )

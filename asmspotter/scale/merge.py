@@ -35,6 +35,7 @@ class MergeJob:
         mosaic: the VRTs to write.
         files: the period's detection files.
         settings: the detection settings (for the minimum mapping unit and the record).
+        refresh: write it again even when it was written from the same tiles.
 
     """
 
@@ -46,6 +47,7 @@ class MergeJob:
     mosaic: layout.MosaicFiles
     files: layout.DetectionFiles
     settings: DetectSettings
+    refresh: bool = False
 
 
 def merge_detection(job: MergeJob, *records: TileRecord) -> Any:
@@ -62,7 +64,7 @@ def merge_detection(job: MergeJob, *records: TileRecord) -> Any:
     mmu = card.min_area_ha if job.settings.min_area_ha is None else job.settings.min_area_ha
     key = tile_key("detect", tiles=sorted(r.key for r in records), mmu=mmu, crs=job.region_crs)
     files = job.files
-    old = _tiled_record(files)
+    old = None if job.refresh else _tiled_record(files)
     if old is not None and old["tiles"].get("key") == key:
         return _result(job, old, time.perf_counter() - started)
     files.provenance.unlink(missing_ok=True)

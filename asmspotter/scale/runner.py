@@ -160,7 +160,8 @@ def run_tiles(
         plan = plan_composite(region, period, bands=card.bands)
         grid = TileGrid(_raster_grid(plan), size, card.tile_size, card.tile_overlap)
         submitted.append(_submit(client, plan, grid, settings, refresh, token))
-    records = _gather(client, [f for p in submitted for f in p.tiles], progress, reporter)
+    rest = [f for p in submitted for f in (p.composite, p.detection)]
+    records = _gather(client, [f for p in submitted for f in p.tiles], rest, progress, reporter)
     composites = tuple(p.composite.result() for p in submitted)
     detections = tuple(p.detection.result() for p in submitted)
     return TiledRun(
@@ -236,6 +237,7 @@ def _submit(
         tuple(cfiles[t.id] for t in grid),
         mosaic.composite,
         layout.composite_files(region, period),
+        refresh,
     )
     composite = client.submit(
         mosaic_composite, cjob, *comps.values(), key=key("mosaic", "composite")
@@ -249,6 +251,7 @@ def _submit(
         mosaic,
         layout.detection_files(region, period),
         settings,
+        refresh,
     )
     detection = client.submit(
         merge_detection, mjob, *dets.values(), *polys.values(), key=key("merge", "detection")
@@ -258,9 +261,13 @@ def _submit(
 
 
 def _gather(
-    client: Client, futures: list[Future], progress: bool, reporter: TileReporter | None
+    client: Client,
+    futures: list[Future],
+    rest: list[Future],
+    progress: bool,
+    reporter: TileReporter | None,
 ) -> list[TileRecord]:
-    """Wait for the tile tasks; tell the reporter of each; stop everything at the first error."""
+    """Wait for the tile tasks; tell the reporter of each; cancel everything at an error."""
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
     from tqdm import tqdm
@@ -277,12 +284,12 @@ def _gather(
                 if reporter is not None:
                     reporter.tile(record)
     except KilledWorker as exc:
-        client.cancel(futures)
+        client.cancel([*futures, *rest])
         raise DataError(
             f"Dask workers kept dying while running {exc.args[0] if exc.args else 'a tile'}; "
             "see the workers' logs (memory? try a smaller --tile-size)"
         ) from None
     except BaseException:
-        client.cancel(futures)
+        client.cancel([*futures, *rest])
         raise
     return records
