@@ -36,11 +36,13 @@ from asmspotter.composite.cache import (
     CHUNK_SIZE,
     LOW_CLEAR_FRACTION,
     CloudyCompositeWarning,
+    CompositePlan,
     CompositeResult,
     DamagedCacheWarning,
     composite_complete,
     composite_damage,
     fetch_composite,
+    plan_composite,
     verify_composite,
 )
 from asmspotter.composite.masks import QA60_BITS, S2CLOUDLESS_BANDS, SCL_MASKED
@@ -50,7 +52,7 @@ from asmspotter.composite.reading import (
     open_composite,
     refresh_hint,
 )
-from asmspotter.composite.stac import RESOLUTION
+from asmspotter.composite.stac import RESOLUTION, region_geobox
 
 __all__ = [
     "CANONICAL_BANDS",
@@ -64,6 +66,7 @@ __all__ = [
     "TRUE_COLOUR",
     "CloudyCompositeWarning",
     "CompositeInfo",
+    "CompositePlan",
     "CompositeResult",
     "DamagedCacheWarning",
     "composite_complete",
@@ -71,6 +74,8 @@ __all__ = [
     "fetch_composite",
     "inspect_composite",
     "open_composite",
+    "plan_composite",
     "refresh_hint",
+    "region_geobox",
     "verify_composite",
 ]

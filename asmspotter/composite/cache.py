@@ -154,8 +154,7 @@ def fetch_composite(
     """
     reg = region if isinstance(region, Region) else get_region(region)
     per = period if isinstance(period, Period) else reg.period(period)
-    wanted = _check_bands(bands)
-    plan = plan_source(
+    plan = plan_composite(
         reg,
         per,
         stac_url=stac_url,
@@ -163,26 +162,15 @@ def fetch_composite(
         max_cloud=max_cloud,
         sign=sign,
         online=online,
+        bands=bands,
     )
-    out_bands = (
-        tuple(b for b in CANONICAL_BANDS if b in {*wanted, *TRUE_COLOUR})
-        if isinstance(plan, StacQuery)
-        else wanted
-    )
-    request = _request(plan, out_bands)
     files = composite_files(reg.id, per.id)
     with region_lock(reg.id):
-        cached = None if refresh else _reusable(files, request)
+        cached = None if refresh else _reusable(files, plan.request)
         if cached is not None:
             return CompositeResult(reg.id, per.id, files.tif, cached, reused=True)
-        prov: dict[str, Any] = {
-            **geoio.provenance_base(),
-            "kind": "composite",
-            "region": reg.id,
-            "period": {"id": per.id, "start": per.start.isoformat(), "end": per.end.isoformat()},
-            "request": request,
-        }
-        build = _Build(reg, plan, wanted, out_bands, http, chunk_size, progress)
+        prov = plan.provenance()
+        build = _Build(reg, plan.source, plan.wanted, plan.bands, http, chunk_size, progress)
         with geoio.publish_folder(files.folder, (files.tif.name, files.provenance.name)) as new:
             staged = CompositeFiles(new)
             prov.update(build.run(staged.tif))
@@ -196,6 +184,77 @@ def fetch_composite(
             stacklevel=2,
         )
     return CompositeResult(reg.id, per.id, files.tif, prov, reused=False)
+
+
+@dataclass(frozen=True)
+class CompositePlan:
+    """Where a period's composite comes from, what it holds and what its cache depends on.
+
+    Attributes:
+        region: the region.
+        period: the period.
+        source: the local scene, or the STAC search to run.
+        bands: the composite's bands (STAC composites always add true colour).
+        wanted: the bands asked for.
+
+    """
+
+    region: Region
+    period: Period
+    source: LocalScene | StacQuery
+    bands: tuple[str, ...]
+    wanted: tuple[str, ...]
+
+    @property
+    def request(self) -> dict[str, Any]:
+        """What the composite depends on (a cache entry is reused only if equal)."""
+        return _request(self.source, self.bands)
+
+    def provenance(self) -> dict[str, Any]:
+        """Return the fields every ``composite.json`` of this plan starts with."""
+        per = self.period
+        return {
+            **geoio.provenance_base(),
+            "kind": "composite",
+            "region": self.region.id,
+            "period": {"id": per.id, "start": per.start.isoformat(), "end": per.end.isoformat()},
+            "request": self.request,
+        }
+
+
+def plan_composite(
+    region: Region,
+    period: Period,
+    *,
+    stac_url: str | None = None,
+    collection: str | None = None,
+    max_cloud: float | None = None,
+    sign: str | None = None,
+    online: bool = False,
+    bands: Sequence[str] | None = None,
+) -> CompositePlan:
+    """Decide a period's composite without building it (arguments as :func:`fetch_composite`).
+
+    Raises:
+        InputError: unknown band.
+
+    """
+    wanted = _check_bands(bands)
+    source = plan_source(
+        region,
+        period,
+        stac_url=stac_url,
+        collection=collection,
+        max_cloud=max_cloud,
+        sign=sign,
+        online=online,
+    )
+    out_bands = (
+        tuple(b for b in CANONICAL_BANDS if b in {*wanted, *TRUE_COLOUR})
+        if isinstance(source, StacQuery)
+        else wanted
+    )
+    return CompositePlan(region, period, source, out_bands, wanted)
 
 
 @dataclass(frozen=True)
