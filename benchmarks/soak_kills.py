@@ -11,7 +11,7 @@
 
 Prints the number of runs, kills, mismatches and leftovers; exits 1 on any mismatch.
 
-    .venv/bin/python benchmarks/soak_kills.py --kills 20 --seed 16
+    .venv/bin/python benchmarks/soak_kills.py --kills 20 --seed 16 [--no-report]
 """
 
 from __future__ import annotations
@@ -70,10 +70,14 @@ def leftovers(*folders: Path) -> list[str]:
     )
 
 
+#: Extra arguments of every run (``--no-report`` from the command line).
+EXTRA: list[str] = []
+
+
 def run(cache: Path, output: Path, kill_after: float | None = None, sig: int = 9) -> float:
     """Run the chain; kill it after ``kill_after`` seconds if given. Returns the seconds."""
     env = {**os.environ, "ASMSPOTTER_CACHE": str(cache), "ASMSPOTTER_OUTPUT": str(output)}
-    argv = [sys.executable, "-m", "asmspotter.cli", "run", REGION, "--no-progress"]
+    argv = [sys.executable, "-m", "asmspotter.cli", "run", REGION, "--no-progress", *EXTRA]
     started = time.monotonic()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -94,7 +98,10 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--term-every", type=int, default=4, help="SIGTERM every n-th kill")
     parser.add_argument("--workdir", type=Path, help="folder for the runs (default: temporary)")
+    parser.add_argument("--no-report", action="store_true", help="runs stop after the analysis")
     args = parser.parse_args()
+    if args.no_report:
+        EXTRA.append("--no-report")
     rng = random.Random(args.seed)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="asmspotter-soak-"))
     clean_cache, clean_out = work / "clean" / "cache", work / "clean" / "reports"
