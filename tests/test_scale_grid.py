@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asmspotter.detect.inference import blend_window, tile_starts
+from asmspotter.detect.tiling import blend_window, tile_starts
 from asmspotter.errors import InputError
 from asmspotter.scale.grid import RasterGrid, TileGrid, _spans, default_tile_size
 

@@ -197,7 +197,8 @@ def _probabilities(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Blended probabilities and valid pixels of the tile's core, from its window's values."""
     from asmspotter.detect.card import to_model_input
-    from asmspotter.detect.inference import _fill_invalid, blended_strips, default_batch_size
+    from asmspotter.detect.inference import _fill_invalid
+    from asmspotter.detect.tiling import blended_strips, default_batch_size
 
     card = det.card
     core = tile.core.within(tile.window)
