@@ -23,11 +23,14 @@ import pytest
 import shapely
 from PIL import Image
 from pyproj import Transformer
+from rasterio.features import rasterize
+from rasterio.transform import Affine
 
 from asmspotter import layout, paths
 from asmspotter.analyse import analyse_region
 from asmspotter.app import display, panel
 from asmspotter.app.raster import composite_image
+from asmspotter.app.source import detector_model
 from asmspotter.app.state import (
     DEFAULT_LAYERS,
     AppState,
@@ -44,6 +47,7 @@ from asmspotter.detect.synthetic import make_scene, write_composite
 from asmspotter.errors import InputError
 from asmspotter.palette import period_colours
 from asmspotter.report import key_findings
+from asmspotter.testing.detections import write_detection
 
 UTM = "EPSG:32719"
 X0, Y0 = 400_000.0, 8_600_000.0  # about -69.92, -12.67
@@ -90,10 +94,10 @@ def write_region(base: Path) -> Path:
           id_field: zid, name_field: label}}
 """
     )
+    grid = Affine(10.0, 0.0, X0 - 500, 0.0, -10.0, Y0 + 2500)  # the composite's grid
     for period, geoms in (("2019", [A]), ("2021", [A, C])):
-        files = layout.detection_files("test-region", period)
-        files.folder.mkdir(parents=True)
-        gpd.GeoDataFrame(geometry=geoms, crs=UTM).to_file(files.gpkg)
+        mask = rasterize(geoms, out_shape=(400, 400), transform=grid, dtype="uint8")
+        write_detection("test-region", period, mask, crs=UTM, transform=grid, polygons=geoms)
     scene = make_scene(400, 400, seed=3)
     scene[:, :, :40] = np.nan  # a strip without data: transparent on the map
     write_composite(
@@ -387,7 +391,9 @@ def test_same_numbers_as_the_analysis_command(region_app: App, workdirs: dict[st
         display.period_numbers(region_app.panel.analysis.result, "2021").cumulative_ha  # type: ignore[union-attr]
     )
     # the briefing's key findings, from the same library function
-    sentences = key_findings(result, "en", source="detector")
+    model = detector_model(region_app.catalogue["test-region"])  # the detections' model
+    assert model == "asm-rgb-v4"
+    sentences = key_findings(result, "en", source="detector", source_label=model)
     assert sentences and region_app.panel.analysis.findings == tuple(sentences)  # type: ignore[union-attr]
     assert "grew by a factor 1.50, from 100 ha in 2019 to 150 ha in 2021" in sentences[0]
     assert panel.esc(sentences[0]) in region_app.panel.findings.value  # type: ignore[union-attr]
