@@ -24,6 +24,8 @@ import pytest
 import requests
 import shapely
 from pyproj import Transformer
+from rasterio.features import rasterize
+from rasterio.transform import Affine
 
 from asmspotter import layout, paths
 from asmspotter.app.launch import (
@@ -39,6 +41,7 @@ from asmspotter.catalogue import load_catalogue
 from asmspotter.cli import main
 from asmspotter.detect.synthetic import make_scene, write_composite
 from asmspotter.palette import overlay_colour, period_colours
+from asmspotter.testing.detections import write_detection
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -52,10 +55,13 @@ def write_la_pampa(output_env: dict[str, str]) -> None:
     x0, y0 = Transformer.from_crs(4326, UTM, always_xy=True).transform(-69.915, -13.02)
     square = shapely.box(x0, y0, x0 + 1000, y0 + 1000)
     strip = shapely.box(x0 + 2000, y0, x0 + 3000, y0 + 500)
+    grid = Affine(10.0, 0.0, x0 - 1000, 0.0, -10.0, y0 + 5000)  # the composite's grid
     for period, geoms in (("2019", [square]), ("2021", [square, strip])):
-        files = layout.detection_files("la-pampa", period, base=output_env["output"])
-        files.folder.mkdir(parents=True)
-        gpd.GeoDataFrame(geometry=geoms, crs=UTM).to_file(files.gpkg)
+        mask = rasterize(geoms, out_shape=(600, 600), transform=grid, dtype="uint8")
+        write_detection(
+            "la-pampa", period, mask, crs=UTM, transform=grid, polygons=geoms,
+            base=output_env["output"],
+        )  # fmt: skip
     write_composite(
         layout.composite_files("la-pampa", "2021", base=output_env["cache"]).tif,
         make_scene(600, 600, seed=5),
