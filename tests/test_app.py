@@ -245,6 +245,8 @@ def test_region_map_switches_periods_layers_and_popups(region_app: App) -> None:
     assert "data-figure='cumulative'>150 ha" in numbers and "data-figure='new'>50.0 ha" in numbers
 
     region_app.choose_period("2019")
+    link = region_app.panel.link.value  # type: ignore[union-attr]
+    assert "href='?region=test-region&amp;source=detector&amp;period=2019'" in link
     layers = rmap.map.layers
     assert rmap.mining["2019"] in layers and rmap.mining["2021"] not in layers
     assert "asmspotter fetch test-region --period 2019" in region_app.panel.satellite_note.value  # type: ignore[union-attr]

@@ -197,6 +197,11 @@ def briefing_html(region: str, source: str) -> str:
     )
 
 
+def view_link(query: str) -> str:
+    """Return a link that reopens this view (the query holds only checked ids)."""
+    return f"<a class='asm-link' href='?{esc(query)}'>Link to this view</a>"
+
+
 #: MIME type of each analysis file offered for download, by suffix.
 _MIME = {".csv": "text/csv", ".gpkg": "application/geopackage+sqlite3"}
 

@@ -125,6 +125,7 @@ class RegionPanel:
             "asm-prepare",
         )
         self.downloads = _with_class(widgets.HTML(), "asm-download-links")
+        self.link = widgets.HTML()
         self.widget = self._layout()
         self.prepare.on_click(self._on_prepare)
 
@@ -190,6 +191,7 @@ class RegionPanel:
                 self.numbers,
                 self.findings,
                 self.briefing,
+                self.link,
                 widgets.HBox([self.prepare]),
                 self.downloads,
                 widgets.HTML(panel.notes_html(notes)),
@@ -216,6 +218,7 @@ class RegionPanel:
         sel = self.app.state.selection
         assert sel.period is not None
         self.map.show(sel)
+        self.link.value = panel.view_link(sel.query())
         numbers = display.period_numbers(self.analysis.result, sel.period)
         self.numbers.value = panel.numbers_html(numbers, self.analysis.label)
         show_note = "satellite" in sel.layers
