@@ -81,7 +81,8 @@ class Overlay:
         """Return the local file, raising :class:`DataError` if it is absent."""
         if self.path is None or not self.path.is_file():
             where = self.path if self.path is not None else self.url
-            raise DataError(f"overlay {self.id!r}: file not found: {where}")
+            hint = paths.shared_data_hint(self.path) if self.path is not None else ""
+            raise DataError(f"overlay {self.id!r}: file not found: {where}{hint}")
         return self.path
 
 

@@ -25,7 +25,7 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
-from asmspotter import layout
+from asmspotter import layout, paths
 from asmspotter.detect.polygons import mask_polygons
 from asmspotter.errors import DataError, InputError
 from asmspotter.layout import MASK_NODATA
@@ -245,7 +245,7 @@ def read_vector(path: str | os.PathLike[str], what: str) -> gpd.GeoDataFrame:
 
     p = Path(path)
     if not p.exists():
-        raise DataError(f"{what}: file not found: {p}")
+        raise DataError(f"{what}: file not found: {p}{paths.shared_data_hint(p)}")
     try:
         layers = pyogrio.list_layers(p)
         layer = str(layers[0][0]) if len(layers) else None
