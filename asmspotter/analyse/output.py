@@ -177,8 +177,31 @@ def _write_files(
     """Write the analysis's files into ``files.folder``, the JSON record last."""
     acc = result.accounting
     active = acc.kind == "active"
-    written: list[Path] = []
+    written = [
+        *_period_tables(result, files, active),
+        *_overlay_tables(result, files, active),
+        *_reference_table(result, files, active),
+    ]
+    written.append(write_geopackage(result, files.gpkg, crs=crs))
 
+    record = {
+        "provenance": {
+            **provenance_base(),
+            "stage": "analyse",
+            "arguments": arguments,
+            "outputs": [p.name for p in written] + [files.json.name],
+            "gpkg_crs": str(crs) if crs is not None else acc.crs.srs,
+        },
+        **result.to_dict(),
+    }
+    written.append(write_json(files.json, record))
+    return written
+
+
+def _period_tables(result: AnalysisResult, files: AnalysisFiles, active: bool) -> list[Path]:
+    """Write the per-period areas and the expansion between periods."""
+    acc = result.accounting
+    written: list[Path] = []
     header = ["period", "start", "end", "cumulative_ha", "new_ha"]
     if active:
         header += ["active_ha", "stopped_ha"]
@@ -220,7 +243,12 @@ def _write_files(
             row.append(_num(p.active_factor, 6))
         rows.append(row)
     written.append(_write_csv(files.expansion_csv, header, rows))
+    return written
 
+
+def _overlay_tables(result: AnalysisResult, files: AnalysisFiles, active: bool) -> list[Path]:
+    """Write the overlay statistics per layer and per feature."""
+    written: list[Path] = []
     header = [
         "layer",
         "kind",
@@ -266,7 +294,12 @@ def _write_files(
                     row.append(_num(z.active_inside_ha))
                 rows.append(row)
     written.append(_write_csv(files.overlay_features_csv, header, rows))
+    return written
 
+
+def _reference_table(result: AnalysisResult, files: AnalysisFiles, _active: bool) -> list[Path]:
+    """Write the agreement with the reference, when compared."""
+    written: list[Path] = []
     ref_csv = files.reference_csv
     if result.reference is not None:
         header = [
@@ -298,20 +331,6 @@ def _write_files(
             for a in items
         ]
         written.append(_write_csv(ref_csv, header, rows))
-
-    written.append(write_geopackage(result, files.gpkg, crs=crs))
-
-    record = {
-        "provenance": {
-            **provenance_base(),
-            "stage": "analyse",
-            "arguments": arguments,
-            "outputs": [p.name for p in written] + [files.json.name],
-            "gpkg_crs": str(crs) if crs is not None else acc.crs.srs,
-        },
-        **result.to_dict(),
-    }
-    written.append(write_json(files.json, record))
     return written
 
 
