@@ -10,7 +10,6 @@ single-process composite (so either path reuses the other's cache).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from asmspotter.acquire import HttpSettings, LocalScene, StacScenes
 from asmspotter.composite import CHUNK_SIZE, CompositePlan, CompositeResult
 from asmspotter.scale.grid import RasterGrid, Tile, TileGrid
 from asmspotter.scale.mosaic import mosaic_cog, write_vrt
-from asmspotter.scale.records import TileRecord, reuse, tile_key, write_record
+from asmspotter.scale.records import TileRecord, reuse, start_clock, tile_key, write_record
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ def composite_tile(job: CompositeJob) -> TileRecord:
     if done is not None:
         return done
     files.provenance.unlink(missing_ok=True)
-    started = time.perf_counter()
+    started = start_clock()
     source, core = job.plan.source, job.tile.core
     if isinstance(source, LocalScene):
         prov = build_local(source, job.plan.wanted, files.tif, window=core.window())

@@ -11,7 +11,6 @@ when it has one.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +19,7 @@ import numpy as np
 
 from asmspotter import geoio, layout
 from asmspotter.scale.grid import RasterGrid, Tile
-from asmspotter.scale.records import TileRecord, reuse, tile_key, write_record
+from asmspotter.scale.records import TileRecord, reuse, start_clock, tile_key, write_record
 
 if TYPE_CHECKING:
     from asmspotter.composite import CompositeInfo
@@ -137,7 +136,7 @@ def detect_tile(job: DetectJob, *composites: TileRecord) -> TileRecord:
     if done is not None:
         return done
     files.provenance.unlink(missing_ok=True)
-    started = time.perf_counter()
+    started = start_clock()
     card, s = det.card, job.settings
     thr = card.pixel_threshold if s.threshold is None else float(s.threshold)
     views = card.tta if s.views is None else s.views

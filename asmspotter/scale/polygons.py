@@ -9,7 +9,6 @@ applies the minimum mapping unit, as the single-process vectorising does.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +17,7 @@ import numpy as np
 
 from asmspotter import layout
 from asmspotter.scale.grid import RasterGrid, Tile
-from asmspotter.scale.records import TileRecord, reuse, tile_key, write_record
+from asmspotter.scale.records import TileRecord, reuse, start_clock, tile_key, write_record
 
 #: Distance (map units) within which a polygon's bound lies on a tile side.
 _ON_SIDE = 1e-6
@@ -63,7 +62,7 @@ def vectorise_tile(job: PolygonsJob, detection: TileRecord) -> TileRecord:
     if done is not None:
         return done
     record.unlink(missing_ok=True)
-    started = time.perf_counter()
+    started = start_clock()
     polys = list(mask_polygons(files.mask, min_area_ha=0.0).geometry)
     edge = on_inner_side(polys, job.raster, tile)
     frame = gpd.GeoDataFrame({"edge": edge}, geometry=polys, crs=job.raster.crs)

@@ -43,8 +43,9 @@ class TileRecord:
         record: the record's JSON file.
         stats: the task's figures (pixels, areas, counts; by stage).
         reused: True when the output was already there and nothing was computed.
-        seconds: how long the task computed (0 when reused).
+        seconds: how long the task computed (wall time; 0 when reused).
         worker: ``host:pid`` of the process that ran the task.
+        cpu_seconds: the CPU time its process spent meanwhile (all its threads).
 
     """
 
@@ -57,6 +58,20 @@ class TileRecord:
     reused: bool = False
     seconds: float = 0.0
     worker: str = ""
+    cpu_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Clock:
+    """When a task began computing: wall (``perf_counter``) and process CPU time."""
+
+    wall: float
+    cpu: float
+
+
+def start_clock() -> Clock:
+    """Return the clock a task's record measures its time from."""
+    return Clock(time.perf_counter(), time.process_time())
 
 
 def tile_key(stage: TileStage, **parts: Any) -> str:
@@ -105,7 +120,7 @@ def write_record(
     record: Path,
     key: str,
     stats: Mapping[str, Any],
-    started: float,
+    started: Clock,
     extra: Mapping[str, Any] | None = None,
 ) -> TileRecord:
     """Write a task's record (after its files) and return it.
@@ -117,11 +132,12 @@ def write_record(
         record: where the JSON goes.
         key: the output's key.
         stats: the task's figures.
-        started: ``time.perf_counter()`` when the task began computing.
+        started: when the task began computing (:func:`start_clock`).
         extra: more provenance (the settings, the inputs).
 
     """
-    seconds = time.perf_counter() - started
+    seconds = time.perf_counter() - started.wall
+    cpu = time.process_time() - started.cpu
     worker = worker_name()
     geoio.write_json(
         record,
@@ -133,8 +149,9 @@ def write_record(
             "key": key,
             "stats": dict(stats),
             "seconds": round(seconds, 3),
+            "cpu_seconds": round(cpu, 3),
             "worker": worker,
             **dict(extra or {}),
         },
     )
-    return TileRecord(stage, period, tile, key, record, dict(stats), False, seconds, worker)
+    return TileRecord(stage, period, tile, key, record, dict(stats), False, seconds, worker, cpu)
