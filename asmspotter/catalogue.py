@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from asmspotter import paths
+from asmspotter import catalogue_checks, paths
 from asmspotter.bands import RADIOMETRIES, Radiometry
 from asmspotter.errors import CatalogueError, DataError, InputError
-from asmspotter.periods import Period, parse_date
+from asmspotter.periods import Period, parse_date, plain
 
 OverlayKind = Literal["protected_area", "indigenous_territory", "mining_zone", "other"]
 OVERLAY_KINDS: tuple[str, ...] = ("protected_area", "indigenous_territory", "mining_zone", "other")
@@ -81,7 +81,8 @@ class Overlay:
         """Return the local file, raising :class:`DataError` if it is absent."""
         if self.path is None or not self.path.is_file():
             where = self.path if self.path is not None else self.url
-            raise DataError(f"overlay {self.id!r}: file not found: {where}")
+            hint = paths.shared_data_hint(self.path) if self.path is not None else ""
+            raise DataError(f"overlay {self.id!r}: file not found: {where}{hint}")
         return self.path
 
 
@@ -318,20 +319,18 @@ def load_catalogue(path: str | Path | None = None, *, check_files: bool | None =
         check_files: check that overlay, outline and reference files exist. By default
             they are checked when the shared data folder is present.
 
+    Besides each entry's fields, the checks of :mod:`asmspotter.catalogue_checks` run: no
+    key given twice, outlines inside their CRS's area of use (not with longitude and
+    latitude swapped), outline filters that match a feature (when the files are checked),
+    periods that neither overlap nor predate Sentinel-2.
+
     Raises:
         CatalogueError: the file is unreadable or an entry is invalid; the message names
-            the region and the field.
+            the region and the field, on one line.
 
     """
-    import yaml
-
     cat_path = Path(path) if path is not None else default_catalogue_path()
-    try:
-        doc = yaml.safe_load(cat_path.read_text())
-    except FileNotFoundError:
-        raise CatalogueError(f"region catalogue not found: {cat_path}") from None
-    except yaml.YAMLError as exc:
-        raise CatalogueError(f"{cat_path}: not valid YAML: {exc}") from None
+    doc = catalogue_checks.read_yaml(cat_path)
     if not isinstance(doc, Mapping) or not isinstance(doc.get("regions"), Mapping):
         raise CatalogueError(f"{cat_path}: expected a mapping with a 'regions' section")
     if check_files is None:
@@ -376,16 +375,23 @@ def _parse_region(
         try:
             periods.append(Period.parse(spec))
         except ValueError as exc:
-            raise ValueError(f"period {spec!r}: {exc}") from None
+            text = str(exc)
+            message = text if text.startswith("period ") else f"period {plain(spec)}: {text}"
+            raise ValueError(message) from None
     crs = str(entry.get("crs") or _utm_crs_for(outline))
     _check_crs(crs)
+    if "bbox" in outline:
+        catalogue_checks.check_outline_bbox(outline["bbox"], crs)
+    elif check_files:
+        path = paths.shared_data_dir() / str(outline["file"])
+        catalogue_checks.check_outline_file(path, outline.get("where"), crs)
     overlays = tuple(_parse_overlay(o, check_files) for o in entry.get("overlays") or [])
     source = _parse_source({**(defaults.get("source") or {}), **(entry.get("source") or {})})
     for pid in source.local_files:
         if pid not in {p.id for p in periods}:
             raise ValueError(f"source: file for unknown period {pid!r}")
     reference = _parse_reference(entry.get("reference"), periods, check_files)
-    return Region(
+    region = Region(
         id=region_id,
         name=str(entry["name"]),
         country=str(entry["country"]),
@@ -397,6 +403,8 @@ def _parse_region(
         reference=reference,
         context=_parse_context(entry.get("context")),
     )
+    catalogue_checks.check_periods(region.periods, satellite=source.kind == "stac")
+    return region
 
 
 def _parse_context(spec: Any) -> RegionContext | None:
@@ -471,7 +479,7 @@ def _check_shared_file(what: str, rel: str) -> Path:
 
 def _parse_overlay(spec: Any, check_files: bool) -> Overlay:
     if not isinstance(spec, Mapping) or "id" not in spec:
-        raise ValueError(f"overlay {spec!r} must be a mapping with an 'id'")
+        raise ValueError(f"overlay {plain(spec)} must be a mapping with an 'id'")
     oid = str(spec["id"])
     for key in ("kind", "id_field", "name_field"):
         if key not in spec:
@@ -479,7 +487,9 @@ def _parse_overlay(spec: Any, check_files: bool) -> Overlay:
     file = spec.get("file")
     if file is not None and check_files:
         try:
-            _check_shared_file("overlay", str(file))
+            path = _check_shared_file("overlay", str(file))
+            if spec.get("where"):
+                catalogue_checks.filtered_bounds(path, spec["where"], "overlay")
         except ValueError as exc:
             raise ValueError(f"overlay {oid!r}: {exc}") from None
     try:

@@ -6,6 +6,10 @@ every stage's typed result and where the analysis was written. The CLI's ``run``
 briefing notebooks, the app and the batch runner all call it; a :class:`ChainReporter`
 hears of each result as it comes, for callers that show progress.
 
+Given a :class:`~asmspotter.scale.ClusterSpec`, the composites and detections are made tile
+by tile on a Dask cluster (:mod:`asmspotter.scale`) and merged into the same files; the
+analysis then runs as usual. Without one the chain runs in this process, stage after stage.
+
 Example:
     >>> from asmspotter.chain import run_region  # doctest: +SKIP
     >>> result = run_region("la-pampa", progress=False)  # doctest: +SKIP
@@ -32,9 +36,11 @@ if TYPE_CHECKING:
     from asmspotter.composite import CompositeResult
     from asmspotter.detect.inference import DetectionResult
     from asmspotter.periods import Period
+    from asmspotter.scale import ClusterSpec, TiledRun, TileRecord
 
-#: The chain's stages, in order.
-Stage = Literal["fetch", "detect", "analyse"]
+#: The chain's stages, in order; a tiled run makes composites and detections in one stage,
+#: ``tiles``, instead of ``fetch`` and ``detect``.
+Stage = Literal["fetch", "detect", "analyse", "tiles"]
 STAGES: tuple[Stage, ...] = ("fetch", "detect", "analyse")
 
 
@@ -50,6 +56,7 @@ class ChainResult:
         analysis: the analysis of the detections (areas, expansion, overlays, reference).
         analysis_files: where the analysis was written.
         written: the analysis files written, the JSON record last.
+        tiled: what the tiled run made, tile by tile (None for a single-process run).
 
     """
 
@@ -60,6 +67,7 @@ class ChainResult:
     analysis: AnalysisResult
     analysis_files: layout.AnalysisFiles
     written: tuple[Path, ...]
+    tiled: TiledRun | None = None
 
 
 class ChainReporter:
@@ -77,6 +85,12 @@ class ChainReporter:
 
     def detection(self, period: Period, result: DetectionResult) -> None:
         """Hear that one period's detection is written."""
+
+    def cluster(self, dashboard: str | None, workers: int) -> None:
+        """Hear which Dask cluster runs a tiled run (its dashboard link and its workers)."""
+
+    def tile(self, record: TileRecord) -> None:
+        """Hear that one tile task of a tiled run finished (computed, or found made)."""
 
 
 def model_bands(model: str | Path | None) -> tuple[str, ...] | None:
@@ -142,6 +156,9 @@ def run_region(
     catalogue: str | os.PathLike[str] | None = None,
     reporter: ChainReporter | None = None,
     arguments: Mapping[str, Any] | None = None,
+    online: bool = False,
+    cluster: ClusterSpec | None = None,
+    tile_size: int | None = None,
 ) -> ChainResult:
     """Run the whole chain for a region: fetch, detect, analyse.
 
@@ -162,6 +179,14 @@ def run_region(
         reporter: hears of each result as it comes.
         arguments: what to record as the run's arguments in the analysis's provenance
             (default: this call's).
+        online: let a local region whose scenes are missing search its STAC API.
+        cluster: run composites and detections tile by tile on this Dask cluster
+            (:mod:`asmspotter.scale`); None runs them in this process.
+        tile_size: side of the tiles in px for a tiled run (default: about 4096, fitted to
+            the detector's tiling); it sets each worker's memory.
+
+    The region's lock (:func:`asmspotter.locking.region_lock`) is held throughout: a second
+    run of the same region waits, and the leftovers of killed runs are removed first.
 
     Returns:
         Every stage's result and where the analysis was written.
@@ -169,12 +194,12 @@ def run_region(
     Raises:
         InputError: unknown region, period or band; no scene in a period.
         DataError: missing or unreadable data (the model card, a composite, footprints).
-        FetchError: the STAC API or the scene files failed.
+        FetchError: the STAC API or the scene files failed, or the cluster's scheduler
+            cannot be reached.
 
     """
     from asmspotter.analyse import analyse_region, write_analysis
-    from asmspotter.composite import fetch_composite
-    from asmspotter.detect.inference import detect_region
+    from asmspotter.locking import region_lock
 
     region, chosen = resolve_region(region, periods, catalogue)
     tell = reporter or ChainReporter()
@@ -187,29 +212,47 @@ def run_region(
             "device": device,
         }
 
-    tell.stage("fetch")
-    bands, level = model_bands(model), model_level(model)
-    composites = []
-    for period in chosen:
-        comp = fetch_composite(
-            region, period, refresh=refresh, progress=progress, bands=bands, level=level
+    with region_lock(region.id):
+        tiled = None
+        if cluster is not None:
+            from asmspotter.scale import run_tiled
+
+            tell.stage("tiles")
+            tiled = run_tiled(
+                region,
+                chosen,
+                cluster,
+                model=model,
+                tile_size=tile_size,
+                device=device,
+                refresh=refresh,
+                progress=progress,
+                reporter=tell,
+            )
+            composites, detections = list(tiled.composites), list(tiled.detections)
+            for period, comp, det in zip(chosen, composites, detections, strict=True):
+                tell.composite(period, comp)
+                tell.detection(period, det)
+        else:
+            composites, detections = _single_process(
+                region,
+                chosen,
+                model,
+                refresh=refresh,
+                device=device,
+                progress=progress,
+                online=online,
+                tell=tell,
+            )
+
+        tell.stage("analyse")
+        analysis = analyse_region(
+            region,
+            period_ids=[p.id for p in chosen] if periods else None,
+            reference=region.reference is not None,
         )
-        composites.append(comp)
-        tell.composite(period, comp)
-
-    tell.stage("detect")
-    detections = detect_region(region, chosen, model=model, device=device, progress=progress)
-    for period, det in zip(chosen, detections, strict=True):
-        tell.detection(period, det)
-
-    tell.stage("analyse")
-    analysis = analyse_region(
-        region,
-        period_ids=[p.id for p in chosen] if periods else None,
-        reference=region.reference is not None,
-    )
-    files = layout.analysis_files(region.id)
-    written = write_analysis(analysis, files.folder, crs=region.crs, arguments=dict(arguments))
+        files = layout.analysis_files(region.id)
+        written = write_analysis(analysis, files.folder, crs=region.crs, arguments=dict(arguments))
     return ChainResult(
         region=region,
         periods=chosen,
@@ -218,4 +261,43 @@ def run_region(
         analysis=analysis,
         analysis_files=files,
         written=tuple(written),
+        tiled=tiled,
     )
+
+
+def _single_process(
+    region: Region,
+    chosen: tuple[Period, ...],
+    model: str | Path | None,
+    *,
+    refresh: bool,
+    device: str | None,
+    progress: bool,
+    online: bool,
+    tell: ChainReporter,
+) -> tuple[list[CompositeResult], list[DetectionResult]]:
+    """Fetch every period's composite, then detect on each, in this process."""
+    from asmspotter.composite import fetch_composite
+    from asmspotter.detect.inference import detect_region
+
+    tell.stage("fetch")
+    bands, level = model_bands(model), model_level(model)
+    composites = []
+    for period in chosen:
+        comp = fetch_composite(
+            region,
+            period,
+            refresh=refresh,
+            progress=progress,
+            bands=bands,
+            level=level,
+            online=online,
+        )
+        composites.append(comp)
+        tell.composite(period, comp)
+
+    tell.stage("detect")
+    detections = detect_region(region, chosen, model=model, device=device, progress=progress)
+    for period, det in zip(chosen, detections, strict=True):
+        tell.detection(period, det)
+    return composites, detections

@@ -24,12 +24,35 @@ class FetchError(AsmSpotterError):
     """A server failed, timed out, or returned something unusable."""
 
 
+class OutputError(AsmSpotterError):
+    """An output could not be written (disk full, no permission, read-only file system).
+
+    The message names the path; nothing half written is left behind.
+    """
+
+
+class RegionBusyError(AsmSpotterError):
+    """Another process is writing the same region's outputs (it holds the region's lock)."""
+
+
 class CatalogueError(InputError):
     """The region catalogue is invalid; the message names the offending entry."""
 
 
 class NoScenesError(InputError):
     """A STAC search found no scene for the place, dates and cloud limit asked for."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The process was asked to stop (SIGTERM, as schedulers and ``docker stop`` send).
+
+    A :class:`KeyboardInterrupt`, so that everything that cleans up after Ctrl-C (temporary
+    files and folders, thread pools) does so after SIGTERM too.
+    """
+
+
+class AsmSpotterWarning(UserWarning):
+    """Base class of warnings meant for the user: the CLI prints them on one line."""
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:

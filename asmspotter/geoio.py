@@ -1,27 +1,67 @@
-"""Safe writing of rasters, JSON and other outputs.
+"""Safe writing of rasters, JSON and other outputs, file by file or folder by folder.
 
 Every writer goes through :func:`atomic_output`: the file is written under a
 temporary name in the destination folder and renamed into place only when it is
-complete, so an error or an interrupt never leaves a half-written file behind.
+complete, so an error or an interrupt never leaves a half-written file behind. Sets of
+files that belong together (a composite and its provenance, a detection, an analysis) are
+written complete into a temporary folder beside their folder and swapped in as a unit
+(:func:`publish_folder`), so readers never see files of two runs side by side.
+
+Temporary names carry the writer's process id (``.<name>.partial-<pid>-...``,
+``.<name>.publish-<pid>-...``): :func:`remove_leftovers` removes those of processes that
+died (kill -9, power cut) and never those of a process still writing. Writes the file
+system refuses (disk full, no permission, read-only) become one-line
+:class:`~asmspotter.errors.OutputError` s that name the destination.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime as _dt
+import errno
+import hashlib
 import json
+import logging
 import os
 import platform
+import re
+import secrets
+import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from asmspotter import __version__
-from asmspotter.errors import DataError
+from asmspotter.errors import AsmSpotterError, DataError, OutputError, first_line
+
+log = logging.getLogger(__name__)
+
+#: Kinds of temporary names: files being written, folders being published, a folder
+#: replaced by a publication (removed once the new one is in place), work files.
+TEMP_KINDS: tuple[str, ...] = ("partial", "publish", "old", "work")
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|publish|old|work)-(?P<rest>.+)$")
+_PID = re.compile(r"^(?P<pid>\d+)-")
+#: Temporary names without a process id (written by older versions) are removed when they
+#: have not changed for this long.
+LEGACY_LEFTOVER_AGE_S = 3600.0
+#: Libraries whose exceptions, raised while writing, mean that the file system refused.
+_WRITER_MODULES = ("rasterio", "pyogrio", "fiona", "osgeo", "shapefile")
+
+
+def temp_prefix(name: str, kind: str) -> str:
+    """Return the prefix of a temporary name for ``name`` of one of :data:`TEMP_KINDS`.
+
+    The prefix holds this process's id, so that :func:`remove_leftovers` can tell the
+    leftovers of dead processes from the files of a live one.
+    """
+    assert kind in TEMP_KINDS, kind
+    return f".{name}.{kind}-{os.getpid()}-"
 
 
 @contextlib.contextmanager
@@ -36,14 +76,21 @@ def atomic_output(path: str | os.PathLike[str], suffix: str | None = None) -> It
     Yields:
         A path in the same folder as ``path`` to write to.
 
+    Raises:
+        OutputError: the file system refused the write (disk full, permission, read-only);
+            the message names ``path``.
+
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{final.stem}.partial-",
-        suffix=suffix if suffix is not None else final.suffix,
-        dir=final.parent,
-    )
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=temp_prefix(final.stem, "partial"),
+            suffix=suffix if suffix is not None else final.suffix,
+            dir=final.parent,
+        )
+    except OSError as exc:
+        raise output_error(exc, final) from None
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()  # writers (GDAL, OGR) prefer to create the file themselves
@@ -52,15 +99,332 @@ def atomic_output(path: str | os.PathLike[str], suffix: str | None = None) -> It
         if not tmp.exists():
             raise DataError(f"nothing was written for {final}")
         os.replace(tmp, final)
+    except Exception as exc:
+        _remove(tmp)
+        refused = write_refusal(exc, final)
+        if refused is None:
+            raise
+        raise refused from exc
     except BaseException:
         _remove(tmp)
         raise
+
+
+def write_refusal(exc: BaseException, path: str | os.PathLike[str]) -> OutputError | None:
+    """Return the :class:`OutputError` for a write the file system refused, else None.
+
+    OS errors, and the errors of GDAL/OGR writers (rasterio, pyogrio), count as refusals;
+    user-facing errors and programming errors do not.
+    """
+    if isinstance(exc, AsmSpotterError):
+        return None
+    if isinstance(exc, OSError):
+        return output_error(exc, Path(path))
+    module = type(exc).__module__ or ""
+    if module.split(".")[0] in _WRITER_MODULES:
+        return output_error(exc, Path(path))
+    return None
+
+
+#: What GDAL, OGR and SQLite say when a write fails for want of room, and the errno meant.
+_WRITE_FAILURES: tuple[tuple[str, int], ...] = (
+    ("no space left", errno.ENOSPC),
+    ("disk is full", errno.ENOSPC),
+    ("free disk space", errno.ENOSPC),
+    ("file too large", errno.EFBIG),
+    ("read-only file system", errno.EROFS),
+    ("permission denied", errno.EACCES),
+)
+
+
+def output_error(exc: BaseException, path: Path) -> OutputError:
+    """Return a one-line :class:`OutputError` naming ``path`` for a failed write.
+
+    The reason is the OS's (``No space left on device``), also when a library words it
+    its own way (SQLite's "database or disk is full"); else the library's first line.
+    """
+    if isinstance(exc, OSError) and exc.errno is not None:
+        reason = os.strerror(exc.errno)
+    else:
+        text = " ".join(str(exc).split()).lower()
+        known = [code for phrase, code in _WRITE_FAILURES if phrase in text]
+        reason = os.strerror(known[0]) if known else first_line(exc, 160)
+    if _disk_full(path):  # whatever the library said (often an SQL statement)
+        reason = os.strerror(errno.ENOSPC)
+    return OutputError(f"cannot write {path}: {reason}")
+
+
+def _disk_full(path: Path) -> bool:
+    """Return True when the file system that would hold ``path`` has (almost) no room."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        usage = shutil.disk_usage(folder)
+    except OSError:
+        return False
+    return usage.free < max(1 << 20, usage.total // 1000)
 
 
 def _remove(path: Path) -> None:
     for p in (path, path.with_name(path.name + ".aux.xml")):
         with contextlib.suppress(FileNotFoundError, IsADirectoryError):
             p.unlink()
+
+
+# --------------------------------------------------------------------------------------
+# folders published as a unit
+# --------------------------------------------------------------------------------------
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2``); False where that is unavailable."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _foreign_entries(folder: Path, allowed: set[str]) -> list[str]:
+    """Names in ``folder`` that are neither allowed outputs nor temporary files."""
+    if not folder.is_dir():
+        return []
+    out = []
+    for entry in folder.iterdir():
+        name = entry.name
+        base = name[: -len(".aux.xml")] if name.endswith(".aux.xml") else name
+        if base in allowed or _TEMP_NAME.match(name):
+            continue
+        out.append(name)
+    return sorted(out)
+
+
+@contextlib.contextmanager
+def publish_folder(
+    path: str | os.PathLike[str], allowed: Iterable[str] | None = None
+) -> Iterator[Path]:
+    """Yield an empty folder beside ``path`` that replaces ``path`` as a unit on success.
+
+    Write every file of the set into the yielded folder (with the writers of this module);
+    when the block succeeds, the folder is swapped in for ``path`` atomically (Linux
+    ``renameat2``; elsewhere the old folder is moved aside first, and
+    :func:`remove_leftovers` puts it back if the process dies in between), and the old
+    folder is removed. On any error or interrupt the old folder stays as it was and the
+    new one is removed, so readers see either the old set or the new set, never a mix.
+
+    Args:
+        path: the published folder (created with its parents if absent).
+        allowed: the names an existing folder at ``path`` may hold (with their
+            ``.aux.xml`` side-cars and temporary files); when it holds anything else it is
+            not replaced. None allows anything.
+
+    Raises:
+        OutputError: ``path`` holds other files, or the file system refused a write
+            (the message names the file as it would be published).
+
+    """
+    final = Path(path)
+    if allowed is not None:
+        foreign = _foreign_entries(final, set(allowed))
+        if foreign:
+            raise OutputError(
+                f"not replacing {final}: it holds files that are not this output's "
+                f"({', '.join(foreign[:5])}); move them elsewhere or choose another folder"
+            )
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = _new_folder(final.parent, temp_prefix(final.name, "publish"))
+    except OSError as exc:
+        raise output_error(exc, final) from None
+    try:
+        yield staging
+        _swap_in(staging, final)
+    except OutputError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OutputError(str(exc).replace(str(staging), str(final))) from exc.__cause__
+    except Exception as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        refused = write_refusal(exc, final)
+        if refused is None:
+            raise
+        raise refused from exc
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _new_folder(parent: Path, prefix: str) -> Path:
+    """Create a new folder with a unique name (permissions as the umask says, unlike mkdtemp)."""
+    while True:
+        path = parent / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+
+
+def _swap_in(staging: Path, final: Path) -> None:
+    """Put the complete ``staging`` folder in place of ``final``; remove the old one."""
+    if not final.exists():
+        os.rename(staging, final)
+        return
+    if _exchange(staging, final):
+        shutil.rmtree(staging, ignore_errors=True)  # now the old folder
+        return
+    aside = Path(tempfile.mkdtemp(prefix=temp_prefix(final.name, "old"), dir=final.parent))
+    os.rename(final, aside / final.name)
+    os.rename(staging, final)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------
+# leftovers of killed runs
+# --------------------------------------------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
+
+def _abandoned(path: Path, rest: str, now: float) -> bool:
+    m = _PID.match(rest)
+    if m is not None:
+        return not _pid_alive(int(m.group("pid")))
+    try:
+        return now - path.lstat().st_mtime > LEGACY_LEFTOVER_AGE_S
+    except FileNotFoundError:
+        return False
+
+
+def remove_leftovers(folder: str | os.PathLike[str], depth: int = 2) -> list[Path]:
+    """Remove the temporary files and folders that dead processes left below ``folder``.
+
+    A temporary name (see :func:`temp_prefix`) whose process is no longer running is a
+    leftover: a file half written, a folder half published. A folder that was moved aside
+    by a publication that died before the new folder was in place is put back instead (it
+    is the last complete version). Temporary names of live processes are never touched,
+    so this is safe while another process writes.
+
+    Args:
+        folder: where to look (absent: nothing to do).
+        depth: how many folder levels below ``folder`` to look into.
+
+    Returns:
+        The leftovers removed (or put back).
+
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    removed: list[Path] = []
+    now = time.time()
+    level = [root]
+    for _ in range(depth + 1):
+        below: list[Path] = []
+        for parent in level:
+            try:
+                entries = list(parent.iterdir())
+            except OSError:
+                continue
+            for entry in entries:
+                m = _TEMP_NAME.match(entry.name)
+                if m is None:
+                    if entry.is_dir() and not entry.is_symlink():
+                        below.append(entry)
+                    continue
+                if not _abandoned(entry, m.group("rest"), now):
+                    continue
+                if m.group("kind") == "old" and _restore_aside(entry, parent / m.group("name")):
+                    removed.append(entry)
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        entry.unlink()
+                removed.append(entry)
+        level = below
+    if removed:
+        log.info("removed %d leftover(s) of killed runs below %s", len(removed), root)
+    return removed
+
+
+def _restore_aside(aside: Path, final: Path) -> bool:
+    """Put back a folder a dead publication moved aside, when nothing replaced it."""
+    inner = aside / final.name
+    if final.exists() or not inner.is_dir():
+        return False
+    os.rename(inner, final)
+    shutil.rmtree(aside, ignore_errors=True)
+    return True
+
+
+def file_digest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Return a file's size and SHA-256, as provenance records them.
+
+    Returns:
+        ``{"bytes": size, "sha256": hex digest}``.
+
+    Raises:
+        DataError: the file cannot be read.
+
+    """
+    h = hashlib.sha256()
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        size = p.stat().st_size
+    except OSError as exc:
+        raise DataError(f"cannot read {p}: {exc.strerror or exc}") from None
+    return {"bytes": size, "sha256": h.hexdigest()}
+
+
+def digest_differs(path: str | os.PathLike[str], recorded: Mapping[str, Any]) -> str | None:
+    """Compare a file with the size and SHA-256 a record holds.
+
+    Returns:
+        None when the file matches, else what differs (for messages).
+
+    """
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except OSError:
+        return "it is missing"
+    if "bytes" in recorded and size != int(recorded["bytes"]):
+        return f"it holds {size} bytes, its record says {recorded['bytes']}"
+    if "sha256" in recorded:
+        try:
+            actual = file_digest(p)["sha256"]
+        except DataError as exc:
+            return str(exc)
+        if actual != recorded["sha256"]:
+            return "its checksum differs from its record"
+    return None
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:

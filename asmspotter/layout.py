@@ -20,6 +20,11 @@ report        ``reports/<region>/report.html`` (``report.<lang>.html`` for other
               ``report.pdf`` (``report.<lang>.pdf``), ``report.ipynb`` (the executed notebook)
 training      ``reports/models-smoke/`` (``train --smoke``), ``reports/crossval/crossval.json``
               (``train --cv``)
+tiles         tiled (Dask) runs, per tile of a grid: ``cache/<region>/<period>/tiles/<grid>/
+              <tile>/composite.tif`` + ``composite.json``; ``reports/<region>/<period>/tiles/
+              <grid>/<tile>/mining_probability.tif``, ``mining_mask.tif``, ``detection.json``,
+              ``mining.gpkg``, ``polygons.json``; the mosaics ``composite.vrt`` and
+              ``mining_probability.vrt``, ``mining_mask.vrt`` in the ``<grid>`` folders
 ============  ==========================================================================
 
 Files written to folders the user names: a model (:class:`ModelFiles`: ``<name>.pt``,
@@ -45,6 +50,9 @@ MASK_NODATA = 255
 #: No-data value of the detector's float32 probability rasters.
 PROBABILITY_NODATA = float("nan")
 
+#: Name of the folder of a tiled run's tiles below a period's composite and detection folders.
+TILES_FOLDER = "tiles"
+
 #: Name of the analysis folder below ``reports/<region>/``.
 ANALYSIS_FOLDER = "analysis"
 #: Default folders of ``asmspotter train``'s outputs below the output folder: the smoke
@@ -58,6 +66,9 @@ CROSSVAL_NAME = "crossval.json"
 CHIP_PLACES_NAME = "chips.csv"
 #: Name of the folder of the analysis of the catalogue's reference footprints.
 REFERENCE_ANALYSIS_FOLDER = "analysis-reference"
+#: Name of a region's lock file, in its output folder (``reports/<region>/``): the process
+#: writing the region's outputs holds it (:mod:`asmspotter.locking`).
+LOCK_NAME = ".asmspotter.lock"
 #: The language whose report files carry no language suffix.
 DEFAULT_LANGUAGE = "en"
 
@@ -120,6 +131,70 @@ class DetectionFiles:
     def files(self) -> tuple[Path, ...]:
         """Every file of the set, the provenance last."""
         return (self.probability, self.mask, self.gpkg, self.geojson, self.provenance)
+
+
+@dataclass(frozen=True)
+class TileDetectionFiles:
+    """One tile's detection in a tiled run: ``reports/<region>/<period>/tiles/<grid>/<tile>/``.
+
+    The probability, mask and polygons cover the tile's core and are named as a period's
+    (:class:`DetectionFiles`); ``detection.json`` and ``polygons.json`` are the records of
+    the tile's detection and vectorising, each written after its files.
+    """
+
+    folder: Path
+
+    @property
+    def probability(self) -> Path:
+        """Mining probability COG of the tile's core."""
+        return DetectionFiles(self.folder).probability
+
+    @property
+    def mask(self) -> Path:
+        """Mining mask COG of the tile's core."""
+        return DetectionFiles(self.folder).mask
+
+    @property
+    def provenance(self) -> Path:
+        """The record of the tile's detection (written last)."""
+        return DetectionFiles(self.folder).provenance
+
+    @property
+    def gpkg(self) -> Path:
+        """The polygons of the tile's core (before merging and the minimum mapping unit)."""
+        return DetectionFiles(self.folder).gpkg
+
+    @property
+    def polygons_record(self) -> Path:
+        """The record of the tile's vectorising (written after ``mining.gpkg``)."""
+        return self.folder / "polygons.json"
+
+
+@dataclass(frozen=True)
+class MosaicFiles:
+    """A tiled run's whole-region virtual mosaics of one period and grid (GDAL VRTs).
+
+    The mosaic COGs at :func:`composite_files` and :func:`detection_files` are translated
+    from them.
+    """
+
+    composite_folder: Path
+    detection_folder: Path
+
+    @property
+    def composite(self) -> Path:
+        """The composite tiles as one raster."""
+        return self.composite_folder / "composite.vrt"
+
+    @property
+    def probability(self) -> Path:
+        """The probability tiles as one raster."""
+        return self.detection_folder / "mining_probability.vrt"
+
+    @property
+    def mask(self) -> Path:
+        """The mask tiles as one raster."""
+        return self.detection_folder / "mining_mask.vrt"
 
 
 @dataclass(frozen=True)
@@ -247,6 +322,39 @@ def detection_files(region: str, period: str, base: PathLike | None = None) -> D
     return DetectionFiles(_root(base, paths.output_dir()) / region / period)
 
 
+def composite_tile_files(
+    region: str, period: str, grid: str, tile: str, base: PathLike | None = None
+) -> CompositeFiles:
+    """Return the files of one tile's composite in a tiled run (below the cache folder)."""
+    return CompositeFiles(_tiles_dir(composite_files(region, period, base).folder, grid) / tile)
+
+
+def detection_tile_files(
+    region: str, period: str, grid: str, tile: str, base: PathLike | None = None
+) -> TileDetectionFiles:
+    """Return the files of one tile's detection in a tiled run (below the output folder)."""
+    folder = _tiles_dir(detection_files(region, period, base).folder, grid) / tile
+    return TileDetectionFiles(folder)
+
+
+def mosaic_files(
+    region: str,
+    period: str,
+    grid: str,
+    cache: PathLike | None = None,
+    output: PathLike | None = None,
+) -> MosaicFiles:
+    """Return the virtual mosaics of a tiled run's period (composite in the cache folder)."""
+    return MosaicFiles(
+        _tiles_dir(composite_files(region, period, cache).folder, grid),
+        _tiles_dir(detection_files(region, period, output).folder, grid),
+    )
+
+
+def _tiles_dir(period_folder: Path, grid: str) -> Path:
+    return period_folder / TILES_FOLDER / grid
+
+
 def analysis_files(region: str, base: PathLike | None = None) -> AnalysisFiles:
     """Return the files of a region's analysis (below the output folder)."""
     return AnalysisFiles(_root(base, paths.output_dir()) / region / ANALYSIS_FOLDER)
@@ -255,6 +363,16 @@ def analysis_files(region: str, base: PathLike | None = None) -> AnalysisFiles:
 def reference_analysis_files(region: str, base: PathLike | None = None) -> AnalysisFiles:
     """Return the files of the analysis of a region's reference footprints (output folder)."""
     return AnalysisFiles(_root(base, paths.output_dir()) / region / REFERENCE_ANALYSIS_FOLDER)
+
+
+def region_folders(region: str) -> tuple[Path, Path]:
+    """Return a region's folders below the cache and the output folder (they may be absent)."""
+    return paths.cache_dir() / region, paths.output_dir() / region
+
+
+def lock_file(region: str) -> Path:
+    """Return the lock file of a region's outputs (:data:`LOCK_NAME` in its output folder)."""
+    return paths.output_dir() / region / LOCK_NAME
 
 
 def report_files(
@@ -288,6 +406,9 @@ class Templates:
     analysis: AnalysisFiles
     reference_analysis: AnalysisFiles
     report: ReportFiles
+    composite_tile: CompositeFiles
+    detection_tile: TileDetectionFiles
+    mosaic: MosaicFiles
 
 
 #: The layout with placeholders, for help texts and documents.
@@ -297,4 +418,13 @@ TEMPLATES = Templates(
     analysis=analysis_files("<region>", base=paths.OUTPUT_FOLDER),
     reference_analysis=reference_analysis_files("<region>", base=paths.OUTPUT_FOLDER),
     report=report_files("<region>", base=paths.OUTPUT_FOLDER),
+    composite_tile=composite_tile_files(
+        "<region>", "<period>", "<grid>", "<tile>", base=paths.CACHE_FOLDER
+    ),
+    detection_tile=detection_tile_files(
+        "<region>", "<period>", "<grid>", "<tile>", base=paths.OUTPUT_FOLDER
+    ),
+    mosaic=mosaic_files(
+        "<region>", "<period>", "<grid>", cache=paths.CACHE_FOLDER, output=paths.OUTPUT_FOLDER
+    ),
 )

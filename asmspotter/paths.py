@@ -77,6 +77,18 @@ def shared_data_available() -> bool:
     return (shared_data_dir() / "README.md").is_file()
 
 
+def shared_data_hint(path: str | os.PathLike[str]) -> str:
+    """Return the hint for a missing file below an absent shared data folder, else ``""``.
+
+    The hint, for error messages: `` (shared data not found at ...; set
+    ASMSPOTTER_SHARED_DATA to the shared data folder)``.
+    """
+    folder = shared_data_dir()
+    if folder.is_dir() or folder not in Path(path).resolve().parents:
+        return ""
+    return f" (shared data not found at {folder}; set {SHARED_DATA_ENV} to the shared data folder)"
+
+
 def require_shared_data(*parts: str) -> Path:
     """Return a path inside the shared data folder, raising if it does not exist.
 

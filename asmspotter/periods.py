@@ -65,7 +65,7 @@ class Period:
         if isinstance(spec, Mapping):
             missing = {"start", "end"} - set(spec)
             if missing:
-                raise ValueError(f"period {dict(spec)} lacks {', '.join(sorted(missing))}")
+                raise ValueError(f"period {plain(spec)} lacks {', '.join(sorted(missing))}")
             start, end = parse_date(spec["start"]), parse_date(spec["end"])
             pid = str(spec.get("id") or f"{start.isoformat()}_{end.isoformat()}")
             return cls(pid, start, end)
@@ -113,4 +113,21 @@ def parse_date(value: Any) -> dt.date:
     try:
         return dt.date.fromisoformat(str(value).strip())
     except ValueError as exc:
-        raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)") from exc
+        raise ValueError(f"{plain(value)!r} is not a date (YYYY-MM-DD)") from exc
+
+
+def plain(value: Any) -> str:
+    """Write a catalogue value as the catalogue would, for messages.
+
+    Dates are ISO dates and mappings ``{key: value, ...}``, never Python's ``repr``
+    (``datetime.date(2020, 7, 1)``).
+    """
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{plain(k)}: {plain(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(plain(v) for v in value) + "]"
+    return str(value)

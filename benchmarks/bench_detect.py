@@ -204,9 +204,7 @@ def main() -> int:
         action="store_true",
         help="also time the tiled, blended inference alone (input held in memory)",
     )
-    ap.add_argument(
-        "--record", action="store_true", help="write the figures into the model's card"
-    )
+    ap.add_argument("--record", action="store_true", help="write the figures into the model's card")
     ap.add_argument(
         "--tta",
         choices=tuple(VIEW_SETS),

@@ -482,30 +482,23 @@ def _region(overlays: tuple[Overlay, ...] = ()) -> Region:
 
 
 def _write_detector_outputs(out: Path) -> None:
-    """2019 and 2020 as mining.gpkg polygons, 2021 only as a 10 m mining_mask.tif."""
+    """Complete detections: 2019 polygons A, 2020 A and B, 2021 a 10 m mask mapping C."""
     from affine import Affine
+    from rasterio.features import rasterize
 
-    from asmspotter.geoio import write_cog
+    from asmspotter.testing.detections import write_detection
 
-    d19, d20, d21 = (
-        layout.detection_files("test-region", p, base=out) for p in ("2019", "2020", "2021")
-    )
-    d19.folder.mkdir(parents=True)
-    frame(A).to_file(d19.gpkg, layer="mining")
-    d20.folder.mkdir()
-    frame(A, B).dissolve().to_file(d20.gpkg, layer="mining")
-    d21.folder.mkdir()
-    mask = np.zeros((200, 400), dtype=np.uint8)  # 4 km x 2 km grid from (X0, Y0 + 1000)
+    grid = Affine(10, 0, X0, 0, -10, Y0 + 1000)  # 4 km x 2 km grid from (X0, Y0 + 1000)
+    for pid, polygons in (("2019", [A]), ("2020", [shapely.union(A, B)])):
+        mask = rasterize(polygons, out_shape=(200, 400), transform=grid, dtype="uint8")
+        write_detection(
+            "test-region", pid, mask, crs=UTM, transform=grid, polygons=polygons, base=out
+        )
+    mask = np.zeros((200, 400), dtype=np.uint8)
     mask[50:100, 200:300] = 1  # rows from the top: y 500..0 m, x 2000..3000 m = C
     # no data over x 0..500 m, y 0..1000 m: half of A unobserved
     mask[0:100, 0:50] = layout.MASK_NODATA
-    write_cog(
-        d21.mask,
-        mask,
-        crs=UTM,
-        transform=Affine(10, 0, X0, 0, -10, Y0 + 1000),
-        nodata=None,
-    )
+    write_detection("test-region", "2021", mask, crs=UTM, transform=grid, base=out)
 
 
 def test_detector_outputs_contract(tmp_path: Path) -> None:
@@ -513,7 +506,7 @@ def test_detector_outputs_contract(tmp_path: Path) -> None:
     got = detector_layers("test-region", (P19, P20, P21), tmp_path)
     assert [la.period.id for la in got.layers] == ["2019", "2020", "2021"]
     assert got.layers[2].sources[0] == str(
-        layout.detection_files("test-region", "2021", tmp_path).mask
+        layout.detection_files("test-region", "2021", tmp_path).gpkg  # the mask's, vectorised
     )
     acc = account(got.layers, kind="active", crs=UTM)
     assert [f.cumulative_ha for f in acc.figures] == pytest.approx([100, 150, 200])

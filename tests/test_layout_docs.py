@@ -56,6 +56,7 @@ def test_locations_table_matches_layout() -> None:
         "reference analysis",
         "report",
         "training",
+        "tiles",
     }
     other_language = layout.ReportFiles(t.report.folder, "<lang>")
     for what, (folder, names) in {
@@ -77,6 +78,23 @@ def test_locations_table_matches_layout() -> None:
         f"{layout.smoke_models_dir(base)}/",
         str(layout.crossval_dir(base) / layout.CROSSVAL_NAME),
     ]
+
+
+def test_tiles_row_matches_layout() -> None:
+    t = layout.TEMPLATES
+    tiles = _table()["tiles"]
+    expected = [
+        str(t.composite_tile.tif),
+        t.composite_tile.provenance.name,
+        str(t.detection_tile.probability),
+        *(p.name for p in _files(t.detection_tile) if p != t.detection_tile.probability),
+        str(t.mosaic.composite),
+        str(t.mosaic.probability),
+        t.mosaic.mask.name,
+    ]
+    assert sorted(tiles) == sorted(expected)
+    # the mask VRT lies beside the probability VRT
+    assert t.mosaic.mask.parent == t.mosaic.probability.parent
 
 
 def test_table_parser_sees_every_row() -> None:

@@ -58,3 +58,21 @@ def test_installed_package_defaults_to_the_working_folder(
     assert paths.cache_dir() == work / "cache"
     assert paths.output_dir() == work / "reports"
     assert paths.shared_data_dir() == (tmp_path / "shared" / "data").resolve()
+
+
+def test_missing_shared_data_is_named_with_its_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asmspotter.analyse import read_vector
+
+    monkeypatch.setenv(paths.SHARED_DATA_ENV, str(tmp_path / "absent"))
+    wanted = tmp_path / "absent" / "amw" / "footprints.geojson"
+    with pytest.raises(DataError) as err:
+        read_vector(wanted, "reference")
+    assert str(err.value) == (
+        f"reference: file not found: {wanted} (shared data not found at {tmp_path / 'absent'}; "
+        "set ASMSPOTTER_SHARED_DATA to the shared data folder)"
+    )
+    (tmp_path / "absent").mkdir()  # the folder is there, the file is not: no hint
+    assert paths.shared_data_hint(wanted) == ""
+    assert paths.shared_data_hint(tmp_path / "elsewhere.geojson") == ""

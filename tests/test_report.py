@@ -24,11 +24,14 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 import pytest
+import rasterio
+from rasterio.features import rasterize
 
 from asmspotter import layout, paths
 from asmspotter.catalogue import get_region
 from asmspotter.cli import main
 from asmspotter.report import find_browser
+from asmspotter.testing.detections import write_detection
 
 DATE = "2026-11-30"
 LATER = "2026-12-01"
@@ -83,9 +86,13 @@ def write_detections(output: Path) -> None:
     }
     for period, frame in active.items():
         clipped = gpd.clip(gpd.GeoDataFrame(frame, crs="EPSG:4326"), box).to_crs(region.crs)
-        files = layout.detection_files(region.id, period, output)
-        files.folder.mkdir(parents=True, exist_ok=True)
-        clipped[["geometry"]].to_file(files.gpkg, driver="GPKG")
+        polygons = list(clipped.geometry)
+        with rasterio.open(layout.composite_files(region.id, period).tif) as comp:
+            grid, shape, crs = comp.transform, comp.shape, comp.crs.to_string()
+        mask = rasterize(polygons, out_shape=shape, transform=grid, dtype="uint8")
+        write_detection(
+            region.id, period, mask, crs=crs, transform=grid, polygons=polygons, base=output
+        )
 
 
 @pytest.fixture(scope="module")

@@ -55,9 +55,11 @@ from asmspotter.acquire.signing import (
 )
 from asmspotter.acquire.sources import (
     LocalScene,
+    SourceFallbackWarning,
     StacQuery,
     StacScenes,
     local_scene,
+    missing_local_reason,
     plan_source,
     stac_query,
 )
@@ -76,12 +78,14 @@ __all__ = [
     "BandScaling",
     "HttpSettings",
     "LocalScene",
+    "SourceFallbackWarning",
     "StacQuery",
     "StacScenes",
     "asset_key",
     "band_scaling",
     "clear_token_cache",
     "local_scene",
+    "missing_local_reason",
     "plan_source",
     "require_assets",
     "resolve_signing",

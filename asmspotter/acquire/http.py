@@ -2,10 +2,15 @@
 
 Environment: ``ASMSPOTTER_HTTP_TIMEOUT`` (seconds, default 30), ``ASMSPOTTER_HTTP_RETRIES``
 (default 4), ``ASMSPOTTER_HTTP_BACKOFF`` (seconds, default 0.5).
+
+Server errors (5xx, 429) and refused or dropped connections are retried with backoff; a
+request that times out is not: a server that does not answer within the timeout is
+reported then, instead of after ``retries + 1`` timeouts.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -71,10 +76,8 @@ class HttpSettings:
         return f"{self.retries + 1} tries"
 
     def retry(self) -> Any:
-        """Return the urllib3 ``Retry`` policy for requests sessions."""
-        from urllib3.util.retry import Retry
-
-        return Retry(
+        """Return the urllib3 ``Retry`` policy for requests sessions (timeouts not retried)."""
+        return _retry_class()(
             total=self.retries,
             connect=self.retries,
             read=self.retries,
@@ -114,6 +117,33 @@ class HttpSettings:
     def timeout_message(self, what: str) -> str:
         """Return the error for a server (``what``) that did not answer in time."""
         return (
-            f"{what} did not answer within {self.timeout:g} s ({self.tries}); "
-            f"set {TIMEOUT_ENV} for a longer timeout"
+            f"{what} did not answer within {self.timeout:g} s; set {TIMEOUT_ENV} for a "
+            "longer timeout"
         )
+
+
+@functools.cache
+def _retry_class() -> Any:
+    """Return a urllib3 ``Retry`` that gives up at once when a request times out."""
+    from urllib3.exceptions import (
+        ConnectTimeoutError,
+        MaxRetryError,
+        NewConnectionError,
+        ReadTimeoutError,
+    )
+    from urllib3.util.retry import Retry
+
+    class TimeoutFinalRetry(Retry):
+        """Retries server errors and failed connections, never a request that timed out."""
+
+        def increment(self, method: Any = None, url: Any = None, *args: Any, **kw: Any) -> Any:
+            error = kw.get("error", args[1] if len(args) > 1 else None)
+            timed_out = isinstance(error, ReadTimeoutError) or (
+                isinstance(error, ConnectTimeoutError) and not isinstance(error, NewConnectionError)
+            )
+            if timed_out:
+                pool = kw.get("_pool", args[2] if len(args) > 2 else None)
+                raise MaxRetryError(pool, url, error) from error  # type: ignore[arg-type]
+            return super().increment(method, url, *args, **kw)
+
+    return TimeoutFinalRetry

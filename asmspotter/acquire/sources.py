@@ -15,7 +15,9 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,12 +26,16 @@ from asmspotter import paths
 from asmspotter.acquire.signing import SIGNING, resolve_signing
 from asmspotter.bands import RADIOMETRIES, Radiometry
 from asmspotter.catalogue import Period, Region
-from asmspotter.errors import DataError, InputError
+from asmspotter.errors import AsmSpotterWarning, DataError, InputError
 
 if TYPE_CHECKING:
     import pystac
 
 log = logging.getLogger(__name__)
+
+
+class SourceFallbackWarning(AsmSpotterWarning):
+    """A local region's scene is missing: its STAC API is searched instead (says why)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,8 @@ class StacQuery:
         sign: how the found items' asset hrefs are signed before reading (``none`` or
             ``planetary-computer``). Not part of :meth:`as_dict`: signing changes how
             the files are read, not their values.
+        fallback_reason: why a local region searches STAC (its scene is missing), for
+            messages; None for STAC regions. Not part of :meth:`as_dict`.
 
     """
 
@@ -62,6 +70,7 @@ class StacQuery:
     max_cloud: float
     level: str = "L2A"
     sign: str = "none"
+    fallback_reason: str | None = None
 
     def __post_init__(self) -> None:
         assert self.stac_url.startswith(("http://", "https://")), self.stac_url
@@ -189,33 +198,60 @@ def stac_query(
     )
 
 
-def local_scene(region: Region, period: Period) -> LocalScene | None:
+def local_scene(
+    region: Region, period: Period, *, online: bool = False, stac_url: str | None = None
+) -> LocalScene | None:
     """Return the region's local GeoTIFF for ``period``, or None to search STAC instead.
 
+    A STAC search stands in for a missing file only when ``online`` is True or the source's
+    ``fallback`` is ``stac``; a :class:`SourceFallbackWarning` then says why.
+
     Raises:
-        InputError: the source has no file for this period.
-        DataError: the file is absent and the source has no STAC fallback.
+        InputError: the source has no file for this period and may not search STAC.
+        DataError: the file (or the whole shared data folder) is absent and the source may
+            not search STAC; the message names the folder and ``ASMSPOTTER_SHARED_DATA``.
 
     """
     source = region.source
     if source.kind != "local":
         return None
-    name = source.local_files.get(period.id)
-    if name is None:
-        if source.fallback == "stac":
-            return None
-        raise InputError(f"region {region.id!r} has no local file for period {period.id!r}")
     assert source.local_dir is not None
-    path = source.local_dir / name
-    if path.is_file():
+    name = source.local_files.get(period.id)
+    path = source.local_dir / name if name is not None else None
+    if path is not None and path.is_file():
         return LocalScene(region.id, period.id, path, source.bands, source.radiometry)
-    if source.fallback == "stac":
-        log.info("%s not found; searching %s instead", path, source.stac_url)
+    missing = _missing(period, path)
+    if source.fallback == "stac" or online:
+        why = "asked with --online" if online else "the catalogue's fallback"
+        warnings.warn(
+            f"{region.id} {period.id}: {missing}; searching {stac_url or source.stac_url} "
+            f"instead ({why})",
+            SourceFallbackWarning,
+            stacklevel=3,
+        )
         return None
-    raise DataError(
-        f"region {region.id!r} period {period.id!r}: local scene not found: {path} "
-        f"(set {paths.SHARED_DATA_ENV} to the shared data folder)"
+    error = InputError if path is None else DataError
+    raise error(
+        f"region {region.id!r} period {period.id!r}: {missing}; or pass --online to search "
+        f"{source.stac_url} instead"
     )
+
+
+def _missing(period: Period, path: Path | None) -> str:
+    if path is None:
+        return f"the catalogue names no local file for period {period.id!r}"
+    return missing_local_reason(path)
+
+
+def missing_local_reason(path: Path) -> str:
+    """Say why a local scene is missing: the whole shared data folder, or the one file."""
+    shared = paths.shared_data_dir()
+    if not shared.is_dir():
+        return (
+            f"shared data not found at {shared} (set {paths.SHARED_DATA_ENV} to the shared "
+            "data folder)"
+        )
+    return f"local scene not found: {path} (set {paths.SHARED_DATA_ENV} to the shared data folder)"
 
 
 def plan_source(
@@ -227,18 +263,24 @@ def plan_source(
     max_cloud: float | None = None,
     sign: str | None = None,
     level: str | None = None,
+    online: bool = False,
 ) -> LocalScene | StacQuery:
     """Decide where a period's imagery comes from, without any network access.
 
-    Local sources use their file when present; otherwise (and for STAC sources) the
-    region's STAC API is searched, with ``stac_url``, ``collection``, ``max_cloud`` and
-    ``sign`` overriding the catalogue and ``level`` choosing the processing level
-    (:func:`stac_query`).
+    Local sources use their file when present; when it is absent they search the region's
+    STAC API only if ``online`` or their catalogue entry's ``fallback: stac`` allows it
+    (:func:`local_scene`). STAC sources always search it. ``stac_url``, ``collection``,
+    ``max_cloud`` and ``sign`` override the catalogue; ``level`` chooses the processing
+    level (:func:`stac_query`).
+
+    Raises:
+        DataError: a local source's file is missing and it may not go online.
+
     """
-    local = local_scene(region, period)
+    local = local_scene(region, period, online=online, stac_url=stac_url)
     if local is not None:
         return local
-    return stac_query(
+    query = stac_query(
         region,
         period,
         stac_url=stac_url,
@@ -247,3 +289,9 @@ def plan_source(
         sign=sign,
         level=level,
     )
+    if region.source.kind == "local":
+        assert region.source.local_dir is not None
+        name = region.source.local_files.get(period.id)
+        path = region.source.local_dir / name if name is not None else None
+        query = dataclasses.replace(query, fallback_reason=_missing(period, path))
+    return query

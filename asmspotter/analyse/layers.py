@@ -25,7 +25,7 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
-from asmspotter import layout
+from asmspotter import layout, paths
 from asmspotter.detect.polygons import mask_polygons
 from asmspotter.errors import DataError, InputError
 from asmspotter.layout import MASK_NODATA
@@ -92,12 +92,15 @@ class LayerAssignment:
         layers: one layer per period, in chronological order.
         notes: how the periods were determined (for the analysis record).
         warnings: things the user should know (reordering, years outside the catalogue).
+        records: for the detector's outputs, each layer's detection record
+            (:class:`asmspotter.analyse.detections.DetectionRecord`), in the same order.
 
     """
 
     layers: tuple[PeriodLayer, ...]
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    records: tuple[Any, ...] = ()
 
 
 # --------------------------------------------------------------------------------------
@@ -242,7 +245,7 @@ def read_vector(path: str | os.PathLike[str], what: str) -> gpd.GeoDataFrame:
 
     p = Path(path)
     if not p.exists():
-        raise DataError(f"{what}: file not found: {p}")
+        raise DataError(f"{what}: file not found: {p}{paths.shared_data_hint(p)}")
     try:
         layers = pyogrio.list_layers(p)
         layer = str(layers[0][0]) if len(layers) else None
@@ -377,7 +380,11 @@ def layers_from_files(
     """
     if not files:
         raise InputError("no footprint files given")
+    from asmspotter.analyse.footprints import check_footprint_frame
+
     frames = [(str(f), read_vector(f, f"footprints {f}")) for f in files]
+    for src, read in frames:
+        check_footprint_frame(read, src)
     notes: list[str] = []
     warnings: list[str] = []
     layers: list[PeriodLayer] = []
@@ -461,38 +468,46 @@ def detector_layers(
 ) -> LayerAssignment:
     """Find the detector's outputs for a region's periods.
 
-    Reads each period's polygons (:attr:`~asmspotter.layout.DetectionFiles.gpkg` below
-    ``out_dir``, default the output folder), or vectorises its mask
-    (:attr:`~asmspotter.layout.DetectionFiles.mask`) where the GeoPackage is absent. The
-    mask's no-data pixels (:data:`MASK_NODATA`) become the period's *unobserved* area.
-    Periods without either file are skipped with a warning.
+    Reads each period's complete detection (:mod:`asmspotter.analyse.detections`): its
+    polygons (:attr:`~asmspotter.layout.DetectionFiles.gpkg` below ``out_dir``, default the
+    output folder), after checking they and the mask belong to its provenance
+    (``detection.json``, written last). The mask's no-data pixels (:data:`MASK_NODATA`)
+    become the period's *unobserved* area. Periods without any file are skipped with a
+    warning; detections made with different settings are refused.
 
     Raises:
-        DataError: no period of the region has detector outputs.
+        DataError: no period of the region has detector outputs; a period's set is
+            incomplete (a mask alone, files without their provenance) or mixes files of
+            two runs; periods were detected with different settings or from another
+            composite than the one now cached.
 
     """
+    from asmspotter.analyse import detections
+
     layers: list[PeriodLayer] = []
+    records: list[Any] = []
     missing: list[str] = []
     for period in periods:
         files = layout.detection_files(region_id, period.id, base=out_dir)
-        gpkg, mask = files.gpkg, files.mask
-        unobserved = mask_polygons(mask, MASK_NODATA, **_MASK_POLYGONS) if mask.is_file() else None
-        if gpkg.is_file():
-            frame = read_vector(gpkg, "detector polygons")
-            layers.append(PeriodLayer(period, frame, (str(gpkg),), unobserved))
-        elif mask.is_file():
-            polygons = mask_polygons(mask, **_MASK_POLYGONS)
-            layers.append(PeriodLayer(period, polygons, (str(mask),), unobserved))
-        else:
+        record = detections.read_record(region_id, period.id, files)
+        if record is None:
             missing.append(period.id)
+            continue
+        frame = read_vector(files.gpkg, "detector polygons")
+        detections.check_belongs(record, frame)
+        detections.check_composite(record)
+        unobserved = mask_polygons(files.mask, MASK_NODATA, **_MASK_POLYGONS)
+        layers.append(PeriodLayer(period, frame, (str(files.gpkg),), unobserved))
+        records.append(record)
     names = layout.detection_files(region_id, "<period>", base=out_dir)
     if not layers:
         raise DataError(
             f"no detector outputs for region {region_id!r} under {names.folder.parent} (looked "
-            f"for <period>/{names.gpkg.name} or {names.mask.name} for periods "
-            f"{', '.join(p.id for p in periods)}); run `asmspotter detect {region_id}` first, "
-            "or pass --footprints FILE ..."
+            f"for <period>/{names.provenance.name} with {names.gpkg.name} and "
+            f"{names.mask.name} for periods {', '.join(p.id for p in periods)}); run "
+            f"`asmspotter detect {region_id}` first, or pass --footprints FILE ..."
         )
+    detections.check_same_settings(region_id, records)
     warnings = []
     if missing:
         warnings.append(
@@ -500,8 +515,14 @@ def detector_layers(
             "next period's new area includes anything that appeared in them"
         )
     ordered, more = order_periods(layers)
-    note = f"detector outputs ({names.gpkg.name} / {names.mask.name})"
-    return LayerAssignment(ordered, (note,), tuple(warnings + more))
+    by_period = {r.period: r for r in records}
+    note = f"detector outputs ({names.gpkg.name} and {names.mask.name} of {names.provenance.name})"
+    return LayerAssignment(
+        ordered,
+        (note,),
+        tuple(warnings + more),
+        tuple(by_period[la.period.id] for la in ordered),
+    )
 
 
 def file_fingerprint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""Writing an analysis: CSV tables, a GeoPackage and a JSON record, all atomically.
+"""Writing an analysis: CSV tables, a GeoPackage and a JSON record, published as a unit.
+
+The folder is written complete beside the previous analysis and swapped in for it
+(:func:`asmspotter.geoio.publish_folder`), so a kill or a full disk never leaves new
+tables beside an old ``analysis.json``.
 
 The files and their names are :class:`asmspotter.layout.AnalysisFiles`:
 
@@ -28,8 +32,19 @@ import shapely
 
 from asmspotter.analyse.accounting import M2_PER_HA
 from asmspotter.analyse.pipeline import AnalysisResult, rounded
-from asmspotter.geoio import atomic_output, provenance_base, write_json
+from asmspotter.geoio import atomic_output, provenance_base, publish_folder, write_json
 from asmspotter.layout import AnalysisFiles
+
+#: The files an analysis folder holds (``reference_csv`` only when compared).
+_OUTPUTS = (
+    "periods_csv",
+    "expansion_csv",
+    "overlay_layers_csv",
+    "overlay_features_csv",
+    "reference_csv",
+    "gpkg",
+    "json",
+)
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
@@ -128,24 +143,65 @@ def write_analysis(
     crs: Any | None = None,
     arguments: dict[str, Any] | None = None,
 ) -> list[Path]:
-    """Write every output of an analysis into ``out_dir`` (atomically, file by file).
+    """Write every output of an analysis into ``out_dir``, published as a unit.
+
+    The files are written into a new folder beside ``out_dir`` that replaces it only when
+    all of them are complete; until then (and after any error, kill or full disk) the
+    previous analysis stays as it was.
 
     Args:
         result: the analysis.
         out_dir: the folder (:func:`asmspotter.layout.analysis_files`, ``.folder``); created
-            if needed.
+            if needed. A folder holding other files than an analysis's is not replaced.
         crs: CRS of the GeoPackage layers (the region's working CRS).
         arguments: the command's arguments, for the provenance record.
 
     Returns:
         The files written, the JSON record last.
 
+    Raises:
+        OutputError: the folder holds other files, or the file system refused a write
+            (disk full, permission); names the file.
+
     """
-    files = AnalysisFiles(Path(out_dir))
+    final = AnalysisFiles(Path(out_dir))
+    names = [getattr(final, name).name for name in _OUTPUTS]
+    with publish_folder(final.folder, names) as staging:
+        written = _write_files(result, AnalysisFiles(staging), crs, arguments)
+    return [final.folder / p.name for p in written]
+
+
+def _write_files(
+    result: AnalysisResult, files: AnalysisFiles, crs: Any | None, arguments: dict[str, Any] | None
+) -> list[Path]:
+    """Write the analysis's files into ``files.folder``, the JSON record last."""
     acc = result.accounting
     active = acc.kind == "active"
-    written: list[Path] = []
+    written = [
+        *_period_tables(result, files, active),
+        *_overlay_tables(result, files, active),
+        *_reference_table(result, files, active),
+    ]
+    written.append(write_geopackage(result, files.gpkg, crs=crs))
 
+    record = {
+        "provenance": {
+            **provenance_base(),
+            "stage": "analyse",
+            "arguments": arguments,
+            "outputs": [p.name for p in written] + [files.json.name],
+            "gpkg_crs": str(crs) if crs is not None else acc.crs.srs,
+        },
+        **result.to_dict(),
+    }
+    written.append(write_json(files.json, record))
+    return written
+
+
+def _period_tables(result: AnalysisResult, files: AnalysisFiles, active: bool) -> list[Path]:
+    """Write the per-period areas and the expansion between periods."""
+    acc = result.accounting
+    written: list[Path] = []
     header = ["period", "start", "end", "cumulative_ha", "new_ha"]
     if active:
         header += ["active_ha", "stopped_ha"]
@@ -187,7 +243,12 @@ def write_analysis(
             row.append(_num(p.active_factor, 6))
         rows.append(row)
     written.append(_write_csv(files.expansion_csv, header, rows))
+    return written
 
+
+def _overlay_tables(result: AnalysisResult, files: AnalysisFiles, active: bool) -> list[Path]:
+    """Write the overlay statistics per layer and per feature."""
+    written: list[Path] = []
     header = [
         "layer",
         "kind",
@@ -233,7 +294,12 @@ def write_analysis(
                     row.append(_num(z.active_inside_ha))
                 rows.append(row)
     written.append(_write_csv(files.overlay_features_csv, header, rows))
+    return written
 
+
+def _reference_table(result: AnalysisResult, files: AnalysisFiles, _active: bool) -> list[Path]:
+    """Write the agreement with the reference, when compared."""
+    written: list[Path] = []
     ref_csv = files.reference_csv
     if result.reference is not None:
         header = [
@@ -265,22 +331,6 @@ def write_analysis(
             for a in items
         ]
         written.append(_write_csv(ref_csv, header, rows))
-    elif ref_csv.exists():
-        ref_csv.unlink()  # a stale comparison from an earlier run would mislead
-
-    written.append(write_geopackage(result, files.gpkg, crs=crs))
-
-    record = {
-        "provenance": {
-            **provenance_base(),
-            "stage": "analyse",
-            "arguments": arguments,
-            "outputs": [p.name for p in written] + [files.json.name],
-            "gpkg_crs": str(crs) if crs is not None else acc.crs.srs,
-        },
-        **result.to_dict(),
-    }
-    written.append(write_json(files.json, record))
     return written
 
 

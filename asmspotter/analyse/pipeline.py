@@ -387,6 +387,7 @@ def analyse_region(
     reference: bool | Sequence[str | os.PathLike[str]] = False,
     reference_period_ids: Sequence[str] | None = None,
     output_dir: str | os.PathLike[str] | None = None,
+    allow_empty: bool = False,
 ) -> AnalysisResult:
     """Analyse a catalogue region from the detector's outputs or from given footprints.
 
@@ -403,14 +404,28 @@ def analyse_region(
         reference: True for the catalogue's reference footprints, or reference files.
         reference_period_ids: the period of each reference file.
         output_dir: where detector outputs live (default ``paths.output_dir()``).
+        allow_empty: accept footprint files none of whose features overlaps the region
+            (analysed as 0 ha) instead of refusing them.
 
     Raises:
-        InputError: bad arguments (unknown overlay, periods, ...).
-        DataError: missing or unreadable files.
+        InputError: bad arguments (unknown overlay, periods, ...); footprints that are not
+            polygons, not in their declared CRS, or (unless ``allow_empty``) all outside the
+            region.
+        DataError: missing or unreadable files; detector outputs that are incomplete, mix
+            two runs, or were made with different settings.
 
     """
     if footprints:
+        from asmspotter.analyse.footprints import check_overlap
+
         assignment: LayerAssignment = layers_from_files(footprints, region.periods, period_ids)
+        check_overlap(
+            [la.frame for la in assignment.layers],
+            [str(f) for f in footprints],
+            region.outline,
+            region.id,
+            allow_empty,
+        )
         default_kind: FootprintKind = "new"
     else:
         if period_ids:
@@ -443,10 +458,15 @@ def analyse_region(
         ref_layers = list(ref_assign.layers)
         ref_files = [str(p) for p in ref_paths]
         warnings.extend(f"reference: {w}" for w in ref_assign.warnings)
+    records = assignment.records or (None,) * len(assignment.layers)
     inputs = {
         "footprints": [
-            {"period": la.period.id, "files": [file_fingerprint(s) for s in la.sources]}
-            for la in assignment.layers
+            {
+                "period": la.period.id,
+                "files": [file_fingerprint(s) for s in la.sources],
+                **({"detection": rec.as_input()} if rec is not None else {}),
+            }
+            for la, rec in zip(assignment.layers, records, strict=True)
         ],
         "period_assignment": list(assignment.notes),
         "area_attribute": area_attribute,

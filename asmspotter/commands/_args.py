@@ -40,3 +40,13 @@ def add_tta(p: argparse.ArgumentParser, default_text: str) -> None:
             f"rotations, 4 passes), d4 (rotations and mirror images, 8 passes); {default_text}"
         ),
     )
+
+
+def add_online(p: argparse.ArgumentParser) -> None:
+    """Add ``--online`` (a local region whose scenes are missing may search its STAC API)."""
+    p.add_argument(
+        "--online",
+        action="store_true",
+        help="let a local region whose scenes are missing search its STAC API instead "
+        "(without it only regions whose catalogue entry says `fallback: stac` do, saying why)",
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from typing import Any
@@ -19,13 +20,17 @@ growth, and mined area inside and outside each overlay layer of the region (prot
 areas, indigenous territories, legal mining zones), per feature.
 
 Without --footprints it reads the detector's outputs for every period of the region
-({_DETECTION.gpkg}, or {_DETECTION.mask.name}). With --footprints it reads
-the given files; each file's period is taken from --periods, else from a 'year' column
+({_DETECTION.gpkg} and {_DETECTION.mask.name}, checked against {_DETECTION.provenance.name}:
+an incomplete set, files of two runs, or periods detected with different settings are
+refused, naming the `asmspotter detect` that redoes them). With --footprints it reads
+the given files (polygons; refused when none overlaps the region, unless --allow-empty);
+each file's period is taken from --periods, else from a 'year' column
 (a file may hold several years; years outside the catalogue are analysed as calendar
 years), else from the catalogue's periods in order (one file per period).
 
 Results go to {_ANALYSIS.folder}/ (CSV tables, {_ANALYSIS.gpkg.name} with one layer per
-period plus the overlays, {_ANALYSIS.json.name} with provenance).
+period plus the overlays, {_ANALYSIS.json.name} with provenance, including each period's
+model and threshold), written as a set: the folder is replaced only when complete.
 """
 
 EPILOG = """\
@@ -61,6 +66,12 @@ def add_parser(subparsers: Any) -> None:
         metavar="PERIOD",
         help="the period of each --footprints file (catalogue id, or a year such as 2018); "
         "without --footprints: analyse only these periods of the detector's outputs",
+    )
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="analyse --footprints none of which overlaps the region (as 0 ha) instead of "
+        "refusing them",
     )
     p.add_argument(
         "--area-attribute",
@@ -109,15 +120,23 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the analysis and write or print its results."""
-    from asmspotter import layout
-    from asmspotter.analyse import analyse_region, format_summary, write_analysis
+    """Run the analysis and write or print its results (holding the region's lock)."""
     from asmspotter.catalogue import load_catalogue
+    from asmspotter.locking import region_lock
 
     region = load_catalogue(args.catalogue)[args.region]
     reference: bool | list[str] = False
     if args.reference is not None:
         reference = list(args.reference) if args.reference else True
+    with contextlib.nullcontext() if args.no_write else region_lock(region.id):
+        return _analyse(region, reference, args)
+
+
+def _analyse(region: Any, reference: bool | list[str], args: argparse.Namespace) -> int:
+    """Run the analysis of a region and write or print its results."""
+    from asmspotter import layout
+    from asmspotter.analyse import analyse_region, format_summary, write_analysis
+
     result = analyse_region(
         region,
         footprints=args.footprints,
@@ -128,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
         use_overlays=not args.no_overlays,
         reference=reference,
         reference_period_ids=args.reference_periods,
+        allow_empty=args.allow_empty,
     )
     for warning in result.warnings:
         print(f"asmspotter: warning: {warning}", file=sys.stderr)

@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from asmspotter.catalogue import load_catalogue
     from asmspotter.detect.inference import detect_region
     from asmspotter.errors import InputError
+    from asmspotter.locking import region_lock
 
     if args.threshold is not None and not 0.0 < args.threshold < 1.0:
         raise InputError(f"--threshold must be between 0 and 1, got {args.threshold}")
@@ -54,17 +55,18 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--min-area-ha must be >= 0, got {args.min_area_ha}")
     region = load_catalogue(args.catalogue)[args.region]
     periods = region.select_periods(args.period)
-    results = detect_region(
-        region,
-        periods,
-        model=args.model,
-        device=args.device,
-        threshold=args.threshold,
-        min_area_ha=args.min_area_ha,
-        tile_size=args.tile_size,
-        views=args.tta,
-        progress=not args.no_progress,
-    )
+    with region_lock(region.id):  # one writer per region; leftovers of killed runs go
+        results = detect_region(
+            region,
+            periods,
+            model=args.model,
+            device=args.device,
+            threshold=args.threshold,
+            min_area_ha=args.min_area_ha,
+            tile_size=args.tile_size,
+            views=args.tta,
+            progress=not args.no_progress,
+        )
     for period, result in zip(periods, results, strict=True):
         print(
             f"{region.id} {period.id}: {result.polygon_area_ha:.1f} ha of mining in "

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-import warnings
 from typing import Any
 
 from asmspotter.commands import _args
@@ -20,7 +18,8 @@ COG with provenance ({_COMPOSITE.tif} and {_COMPOSITE.provenance.name}).
 STAC regions search the region's STAC API (default Earth Search v1, sentinel-2-l2a; L1C
 before the region's l2a_from date) for scenes under the cloud limit, mask clouds, shadows,
 cirrus, snow and no-data, apply each scene's scale and offset and take the per-pixel median.
-Local regions (la-pampa) copy their GeoTIFFs, or search the STAC API when those are absent.
+Local regions (la-pampa) copy their GeoTIFFs; when those are absent they search the STAC
+API only with --online or when the catalogue says `fallback: stac` (saying why).
 
 Microsoft Planetary Computer (--stac-url https://planetarycomputer.microsoft.com/api/stac/v1)
 keeps its assets in Azure blob storage that is read with a SAS token: with --sign auto (the
@@ -30,12 +29,16 @@ URL's host is planetarycomputer.microsoft.com; --sign planetary-computer signs f
 shortly before they expire; the composite's provenance records that assets were signed (never
 the token).
 
-A second run reuses the cache; --refresh rebuilds it.
+A second run reuses the cache once the composite matches the checksum its JSON records (a
+damaged one is rebuilt); --refresh rebuilds it. A rebuild is written beside the cached
+composite and replaces it only when complete, so a failed --refresh keeps it. One process
+at a time writes a region (a second one waits, naming the first).
 
 Environment: ASMSPOTTER_CACHE (cache folder), ASMSPOTTER_SHARED_DATA (local scenes),
 ASMSPOTTER_HTTP_TIMEOUT (seconds, default 30), ASMSPOTTER_HTTP_RETRIES (default 4),
 ASMSPOTTER_PC_SAS_URL (SAS token API, default
-https://planetarycomputer.microsoft.com/api/sas/v1).
+https://planetarycomputer.microsoft.com/api/sas/v1), ASMSPOTTER_LOCK_TIMEOUT (seconds to
+wait for a region another process is writing; default: until it is done).
 """
 
 EXAMPLES = """\
@@ -62,6 +65,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("region", metavar="REGION", help="region id (see `asmspotter regions`)")
     _args.add_period(p, "period id to fetch")
     p.add_argument("--refresh", action="store_true", help="rebuild cached composites")
+    _args.add_online(p)
     p.add_argument(
         "--stac-url", metavar="URL", help="STAC API root to search instead of the region's"
     )
@@ -96,47 +100,53 @@ def run(args: argparse.Namespace) -> int:
     """Fetch the composites and say where they are."""
     from asmspotter.catalogue import load_catalogue
     from asmspotter.chain import model_bands, model_level
-    from asmspotter.composite import CloudyCompositeWarning, fetch_composite
     from asmspotter.errors import InputError
+    from asmspotter.locking import region_lock
 
     if args.max_cloud is not None and not 0 <= args.max_cloud <= 100:
         raise InputError(f"--max-cloud must be within 0..100 percent, got {args.max_cloud:g}")
     region = load_catalogue(args.catalogue)[args.region]
     periods = region.select_periods(args.period)
     bands, level = model_bands(args.model), model_level(args.model)
-    for period in periods:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", CloudyCompositeWarning)
-            result = fetch_composite(
-                region,
-                period,
-                refresh=args.refresh,
-                stac_url=args.stac_url,
-                collection=args.collection,
-                max_cloud=args.max_cloud,
-                sign=args.sign,
-                bands=bands,
-                level=level,
-            )
-        prov = result.provenance
-        what = "reused cached" if result.reused else "wrote"
-        source = prov.get("source", {})
-        if source.get("type") == "local":
-            origin = f"local scene {os.path.basename(str(source.get('file')))}"
-        else:
-            origin = f"{prov.get('n_scenes')} scenes from {source.get('collection')}"
-            signing = (prov.get("signing") or {}).get("method", "none")
-            if signing != "none":
-                origin += f", signed ({signing})"
-        rows, cols = prov.get("shape", ["?", "?"])
-        print(
-            f"{region.id} {period.id}: {what} {result.path} "
-            f"({origin}; {cols} x {rows} px, {prov.get('radiometry')}, "
-            f"clear {result.clear_fraction:.1%})"
-        )
-        for w in caught:
-            if issubclass(w.category, CloudyCompositeWarning):
-                print(f"asmspotter: warning: {w.message}", file=sys.stderr)
-            else:
-                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    with region_lock(region.id):
+        for period in periods:
+            _fetch_one(region, period, bands, level, args)
     return 0
+
+
+def _fetch_one(
+    region: Any, period: Any, bands: Any, level: str | None, args: argparse.Namespace
+) -> None:
+    """Fetch one period's composite at the model's processing level and say what was done."""
+    from asmspotter.composite import fetch_composite
+
+    # warnings (a cloudy composite, a damaged cache, a local region going online) are
+    # printed as they come, on one line each (asmspotter.cli)
+    result = fetch_composite(
+        region,
+        period,
+        refresh=args.refresh,
+        stac_url=args.stac_url,
+        collection=args.collection,
+        max_cloud=args.max_cloud,
+        sign=args.sign,
+        bands=bands,
+        level=level,
+        online=args.online,
+    )
+    prov = result.provenance
+    what = "reused cached" if result.reused else "wrote"
+    source = prov.get("source", {})
+    if source.get("type") == "local":
+        origin = f"local scene {os.path.basename(str(source.get('file')))}"
+    else:
+        origin = f"{prov.get('n_scenes')} scenes from {source.get('collection')}"
+        signing = (prov.get("signing") or {}).get("method", "none")
+        if signing != "none":
+            origin += f", signed ({signing})"
+    rows, cols = prov.get("shape", ["?", "?"])
+    print(
+        f"{region.id} {period.id}: {what} {result.path} "
+        f"({origin}; {cols} x {rows} px, {prov.get('radiometry')}, "
+        f"clear {result.clear_fraction:.1%})"
+    )

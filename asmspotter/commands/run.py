@@ -7,17 +7,20 @@ from typing import TYPE_CHECKING, Any
 
 from asmspotter.chain import ChainReporter, Stage
 from asmspotter.commands import _args
+from asmspotter.errors import InputError
 from asmspotter.layout import TEMPLATES
 
 if TYPE_CHECKING:
     from asmspotter.composite import CompositeResult
     from asmspotter.detect.inference import DetectionResult
     from asmspotter.periods import Period
+    from asmspotter.scale import TiledRun
 
 _STAGE_TITLES: dict[str, str] = {
     "fetch": "cloud-free composites",
     "detect": "mining probability, mask and polygons",
     "analyse": "areas, expansion, overlays",
+    "tiles": "composites, mining probability, masks and polygons tile by tile on Dask",
 }
 
 
@@ -36,7 +39,9 @@ def add_parser(subparsers: Any) -> None:
             "offline demo, la-pampa."
         ),
         epilog="examples:\n  asmspotter run\n  asmspotter run madre-de-dios --period 2019 "
-        "--period 2021",
+        "--period 2021\n  asmspotter run madre-de-dios --workers 2          (tiles on a local "
+        "Dask cluster)\n  asmspotter run madre-de-dios --scheduler tcp://10.0.0.5:8786   "
+        "(an existing one)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -48,6 +53,7 @@ def add_parser(subparsers: Any) -> None:
     )
     _args.add_period(p)
     p.add_argument("--refresh", action="store_true", help="rebuild cached composites")
+    _args.add_online(p)
     _args.add_model(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument(
@@ -56,14 +62,50 @@ def add_parser(subparsers: Any) -> None:
         help="stop after the analysis: do not write the briefing (`asmspotter report` does it)",
     )
     _args.add_catalogue(p)
+    _add_dask(p)
     p.set_defaults(func=run)
+
+
+def _add_dask(p: argparse.ArgumentParser) -> None:
+    """Add the options of tiled runs on a Dask cluster."""
+    g = p.add_argument_group(
+        "Dask cluster",
+        "With any of these, composites and detections are made tile by tile as Dask tasks "
+        "and merged into the same outputs; a run stopped half-way resumes where it stopped.",
+    )
+    g.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="address of an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: the "
+        "ASMSPOTTER_SCHEDULER variable)",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes of a local Dask cluster (default: one per core)",
+    )
+    g.add_argument(
+        "--threads-per-worker", type=int, metavar="N", help="threads of each local worker (1)"
+    )
+    g.add_argument(
+        "--tile-size",
+        type=int,
+        metavar="PX",
+        help="side of the tiles in pixels, a multiple of the detector's stride (default: "
+        "about 4096); it sets each worker's memory",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Fetch, detect and analyse every requested period of the region, then brief it."""
     from asmspotter.analyse import format_summary
     from asmspotter.chain import resolve_region, run_region
+    from asmspotter.scale import ClusterSpec
 
+    cluster = ClusterSpec.from_options(args.scheduler, args.workers, args.threads_per_worker)
+    if cluster is None and args.tile_size is not None:
+        raise InputError("--tile-size is for tiled runs: add --workers N or --scheduler ADDRESS")
     region, periods = resolve_region(args.region, args.period, args.catalogue)
     print(f"== {region.name} ({region.id}): periods {', '.join(p.id for p in periods)}")
     result = run_region(
@@ -75,24 +117,40 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         reporter=_Printer(),
         arguments={k: v for k, v in vars(args).items() if k != "func"},
+        online=args.online,
+        cluster=cluster,
+        tile_size=args.tile_size,
     )
+    if result.tiled is not None:
+        print(f"   {_tile_counts(result.tiled)}")
     for warning in result.analysis.warnings:
         print(f"asmspotter: warning: {warning}")
     print(format_summary(result.analysis))
     print(f"   written to {result.analysis_files.folder}/")
     if not args.no_report:
+        from asmspotter.locking import region_lock
         from asmspotter.report import write_report
 
         print("-- report: the briefing")
-        briefing = write_report(
-            region.id,
-            source="detector",
-            periods=args.period,
-            model=args.model,
-            catalogue=args.catalogue,
-        )
+        with region_lock(region.id):  # the analysis it reads stays as it is meanwhile
+            briefing = write_report(
+                region.id,
+                source="detector",
+                periods=args.period,
+                model=args.model,
+                catalogue=args.catalogue,
+            )
         print(f"   wrote {briefing.html}")
     return 0
+
+
+def _tile_counts(tiled: TiledRun) -> str:
+    """One line: tiles made and found already made, per tile task."""
+    parts = [
+        f"{stage} {tiled.count(stage)} made, {tiled.count(stage, reused=True)} reused"
+        for stage in ("composite", "detect", "polygons")
+    ]
+    return f"tiles ({tiled.workers} workers, {tiled.seconds:.0f} s): " + "; ".join(parts)
 
 
 class _Printer(ChainReporter):
@@ -100,6 +158,9 @@ class _Printer(ChainReporter):
 
     def stage(self, stage: Stage) -> None:
         print(f"-- {stage}: {_STAGE_TITLES[stage]}")
+
+    def cluster(self, dashboard: str | None, workers: int) -> None:
+        print(f"   Dask cluster of {workers} workers; dashboard: {dashboard or 'none'}")
 
     def composite(self, period: Period, result: CompositeResult) -> None:
         action = "reused" if result.reused else "wrote"

@@ -18,7 +18,9 @@ no-data NaN; ``display``: uint8, no-data 0). :func:`inspect_composite` checks a 
 it and :func:`open_composite` reads one (:mod:`~asmspotter.composite.reading`). The cache
 (:mod:`~asmspotter.composite.cache`) writes ``composite.json`` last, so a composite without
 its JSON is incomplete and treated as absent; a second call reuses the cache unless
-``refresh=True``.
+``refresh=True``, once the COG matches the checksum its JSON records
+(:func:`verify_composite`). A rebuild is written beside the cached one and replaces it only
+when complete.
 
 Example:
     >>> from asmspotter.composite import fetch_composite, open_composite
@@ -34,13 +36,23 @@ from asmspotter.composite.cache import (
     CHUNK_SIZE,
     LOW_CLEAR_FRACTION,
     CloudyCompositeWarning,
+    CompositePlan,
     CompositeResult,
+    DamagedCacheWarning,
     composite_complete,
+    composite_damage,
     fetch_composite,
+    plan_composite,
+    verify_composite,
 )
 from asmspotter.composite.masks import QA60_BITS, S2CLOUDLESS_BANDS, SCL_MASKED
-from asmspotter.composite.reading import CompositeInfo, inspect_composite, open_composite
-from asmspotter.composite.stac import RESOLUTION
+from asmspotter.composite.reading import (
+    CompositeInfo,
+    inspect_composite,
+    open_composite,
+    refresh_hint,
+)
+from asmspotter.composite.stac import RESOLUTION, region_geobox
 
 __all__ = [
     "CANONICAL_BANDS",
@@ -54,9 +66,16 @@ __all__ = [
     "TRUE_COLOUR",
     "CloudyCompositeWarning",
     "CompositeInfo",
+    "CompositePlan",
     "CompositeResult",
+    "DamagedCacheWarning",
     "composite_complete",
+    "composite_damage",
     "fetch_composite",
     "inspect_composite",
     "open_composite",
+    "plan_composite",
+    "refresh_hint",
+    "region_geobox",
+    "verify_composite",
 ]

@@ -26,6 +26,14 @@ from asmspotter.acquire import TIMEOUT_ENV, StacQuery
 from asmspotter.errors import AsmSpotterError, DataError, FetchError
 
 
+class _WriteFailed(Exception):
+    """Writing the composite failed (disk full, ...): not a scene that could not be read."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 class _WindowWriter:
     """A ``da.store`` target writing (band, y, x) blocks into an open rasterio dataset."""
 
@@ -33,12 +41,16 @@ class _WindowWriter:
         self.dst = dst
 
     def __setitem__(self, key: tuple[slice, ...], value: np.ndarray) -> None:
+        from rasterio.errors import RasterioError
         from rasterio.windows import Window
 
         bands, ys, xs = key
         window = Window.from_slices(ys, xs)
         indexes = list(range(bands.start + 1, bands.stop + 1))
-        self.dst.write(value, indexes=indexes, window=window)
+        try:
+            self.dst.write(value, indexes=indexes, window=window)
+        except (RasterioError, OSError) as exc:
+            raise _WriteFailed(exc) from None
 
 
 class _Counter:
@@ -135,56 +147,89 @@ def write_blocks(
     progress: bool,
     query: StacQuery,
 ) -> int:
-    """Compute the composite block by block into a tiled GeoTIFF, then make it a COG."""
-    import dask
-    import dask.array as da
+    """Compute the composite block by block into a tiled GeoTIFF, then make it a COG.
+
+    Raises:
+        FetchError: a scene read failed or timed out.
+        DataError: a scene file is missing, truncated or corrupt.
+        OutputError: writing the composite failed (disk full, ...); names the file.
+
+    """
     import rasterio
     from rasterio.errors import RasterioError
 
-    tif.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{tif.stem}.work-", suffix=tif.suffix, dir=tif.parent)
+    try:
+        tif.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(
+            prefix=geoio.temp_prefix(tif.stem, "work"), suffix=tif.suffix, dir=tif.parent
+        )
+    except OSError as exc:
+        raise geoio.output_error(exc, tif) from None
     os.close(fd)
     work = Path(name)
     counter = _Counter()
     try:
-        with rasterio.open(
-            work,
-            "w",
-            driver="GTiff",
-            width=geobox.shape.x,
-            height=geobox.shape.y,
-            count=len(bands),
-            dtype="float32",
-            crs=geobox.crs.to_wkt(),
-            transform=geobox.transform,
-            nodata=float("nan"),
-            tiled=True,
-            blockxsize=256,
-            blockysize=256,
-            compress="DEFLATE",
-            BIGTIFF="IF_SAFER",
-        ) as dst:
-            for i, b in enumerate(bands, start=1):
-                dst.set_band_description(i, b)
-            dst.update_tags(**tags)
-            with _quiet_odc() as odc_log:
-                try:
-                    with (
-                        _progress(desc, progress),
-                        dask.config.set(scheduler="threads"),
-                        warnings.catch_warnings(),
-                    ):
-                        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN medians
-                        targets: list[Any] = [_WindowWriter(dst), counter]
-                        da.store([median, clear], targets, lock=threading.Lock())
-                except (RasterioError, OSError) as exc:
-                    odc_log.extend(_ODC_READ_ERRORS.take())
-                    raise read_error(exc, query, odc_log) from None
+        try:
+            with rasterio.open(
+                work,
+                "w",
+                driver="GTiff",
+                width=geobox.shape.x,
+                height=geobox.shape.y,
+                count=len(bands),
+                dtype="float32",
+                crs=geobox.crs.to_wkt(),
+                transform=geobox.transform,
+                nodata=float("nan"),
+                tiled=True,
+                blockxsize=256,
+                blockysize=256,
+                compress="DEFLATE",
+                BIGTIFF="IF_SAFER",
+            ) as dst:
+                for i, b in enumerate(bands, start=1):
+                    dst.set_band_description(i, b)
+                dst.update_tags(**tags)
+                _store(dst, median, clear, counter, desc, progress, query, tif)
+        except (RasterioError, OSError) as exc:  # creating, tagging or closing the work file
+            raise geoio.output_error(exc, tif) from None
         geoio.translate_to_cog(work, tif)
     finally:
         for p in (work, work.with_name(work.name + ".aux.xml")):
             p.unlink(missing_ok=True)
     return counter.total
+
+
+def _store(
+    dst: Any,
+    median: Any,
+    clear: Any,
+    counter: _Counter,
+    desc: str,
+    progress: bool,
+    query: StacQuery,
+    tif: Path,
+) -> None:
+    """Compute the median into ``dst`` and count the clear pixels; explain failed reads."""
+    import dask
+    import dask.array as da
+    from rasterio.errors import RasterioError
+
+    with _quiet_odc() as odc_log:
+        try:
+            with (
+                _progress(desc, progress),
+                dask.config.set(scheduler="threads"),
+                warnings.catch_warnings(),
+            ):
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN medians
+                targets: list[Any] = [_WindowWriter(dst), counter]
+                da.store([median, clear], targets, lock=threading.Lock())
+        except _WriteFailed as exc:
+            raise geoio.output_error(exc.cause, tif) from None
+        except (RasterioError, OSError) as exc:
+            odc_log.extend(_ODC_READ_ERRORS.take())
+            raise read_error(exc, query, odc_log) from None
 
 
 def _access_hint(query: StacQuery) -> str:

@@ -18,8 +18,12 @@ from asmspotter.errors import DataError, first_line
 from asmspotter.layout import PERIOD_TAG, RADIOMETRY_TAG, REGION_TAG
 
 
-def build_local(scene: LocalScene, wanted: Sequence[str], tif: Path) -> dict[str, Any]:
-    """Copy a local GeoTIFF to ``tif``, keeping grid, CRS and values.
+def build_local(
+    scene: LocalScene, wanted: Sequence[str], tif: Path, window: Any = None
+) -> dict[str, Any]:
+    """Copy a local GeoTIFF (or a rasterio ``window`` of it) to ``tif``, keeping its values.
+
+    The copy keeps the file's grid (the window's part of it), CRS and values exactly.
 
     Returns:
         The composite's provenance (without the request and the common fields).
@@ -42,8 +46,9 @@ def build_local(scene: LocalScene, wanted: Sequence[str], tif: Path) -> dict[str
                     f"{scene.path} has {src.count} bands, the catalogue names "
                     f"{len(scene.bands)} ({', '.join(scene.bands)})"
                 )
-            data = src.read()
-            crs, transform, src_nodata = src.crs, src.transform, src.nodata
+            data = src.read(window=window)
+            transform = src.transform if window is None else src.window_transform(window)
+            crs, src_nodata = src.crs, src.nodata
     except RasterioError as exc:
         raise DataError(
             f"local scene {scene.path} is truncated or corrupt: {first_line(exc)}"

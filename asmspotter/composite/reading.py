@@ -18,7 +18,7 @@ import numpy as np
 
 from asmspotter.bands import CANONICAL_BANDS, RADIOMETRIES, band_indexes
 from asmspotter.errors import DataError, InputError, first_line
-from asmspotter.layout import RADIOMETRY_TAG
+from asmspotter.layout import RADIOMETRY_TAG, CompositeFiles
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -172,5 +172,16 @@ def open_composite(
     )
 
 
+def refresh_hint(path: Path) -> str:
+    """Return how to rebuild a cached composite: the ``fetch --refresh`` command for it."""
+    if path.name == CompositeFiles(path.parent).tif.name:
+        region, period = path.parent.parent.name, path.parent.name
+        return f"rebuild it with `asmspotter fetch {region} -p {period} --refresh`"
+    return "rebuild it with `asmspotter fetch REGION --refresh`"
+
+
 def _corrupt(path: Path, exc: BaseException) -> DataError:
-    return DataError(f"cannot read composite {path}: truncated or corrupt ({first_line(exc)})")
+    return DataError(
+        f"cannot read composite {path}: truncated or corrupt ({first_line(exc)}); "
+        f"{refresh_hint(path)}"
+    )

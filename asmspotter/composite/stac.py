@@ -62,8 +62,12 @@ def build_stac(
     *,
     chunk_size: int,
     progress: bool,
+    geobox: Any = None,
 ) -> dict[str, Any]:
     """Load, mask, scale and reduce the scenes to a median composite COG at ``tif``.
+
+    The composite covers ``geobox`` (an odc-geo GeoBox, e.g. one tile of the region's grid)
+    or, by default, the region's outline at :data:`RESOLUTION` in the region's CRS.
 
     Returns:
         The composite's provenance (without the request and the common fields).
@@ -75,8 +79,6 @@ def build_stac(
 
     """
     import odc.stac
-    from odc.geo.geobox import GeoBox
-    from odc.geo.geom import Geometry
 
     items, query = list(scenes.items), scenes.query
     method = mask_method(query.level)
@@ -86,9 +88,7 @@ def build_stac(
     keys = _asset_keys(items, [*refl_bands, *mask_inputs(method)], method)
     scaling = {i.id: {b: band_scaling(i, keys[b]) for b in refl_bands} for i in items}
     load_keys = tuple(dict.fromkeys(keys[b] for b in [*refl_bands, *mask_inputs(method)]))
-    geobox = GeoBox.from_geopolygon(
-        Geometry(region.outline, "EPSG:4326"), resolution=RESOLUTION, crs=region.crs
-    )
+    geobox = geobox if geobox is not None else region_geobox(region)
     gdal: dict[str, Any] = dict(http.gdal_options())
     odc.stac.configure_rio(cloud_defaults=False, **gdal)
     load = _Load(keys, tuple(refl_bands), tuple(bands), load_keys, geobox, method, chunk_size)
@@ -125,6 +125,16 @@ def build_stac(
         "clear_fraction": round(n_clear / float(rows * cols), 6),
         "file": tif.name,
     }
+
+
+def region_geobox(region: Region) -> Any:
+    """Return the grid of a region's STAC composites: its outline at 10 m in its CRS."""
+    from odc.geo.geobox import GeoBox
+    from odc.geo.geom import Geometry
+
+    return GeoBox.from_geopolygon(
+        Geometry(region.outline, "EPSG:4326"), resolution=RESOLUTION, crs=region.crs
+    )
 
 
 def _asset_keys(items: Sequence[pystac.Item], names: Sequence[str], method: str) -> dict[str, str]:

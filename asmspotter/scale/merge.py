@@ -1,0 +1,157 @@
+"""A period's detection from its tiles: the outputs a single-process detection writes.
+
+:func:`merge_detection` runs after every tile of a period is detected and vectorised. It
+writes the period's files of :func:`asmspotter.layout.detection_files`: the merged polygons
+(``mining.gpkg`` in the region's CRS, ``mining.geojson`` in EPSG:4326), the probability and
+mask COGs translated from VRTs over the tiles' COGs, and ``detection.json`` last, with the
+figures summed over the tiles (cores do not overlap, so nothing is counted twice).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from asmspotter import geoio, layout
+from asmspotter.scale.composites import tiles_provenance
+from asmspotter.scale.detection import DetectSettings
+from asmspotter.scale.grid import TileGrid
+from asmspotter.scale.mosaic import mosaic_cog, write_vrt
+from asmspotter.scale.polygons import merge_polygons
+from asmspotter.scale.records import TileRecord, tile_key
+
+
+@dataclass(frozen=True)
+class MergeJob:
+    """A period's detection from its tiles.
+
+    Attributes:
+        region: the region id.
+        period: the period id.
+        region_crs: the CRS of the region's polygons (``mining.gpkg``).
+        grid: the tile grid.
+        tile_files: each tile's detection files, in the grid's order.
+        mosaic: the VRTs to write.
+        files: the period's detection files.
+        settings: the detection settings (for the minimum mapping unit and the record).
+        refresh: write it again even when it was written from the same tiles.
+
+    """
+
+    region: str
+    period: str
+    region_crs: str
+    grid: TileGrid
+    tile_files: tuple[layout.TileDetectionFiles, ...]
+    mosaic: layout.MosaicFiles
+    files: layout.DetectionFiles
+    settings: DetectSettings
+    refresh: bool = False
+
+
+def merge_detection(job: MergeJob, *records: TileRecord) -> Any:
+    """Write the period's detection from its tiles' (after them); a Dask task.
+
+    Returns:
+        The period's :class:`~asmspotter.detect.inference.DetectionResult`.
+
+    """
+    from asmspotter.detect.card import load_card
+
+    started = time.perf_counter()
+    card, card_path = load_card(job.settings.card)
+    mmu = card.min_area_ha if job.settings.min_area_ha is None else job.settings.min_area_ha
+    key = tile_key("detect", tiles=sorted(r.key for r in records), mmu=mmu, crs=job.region_crs)
+    files = job.files
+    old = None if job.refresh else _tiled_record(files)
+    if old is not None and old["tiles"].get("key") == key:
+        return _result(job, old, time.perf_counter() - started)
+    files.provenance.unlink(missing_ok=True)
+    polys = merge_polygons(job.tile_files, mmu)
+    area_ha = _write_polygons(job, polys)
+    raster = job.grid.raster
+    write_vrt(job.mosaic.probability, raster, [(f.probability, t.core) for t, f in _pairs(job)])
+    write_vrt(job.mosaic.mask, raster, [(f.mask, t.core) for t, f in _pairs(job)])
+    mosaic_cog(job.mosaic.probability, files.probability)
+    mosaic_cog(job.mosaic.mask, files.mask)
+    det = [r for r in records if r.stage == "detect"]
+    n_valid = sum(int(r.stats["valid_pixels"]) for r in det)
+    n_mining = sum(int(r.stats["mining_pixels"]) for r in det)
+    px_ha = raster.pixel_area_m2 / 1e4
+    first = geoio.read_json(job.tile_files[0].provenance)
+    prov = {
+        **geoio.provenance_base(),
+        "stage": "detect",
+        "region": job.region,
+        "period": job.period,
+        "model": {"name": card.name, "card": str(card_path), "weights_sha256": card.sha256},
+        "threshold": first["threshold"],
+        "min_area_ha": mmu,
+        "inference": {
+            "devices": sorted({str(r.stats.get("device")) for r in det}),
+            "tile_size": card.tile_size,
+            "tile_overlap": card.tile_overlap,
+            "blending": "linear ramp over the overlap, normalised weighted mean",
+            "tta": first["views"],
+        },
+        "results": {
+            "valid_fraction": n_valid / float(raster.height * raster.width),
+            "mining_area_ha_mask": n_mining * px_ha,
+            "polygons": len(polys),
+            "mining_area_ha_polygons": area_ha,
+        },
+        "outputs": {p.name: p.name for p in files.files[:-1]},
+        "region_crs": job.region_crs,
+        "tiles": tiles_provenance(job.grid, job.mosaic.probability, key),
+        "seconds": round(sum(r.seconds for r in records) + time.perf_counter() - started, 2),
+    }
+    geoio.write_json(files.provenance, prov)
+    return _result(job, prov, time.perf_counter() - started)
+
+
+def _pairs(job: MergeJob) -> list[tuple[Any, layout.TileDetectionFiles]]:
+    return list(zip(job.grid, job.tile_files, strict=True))
+
+
+def _write_polygons(job: MergeJob, polys: list[Any]) -> float:
+    """Write the merged polygons as the single-process detection does; return their area."""
+    from asmspotter.detect.polygons import polygons_frame, write_vector
+
+    gdf = polygons_frame(polys, job.grid.raster.crs, job.region, job.period)
+    region = (
+        gdf.to_crs(job.region_crs) if len(gdf) else gdf.set_crs(job.region_crs, allow_override=True)
+    )
+    write_vector(region, job.files.gpkg, "GPKG", layer="mining")
+    write_vector(gdf.to_crs("EPSG:4326"), job.files.geojson, "GeoJSON")
+    return float(gdf["area_ha"].sum()) if len(gdf) else 0.0
+
+
+def _tiled_record(files: layout.DetectionFiles) -> dict[str, Any] | None:
+    """Return a tiled run's ``detection.json`` when it and every file are there, else None."""
+    from asmspotter.errors import DataError
+
+    if not all(p.is_file() for p in files.files):
+        return None
+    try:
+        prov = geoio.read_json(files.provenance)
+    except DataError:
+        return None
+    return prov if isinstance(prov, dict) and isinstance(prov.get("tiles"), dict) else None
+
+
+def _result(job: MergeJob, prov: dict[str, Any], seconds: float) -> Any:
+    from asmspotter.detect.inference import DetectionResult
+
+    res = prov["results"]
+    files = job.files
+    return DetectionResult(
+        out_dir=files.folder,
+        files={p.name: p for p in files.files},
+        mining_area_ha=float(res["mining_area_ha_mask"]),
+        polygon_area_ha=float(res["mining_area_ha_polygons"]),
+        n_polygons=int(res["polygons"]),
+        valid_fraction=float(res["valid_fraction"]),
+        seconds=seconds,
+        provenance=prov,
+    )
