@@ -206,6 +206,31 @@ def test_extended_network_on_rgb_input_gives_the_rgb_output() -> None:
         extend_input(rgb, ModelConfig(bands=SIX, mean=(0.1,) * 6, std=(0.1,) * 6))
 
 
+def test_init_norm_keeps_or_refits_the_starting_models_normalisation() -> None:
+    from asmspotter.detect.chips import ChipArrays
+    from asmspotter.detect.train import model_config_for
+
+    rgb = build_model(ModelConfig(widths=(8, 8, 8, 8), version=3))
+    rng = np.random.default_rng(0)
+    images = np.stack(
+        [rng.normal(0.1 * (i + 1), 0.01 * (i + 1), (20, 48, 48)) for i in range(6)], -1
+    )
+    zeros = np.zeros(20, np.int64)
+    chips = ChipArrays(images.astype(np.float32), zeros, zeros, ("g.tif",), SIX)
+    keep = model_config_for(TrainConfig(bands=SIX, init="asm-rgb-v4"), chips, rgb)
+    assert keep.mean[SIX.index("red")] == rgb.config.mean[rgb.bands.index("red")]
+    assert keep.mean[3] == pytest.approx(0.4, abs=2e-3)
+    refit = model_config_for(
+        TrainConfig(bands=SIX, init="asm-rgb-v4", init_norm="refit"), chips, rgb
+    )
+    assert refit.widths == rgb.config.widths and refit.bands == SIX
+    for i in range(6):  # every band from the chips: means 0.1 .. 0.6, deviations 0.01 .. 0.06
+        assert refit.mean[i] == pytest.approx(0.1 * (i + 1), abs=2e-3)
+        assert refit.std[i] == pytest.approx(0.01 * (i + 1), rel=0.05)
+    with pytest.raises(InputError, match="init_norm is keep or refit"):
+        config_with(TrainConfig(), ["init_norm=both"])
+
+
 def test_recipes_round_trip_and_read_from_files(tmp_path: Path) -> None:
     cfg = _recipe(init="asm-rgb-v4")
     again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))

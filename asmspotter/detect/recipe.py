@@ -92,6 +92,10 @@ class TrainConfig:
             network: its architecture is kept, its first layer is extended to the input
             bands (bands it lacks start with zero weights) and its input normalisation is
             kept for the bands it has (None = random initialisation).
+        init_norm: with ``init``: ``keep`` its input normalisation for the bands it reads,
+            or ``refit`` every band's mean and deviation to the training chips (for chips
+            of another processing level, e.g. L1C top-of-atmosphere reflectance, whose
+            true colour is brighter than the chips ``init`` was trained on).
         level: processing level of the imagery the chips come from (``L1C`` top-of-
             atmosphere or ``L2A`` surface reflectance; None = as the AMW chips). The card
             records it, and ``fetch``/``run --model`` build composites of that level.
@@ -132,6 +136,7 @@ class TrainConfig:
     val_fold: int = 0
     keep_epoch: str = "best"
     init: str | None = None
+    init_norm: str = "keep"
     level: str | None = None
     sources: tuple[str, ...] = ()
     threads: int = 2
@@ -168,6 +173,7 @@ class TrainConfig:
             "0 <= val_fold <= place_folds": 0 <= self.val_fold <= self.place_folds,
             "val_fold differs from test_fold": not self.val_fold or self.val_fold != self.test_fold,
             "keep_epoch is best or last": self.keep_epoch in ("best", "last"),
+            "init_norm is keep or refit": self.init_norm in ("keep", "refit"),
             "level is L1C or L2A": self.level in (None, "L1C", "L2A"),
         }
         broken = [rule for rule, ok in checks.items() if not ok]

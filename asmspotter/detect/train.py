@@ -177,7 +177,7 @@ def model_config_for(
     given; otherwise the architecture of ``init`` (or ``model``) on ``config.bands``,
     normalised with the per-band mean and standard deviation of ``chips``' model input
     (reflectance), rounded to 4 decimals, except for the bands ``init`` reads, which keep
-    its normalisation.
+    its normalisation unless ``config.init_norm`` is ``refit``.
 
     Raises:
         InputError: the chips do not hold the input bands in order.
@@ -198,9 +198,10 @@ def model_config_for(
     flat = x.reshape(-1, len(bands))
     mean = tuple(round(float(v), 4) for v in flat.mean(axis=0))
     std = tuple(round(max(float(v), 1e-3), 4) for v in flat.std(axis=0))
-    if init is not None:
+    if init is not None and config.init_norm == "keep":
         return extended_config(init.config, bands, mean, std)
-    return replace(config.model, bands=bands, mean=mean, std=std)
+    base = config.model if init is None else init.config
+    return replace(base, bands=bands, mean=mean, std=std)
 
 
 def check_device(device: str) -> None:
