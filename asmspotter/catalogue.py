@@ -144,9 +144,15 @@ class Source:
         if self.sign not in SIGN_METHODS:
             raise ValueError(f"sign {self.sign!r} must be one of {', '.join(SIGN_METHODS)}")
 
-    def collection_for(self, period: Period) -> str:
-        """Return the collection to search for ``period`` (L1C before ``l2a_from``)."""
-        if self.l2a_from is not None and period.start < self.l2a_from:
+    def collection_for(self, period: Period, level: str | None = None) -> str:
+        """Return the collection to search for ``period`` (L1C before ``l2a_from``).
+
+        ``level`` (``L1C`` or ``L2A``, e.g. what a model's card asks for) picks that
+        level's collection for every period instead.
+        """
+        if level == "L1C":
+            return self.l1c_collection
+        if level is None and self.l2a_from is not None and period.start < self.l2a_from:
             return self.l1c_collection
         return self.collection
 

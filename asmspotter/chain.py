@@ -109,6 +109,22 @@ def model_bands(model: str | Path | None) -> tuple[str, ...] | None:
     return load_card(model)[0].bands
 
 
+def model_level(model: str | Path | None) -> str | None:
+    """Return the processing level a model's card names (``L1C``/``L2A``; None: any).
+
+    Composites for that model are built from scenes of this level.
+
+    Raises:
+        DataError: the card cannot be read.
+
+    """
+    if model is None:
+        return None
+    from asmspotter.detect.card import load_card
+
+    return load_card(model)[0].level
+
+
 def resolve_region(
     region: Region | str,
     periods: Sequence[Period | str] | None = None,
@@ -154,7 +170,8 @@ def run_region(
         region: a catalogue region, or its id in ``catalogue``.
         periods: the periods to run (objects or ids; default: all of the region's).
         model: model name in the models folder or a card path (default: the shipped one);
-            the composites hold the bands its card names.
+            the composites hold the bands its card names, from scenes of the processing
+            level it names (``L1C``: Level-1C for every period).
         refresh: rebuild cached composites.
         device: torch device for detection (default: cuda when available, else cpu).
         progress: show progress bars.
@@ -264,11 +281,17 @@ def _single_process(
     from asmspotter.detect.inference import detect_region
 
     tell.stage("fetch")
-    bands = model_bands(model)
+    bands, level = model_bands(model), model_level(model)
     composites = []
     for period in chosen:
         comp = fetch_composite(
-            region, period, refresh=refresh, progress=progress, bands=bands, online=online
+            region,
+            period,
+            refresh=refresh,
+            progress=progress,
+            bands=bands,
+            level=level,
+            online=online,
         )
         composites.append(comp)
         tell.composite(period, comp)

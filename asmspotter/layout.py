@@ -61,6 +61,9 @@ SMOKE_MODELS_FOLDER = "models-smoke"
 CROSSVAL_FOLDER = "crossval"
 #: File name of the cross-validation record.
 CROSSVAL_NAME = "crossval.json"
+#: File name of the chip table beside a folder of galleries (each chip's site, category and
+#: position; :mod:`asmspotter.detect.places`).
+CHIP_PLACES_NAME = "chips.csv"
 #: Name of the folder of the analysis of the catalogue's reference footprints.
 REFERENCE_ANALYSIS_FOLDER = "analysis-reference"
 #: Name of a region's lock file, in its output folder (``reports/<region>/``): the process

@@ -1,9 +1,10 @@
 """Speed and memory of ``detect`` on seeded synthetic composites.
 
 Runs the full detection (tiled blended inference, probability and mask COGs, polygons,
-provenance) with the shipped model over seeded 2048², 4096² and 8192² px reflectance
-composites, each in a fresh process so that peak RSS is measured per size, and prints
-Mpx/s, km²/s (10 m pixels: 1 km² = 10,000 px) and peak RSS.
+provenance) with the shipped model (or ``--model``'s, e.g. the six-band ``asm-l1c6-v1``)
+over seeded 2048², 4096² and 8192² px reflectance composites of the model's bands, each in
+a fresh process so that peak RSS is measured per size, and prints Mpx/s, km²/s (10 m
+pixels: 1 km² = 10,000 px) and peak RSS. ``--record`` writes them into the model's card.
 
 With ``--inference`` it also times the network stage alone, after the full run in the same
 process: the composite is read into memory first and only the tiled, blended inference
@@ -17,7 +18,7 @@ the single-pass speed.
 Usage::
 
     .venv/bin/python benchmarks/bench_detect.py [--sizes 2048 4096 8192] [--device cuda]
-        [--inference] [--tta none|rot4|d4] [--record]
+        [--inference] [--tta none|rot4|d4] [--model asm-l1c6-v1] [--record]
 """
 
 from __future__ import annotations
@@ -34,21 +35,33 @@ from pathlib import Path
 from typing import Any
 
 
-def _make(size: int, path: Path) -> None:
-    """Write a seeded size x size reflectance composite, 256 rows at a time."""
+def _make(size: int, path: Path, model: str | None = None) -> None:
+    """Write a seeded size x size reflectance composite, 256 rows at a time.
+
+    The composite holds true colour (sand patches in forest), or the bands of ``model``'s
+    card when they are others (mining and look-alike patches in forest).
+    """
     import rasterio
     from rasterio.transform import from_origin
     from rasterio.windows import Window
 
     from asmspotter.bands import TRUE_COLOUR
-    from asmspotter.detect.synthetic import DEFAULT_CRS, DEFAULT_ORIGIN, make_scene
+    from asmspotter.detect.card import load_card
+    from asmspotter.detect.synthetic import (
+        DEFAULT_CRS,
+        DEFAULT_ORIGIN,
+        make_multiband_scene,
+        make_scene,
+    )
     from asmspotter.layout import RADIOMETRY_TAG
+
+    bands = load_card(model)[0].bands if model else TRUE_COLOUR
 
     profile = {
         "driver": "GTiff",
         "width": size,
         "height": size,
-        "count": 3,
+        "count": len(bands),
         "dtype": "float32",
         "crs": DEFAULT_CRS,
         "transform": from_origin(*DEFAULT_ORIGIN, 10.0, 10.0),
@@ -62,10 +75,13 @@ def _make(size: int, path: Path) -> None:
     with rasterio.open(path, "w", **profile) as dst:
         for r in range(0, size, 256):
             n = min(256, size - r)
-            block = make_scene(n, size, seed=r, n_patches=max(1, size // 128))
+            if bands == TRUE_COLOUR:
+                block = make_scene(n, size, seed=r, n_patches=max(1, size // 128))
+            else:
+                block = make_multiband_scene(n, size, bands, seed=r)[0]
             dst.write(block, window=Window(0, r, size, n))
         dst.update_tags(**{RADIOMETRY_TAG: "reflectance"})
-        for i, b in enumerate(TRUE_COLOUR, start=1):
+        for i, b in enumerate(bands, start=1):
             dst.set_band_description(i, b)
 
 
@@ -94,7 +110,12 @@ def _inference_seconds(path: Path, det: Any, views: str) -> float:
 
 
 def _run(
-    path: Path, device: str | None, threads: int, inference: bool = False, tta: str | None = None
+    path: Path,
+    device: str | None,
+    threads: int,
+    inference: bool = False,
+    tta: str | None = None,
+    model: str | None = None,
 ) -> None:
     """Detect on ``path`` and print one JSON line of figures."""
     import resource
@@ -106,7 +127,7 @@ def _run(
 
     if threads:
         torch.set_num_threads(threads)
-    det = load_detector(device=device)
+    det = load_detector(model, device=device)
     views = tta or det.card.tta
     with rasterio_size(path) as size:
         t0 = time.perf_counter()
@@ -124,6 +145,7 @@ def _run(
         "threads": torch.get_num_threads(),
         "tta": views,
         "polygons": res.n_polygons,
+        "model": det.card.name,
     }
     if inference:
         # after the full run, so that its peak RSS is not raised by the in-memory raster
@@ -143,8 +165,8 @@ def rasterio_size(path: Path) -> Iterator[int]:
     yield width
 
 
-def _record(rows: list[dict[str, object]]) -> None:
-    """Store the figures in the shipped card (and its Markdown).
+def _record(rows: list[dict[str, object]], model: str | None = None) -> None:
+    """Store the figures in the model's card (default: the shipped one) and its Markdown.
 
     CPU runs go under ``metrics.speed``, CUDA runs under ``metrics.speed_cuda``, so that a
     GPU measurement does not replace the CPU one; runs with other test-time views than the
@@ -155,27 +177,19 @@ def _record(rows: list[dict[str, object]]) -> None:
 
     import torch
 
-    from asmspotter.detect.card import card_from_dict, load_card, render_markdown
-    from asmspotter.geoio import atomic_output, read_json, write_json
+    from asmspotter.detect.card import load_card
+    from asmspotter.detect.card_text import record_metrics
 
-    _, path = load_card()
-    d = read_json(path)
+    card, _ = load_card(model)
     cuda = str(rows[0]["device"]).startswith("cuda")
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs visible"
     if cuda:
         machine += f", {torch.cuda.get_device_name(0)}"
     key = "speed_cuda" if cuda else "speed"
-    if rows[0]["tta"] != d.get("inference", {}).get("tta", "none"):
+    if rows[0]["tta"] != card.tta:
         key += f"_{rows[0]['tta']}"
-    d.setdefault("metrics", {})[key] = {
-        "script": "benchmarks/bench_detect.py",
-        "machine": machine,
-        "runs": rows,
-    }
-    write_json(path, d)
-    card = card_from_dict(d, str(path))
-    with atomic_output(path.with_name(f"{card.name}.md")) as tmp:
-        tmp.write_text(render_markdown(card))
+    entry = {"script": "benchmarks/bench_detect.py", "machine": machine, "runs": rows}
+    record_metrics(model or card.name, key, entry)
 
 
 def main() -> int:
@@ -190,30 +204,30 @@ def main() -> int:
         action="store_true",
         help="also time the tiled, blended inference alone (input held in memory)",
     )
-    ap.add_argument(
-        "--record", action="store_true", help="write the figures into the shipped model card"
-    )
+    ap.add_argument("--record", action="store_true", help="write the figures into the model's card")
     ap.add_argument(
         "--tta",
         choices=tuple(VIEW_SETS),
         help="test-time views (default: the card's; none = one pass per tile)",
     )
+    ap.add_argument("--model", help="model name or card path (default: the shipped model)")
     ap.add_argument("--make", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--run", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.make:
-        _make(args.make, Path(args.run))
+        _make(args.make, Path(args.run), args.model)
         return 0
     if args.run:
-        _run(Path(args.run), args.device, args.threads, args.inference, args.tta)
+        _run(Path(args.run), args.device, args.threads, args.inference, args.tta, args.model)
         return 0
     rows = []
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             comp = Path(tmp) / "composite.tif"
             base = [sys.executable, __file__]
-            subprocess.run(base + ["--make", str(size), "--run", str(comp)], check=True)
-            cmd = base + ["--run", str(comp), "--threads", str(args.threads)]
+            chosen = ["--model", args.model] if args.model else []
+            subprocess.run(base + ["--make", str(size), "--run", str(comp), *chosen], check=True)
+            cmd = base + ["--run", str(comp), "--threads", str(args.threads), *chosen]
             if args.device:
                 cmd += ["--device", args.device]
             if args.inference:
@@ -236,7 +250,7 @@ def main() -> int:
                 flush=True,
             )
     if args.record:
-        _record(rows)
+        _record(rows, args.model)
     if len(rows) > 1:
         ratio = rows[-1]["peak_rss_mib"] / rows[0]["peak_rss_mib"]
         print(f"peak RSS ratio largest/smallest: {ratio:.2f}")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -194,3 +196,82 @@ def test_help_lists_options(capsys: pytest.CaptureFixture[str]) -> None:
         "ASMSPOTTER_PC_SAS_URL",
     ):
         assert option in out
+
+
+SIX = ("blue", "green", "red", "nir", "swir16", "swir22")
+
+
+def _l1c_six_band_model(folder: Path) -> Path:
+    """Write an untrained six-band network whose card says it reads Level-1C; return the card."""
+    from asmspotter.detect.card import ModelCard, sha256_of
+    from asmspotter.detect.model import ModelConfig, build_model, save_weights
+    from asmspotter.geoio import write_json
+
+    config = ModelConfig(bands=SIX, widths=(4, 4, 4, 4), mean=(0.1,) * 6, std=(0.1,) * 6)
+    weights = save_weights(build_model(config), folder / "six-l1c.pt")
+    card = ModelCard(
+        "six-l1c", weights.name, sha256_of(weights), SIX, 0.5, 0.5, 0.5, reflectance_max=1.0
+    )
+    return write_json(folder / "six-l1c.card.json", {**card.to_dict(), "level": "L1C"})
+
+
+def _nir_error(composite: Path, truth: np.ndarray, scenes: object) -> float:
+    """Mean absolute difference of the composite's nir from a truth grid of ``scenes``."""
+    import rasterio
+
+    with rasterio.open(composite) as src:
+        nir = src.read(list(src.descriptions).index("nir") + 1)
+        x, y = scenes.pixel_xy(0, 0)  # type: ignore[attr-defined]
+        c, r = (~src.transform) @ (x, y)
+    r0, c0 = int(np.floor(r)), int(np.floor(c))
+    want = truth[-r0 : -r0 + nir.shape[0], -c0 : -c0 + nir.shape[1]]
+    return float(np.nanmean(np.abs(nir - want)))
+
+
+def test_fetch_and_run_with_a_level_1c_model_build_level_1c_composites(
+    tmp_path: Path,
+    workdirs: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    monkeypatch.setitem(sys.modules, "s2cloudless", None)  # QA60 masks: fast
+    card = _l1c_six_band_model(tmp_path)
+    from dataclasses import replace
+
+    from asmspotter.testing.synthetic import SCL_SATURATED, default_specs
+
+    # the same dates and clouds (L1C has no saturation flag)
+    specs = [
+        replace(s, boxes=tuple(b for b in s.boxes if b[0] != SCL_SATURATED))
+        for s in default_specs()
+    ]
+    l2a = make_scenes(tmp_path / "l2a", seed=8, bands=SIX, specs=specs)
+    l1c = make_scenes(tmp_path / "l1c", seed=9, bands=SIX, level="L1C", specs=specs)
+    files = layout.composite_files("loop", "winter", base=workdirs["cache"])
+    with StacServer(l2a.items + l1c.items, {**l2a.files, **l1c.files}) as server:
+        catalogue = _loopback_catalogue(tmp_path, l2a.inner_bbox(), server.url, [WINTER])
+        fetch = ["fetch", "loop", "--catalogue", str(catalogue), "-p", "winter"]
+        detect = ["detect", "loop", "--catalogue", str(catalogue), "--no-progress"]
+        # the region's default (L2A) with the model's bands: detect refuses it
+        assert main([*fetch, "--model", str(card), "--collection", "sentinel-2-l2a"]) == 0
+        assert "scenes from sentinel-2-l2a" in capsys.readouterr().out
+        assert main([*detect, "--model", str(card)]) == 2
+        err = _one_line_error(capsys.readouterr().err)
+        assert "made from L2A scenes; model six-l1c reads L1C" in err
+        assert "asmspotter fetch loop --model six-l1c" in err
+        # --model alone: Level-1C scenes, with the model's six bands
+        assert main([*fetch, "--model", str(card)]) == 0
+        out = capsys.readouterr().out
+        assert "loop winter: wrote" in out and "scenes from sentinel-2-l1c" in out
+        request = json.loads(files.provenance.read_text())["request"]
+        assert (request["collection"], request["level"]) == ("sentinel-2-l1c", "L1C")
+        # the values are the L1C scenes' clear median, not the L2A scenes'
+        from_l1c = _nir_error(files.tif, l1c.expected_median("nir"), l1c)
+        from_l2a = _nir_error(files.tif, l2a.expected_median("nir"), l2a)
+        assert from_l1c < 1e-6 < from_l2a
+        assert main([*detect, "--model", str(card)]) == 0
+        run = ["run", "loop", "--catalogue", str(catalogue), "--no-progress", "--no-report"]
+        assert main([*run, "--model", str(card)]) == 0
+        assert "winter: reused" in capsys.readouterr().out

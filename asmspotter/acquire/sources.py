@@ -161,11 +161,14 @@ def stac_query(
     collection: str | None = None,
     max_cloud: float | None = None,
     sign: str | None = None,
+    level: str | None = None,
 ) -> StacQuery:
     """Build the STAC search for a region and period from its source (overridable).
 
     Periods before the source's ``l2a_from`` search its L1C collection unless a collection
-    is given. ``sign`` (default: the source's) is resolved with :func:`resolve_signing`.
+    or a ``level`` is given; ``level`` ``L1C`` (a model that reads Level-1C reflectance)
+    searches the L1C collection for every period, ``L2A`` the L2A one. ``sign`` (default:
+    the source's) is resolved with :func:`resolve_signing`.
 
     Raises:
         InputError: the URL is not http(s), ``max_cloud`` is outside 0..100 or ``sign``
@@ -179,7 +182,7 @@ def stac_query(
     cloud = source.max_cloud if max_cloud is None else float(max_cloud)
     if not 0 <= cloud <= 100:
         raise InputError(f"max cloud cover must be within 0..100 percent, got {cloud:g}")
-    coll = collection or source.collection_for(period)
+    coll = collection or source.collection_for(period, level)
     level = "L1C" if "l1c" in coll.lower() else "L2A"
     return StacQuery(
         region=region.id,
@@ -259,6 +262,7 @@ def plan_source(
     collection: str | None = None,
     max_cloud: float | None = None,
     sign: str | None = None,
+    level: str | None = None,
     online: bool = False,
 ) -> LocalScene | StacQuery:
     """Decide where a period's imagery comes from, without any network access.
@@ -266,7 +270,8 @@ def plan_source(
     Local sources use their file when present; when it is absent they search the region's
     STAC API only if ``online`` or their catalogue entry's ``fallback: stac`` allows it
     (:func:`local_scene`). STAC sources always search it. ``stac_url``, ``collection``,
-    ``max_cloud`` and ``sign`` override the catalogue.
+    ``max_cloud`` and ``sign`` override the catalogue; ``level`` chooses the processing
+    level (:func:`stac_query`).
 
     Raises:
         DataError: a local source's file is missing and it may not go online.
@@ -282,6 +287,7 @@ def plan_source(
         collection=collection,
         max_cloud=max_cloud,
         sign=sign,
+        level=level,
     )
     if region.source.kind == "local":
         assert region.source.local_dir is not None

@@ -88,7 +88,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--model",
         help="model name in data/models or a card path: the composites hold the bands its card "
-        "names (default: the shipped model's, true colour)",
+        "names (default: the shipped model's, true colour), from scenes of the processing level "
+        "it names (asm-l1c6-v1: Level-1C for every period, the region's l1c_collection, Earth "
+        "Search sentinel-2-l1c by default)",
     )
     _args.add_catalogue(p)
     p.set_defaults(func=run)
@@ -97,7 +99,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Fetch the composites and say where they are."""
     from asmspotter.catalogue import load_catalogue
-    from asmspotter.chain import model_bands
+    from asmspotter.chain import model_bands, model_level
     from asmspotter.errors import InputError
     from asmspotter.locking import region_lock
 
@@ -105,15 +107,17 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--max-cloud must be within 0..100 percent, got {args.max_cloud:g}")
     region = load_catalogue(args.catalogue)[args.region]
     periods = region.select_periods(args.period)
-    bands = model_bands(args.model)
+    bands, level = model_bands(args.model), model_level(args.model)
     with region_lock(region.id):
         for period in periods:
-            _fetch_one(region, period, bands, args)
+            _fetch_one(region, period, bands, level, args)
     return 0
 
 
-def _fetch_one(region: Any, period: Any, bands: Any, args: argparse.Namespace) -> None:
-    """Fetch one period's composite and say what was done."""
+def _fetch_one(
+    region: Any, period: Any, bands: Any, level: str | None, args: argparse.Namespace
+) -> None:
+    """Fetch one period's composite at the model's processing level and say what was done."""
     from asmspotter.composite import fetch_composite
 
     # warnings (a cloudy composite, a damaged cache, a local region going online) are
@@ -127,6 +131,7 @@ def _fetch_one(region: Any, period: Any, bands: Any, args: argparse.Namespace) -
         max_cloud=args.max_cloud,
         sign=args.sign,
         bands=bands,
+        level=level,
         online=args.online,
     )
     prov = result.provenance

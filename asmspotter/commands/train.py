@@ -28,7 +28,11 @@ def add_parser(subparsers: Any) -> None:
             "over the sample sets outside the held-out categories (K folds, one network per "
             "fold, nothing written to data/models) to compare recipes; --set changes the "
             "recipe, e.g. --set set_balance=0 --set lr=0.001. --chips DIR --bands trains on "
-            "other galleries, e.g. GeoTIFF galleries of the ten L2A bands."
+            "other galleries, e.g. GeoTIFF galleries of the ten L2A bands. --recipe reads a "
+            "recipe file (JSON of recipe fields) or the recipe of a trained model, e.g. "
+            "`asmspotter train --chips DIR --recipe asm-l1c6-v1` rebuilds that model; "
+            "--cv-by place deals geographic blocks (from the chips.csv beside the galleries) "
+            "into the folds, and --record MODEL adds the figures to that model's card."
         ),
     )
     p.add_argument("--out", help="output folder (default: data/models, or reports/models-smoke)")
@@ -41,6 +45,18 @@ def add_parser(subparsers: Any) -> None:
         help="comma-separated input bands of the network, picked from the galleries' bands "
         "(default: red,green,blue); other band sets are normalised with the training chips' "
         "mean and deviation",
+    )
+    p.add_argument(
+        "--recipe",
+        metavar="FILE|MODEL",
+        help="start from a recipe: a JSON file of recipe fields, or a model name or card whose "
+        "recorded recipe (training.config) is used; the other options change it",
+    )
+    p.add_argument(
+        "--init",
+        metavar="MODEL",
+        help="start the network from this model's weights (name or card path): its first "
+        "layer is extended to the input bands, new bands starting at zero",
     )
     p.add_argument("--smoke", action="store_true", help="train a tiny model for a few steps")
     p.add_argument("--epochs", type=int, help="passes over the training chips")
@@ -72,6 +88,19 @@ def add_parser(subparsers: Any) -> None:
         "shipped model; writes crossval.json to --out (default reports/crossval)",
     )
     p.add_argument(
+        "--cv-by",
+        choices=("sample_set", "place"),
+        default="sample_set",
+        help="how --cv deals chips into folds: whole sample sets (default) or geographic "
+        "blocks read from the chips.csv beside the galleries (a site's chips stay together; "
+        "the recipe's held-out place fold is left out)",
+    )
+    p.add_argument(
+        "--record",
+        metavar="MODEL",
+        help="with --cv: also write the figures into this model's card (metrics.crossval)",
+    )
+    p.add_argument(
         "--cv-specificity",
         type=float,
         default=0.97,
@@ -86,12 +115,18 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from asmspotter import layout, paths
+    from asmspotter.detect.recipe import read_recipe
     from asmspotter.detect.train import TrainConfig, check_device, config_with, train
     from asmspotter.errors import InputError
 
-    cfg = TrainConfig.smoke_config() if args.smoke else TrainConfig()
+    if args.recipe:
+        cfg = read_recipe(args.recipe)
+        if args.smoke:  # the recipe, a few steps
+            cfg = replace(cfg, epochs=1, max_steps=5, smoke=True)
+    else:
+        cfg = TrainConfig.smoke_config() if args.smoke else TrainConfig()
     changes: dict[str, Any] = {}
-    for key in ("epochs", "seed", "threads", "name", "tta"):
+    for key in ("epochs", "seed", "threads", "name", "tta", "init"):
         value = getattr(args, key)
         if value is not None:
             changes[key] = value
@@ -107,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--cv-specificity must lie between 0 and 1, got {args.cv_specificity}")
     if args.cv is not None and args.cv < 2:
         raise InputError(f"--cv needs at least 2 folds, got {args.cv}")
+    if args.record and args.cv is None:
+        raise InputError("--record MODEL goes with --cv K (it records the cross-validation)")
     check_device(args.device)  # before any folder is created
     chips = Path(args.chips) if args.chips else paths.require_shared_data("amw", "chips")
     if args.cv is not None:
@@ -163,8 +200,14 @@ def _cross_validate(args: argparse.Namespace, cfg: TrainConfig, chips: Path) -> 
         specificity=args.cv_specificity,
         device=args.device,
         log=lambda line: print(line, flush=True),
+        by=args.cv_by,
     )
     path = write_json(out / layout.CROSSVAL_NAME, result.to_dict())
     print(result.format_table())
     print(f"wrote {path}")
+    if args.record:
+        from asmspotter.detect.card_text import record_metrics
+
+        card = record_metrics(args.record, "crossval", result.to_dict())
+        print(f"recorded the cross-validation in {card}")
     return 0

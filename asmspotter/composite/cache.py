@@ -115,6 +115,7 @@ def fetch_composite(
     max_cloud: float | None = None,
     sign: str | None = None,
     bands: Sequence[str] | None = None,
+    level: str | None = None,
     http: HttpSettings | None = None,
     chunk_size: int = CHUNK_SIZE,
     progress: bool = True,
@@ -137,6 +138,9 @@ def fetch_composite(
             part of the cache key: signed and unsigned reads give the same values.
         bands: canonical bands the composite must hold (default true colour); true colour
             is always added for STAC sources.
+        level: processing level of the scenes, ``L1C`` or ``L2A`` (default: the region's
+            rule, L1C before its ``l2a_from`` date); a model's card names the level it
+            reads (``ModelCard.level``). A given ``collection`` takes precedence.
         http: timeouts and retries (default from the environment).
         chunk_size: pixels per side of the processing chunks.
         progress: show a progress bar while scenes load (on terminals).
@@ -163,6 +167,7 @@ def fetch_composite(
         sign=sign,
         online=online,
         bands=bands,
+        level=level,
     )
     files = composite_files(reg.id, per.id)
     with region_lock(reg.id):
@@ -232,14 +237,17 @@ def plan_composite(
     sign: str | None = None,
     online: bool = False,
     bands: Sequence[str] | None = None,
+    level: str | None = None,
 ) -> CompositePlan:
     """Decide a period's composite without building it (arguments as :func:`fetch_composite`).
 
     Raises:
-        InputError: unknown band.
+        InputError: unknown band or processing level.
 
     """
     wanted = _check_bands(bands)
+    if level not in (None, "L1C", "L2A"):
+        raise InputError(f"unknown processing level {level!r} (L1C or L2A)")
     source = plan_source(
         region,
         period,
@@ -248,6 +256,7 @@ def plan_composite(
         max_cloud=max_cloud,
         sign=sign,
         online=online,
+        level=level,
     )
     out_bands = (
         tuple(b for b in CANONICAL_BANDS if b in {*wanted, *TRUE_COLOUR})

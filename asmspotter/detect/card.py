@@ -35,18 +35,30 @@ INPUT_SCALING: dict[str, str] = {
 }
 
 
-def input_scaling(reflectance_max: float = DISPLAY_REFLECTANCE_MAX) -> dict[str, Any]:
+#: Processing levels a model's imagery may have (the card's ``level``): Level-1C top-of-
+#: atmosphere or Level-2A surface reflectance.
+LEVELS: dict[str, str] = {
+    "L1C": "Level-1C top-of-atmosphere reflectance",
+    "L2A": "Level-2A surface reflectance",
+}
+
+
+def input_scaling(
+    reflectance_max: float = DISPLAY_REFLECTANCE_MAX, level: str | None = None
+) -> dict[str, Any]:
     """Return the card's ``input_scaling`` section for a reflectance clip at ``reflectance_max``.
 
     Models trained on the PNG galleries clip at :data:`DISPLAY_REFLECTANCE_MAX` (the chips'
     value/3000 scaling); models trained on GeoTIFF galleries of reflectance clip higher, and
-    their cards say so with the ``reflectance_max`` key.
+    their cards say so with the ``reflectance_max`` key. A model of one processing ``level``
+    (:data:`LEVELS`) reads reflectance of that level.
     """
-    if reflectance_max == DISPLAY_REFLECTANCE_MAX:
+    if reflectance_max == DISPLAY_REFLECTANCE_MAX and level is None:
         return dict(INPUT_SCALING)
+    what = LEVELS[level] if level is not None else "surface reflectance"
     return {
         "reflectance": (
-            f"float surface reflectance (about 0..1, NaN = no-data) clipped to "
+            f"float {what} (about 0..1, NaN = no-data) clipped to "
             f"[0, {reflectance_max:g}]; the model input is that reflectance"
         ),
         "display": INPUT_SCALING["display"],
@@ -97,6 +109,9 @@ class ModelCard:
             :data:`~asmspotter.detect.card.VIEW_SETS`; cards without it mean ``none``).
         reflectance_max: reflectance at which reflectance composites are clipped for the
             model (``input_scaling.reflectance_max``; cards without it mean 0.3).
+        level: processing level of the imagery the model reads (a key of :data:`LEVELS`;
+            None = as the true-colour AMW chips, any reflectance composite). ``fetch`` and
+            ``run --model`` build composites of this level.
         training: training data, split and method.
         metrics: measured figures (chip test set, La Pampa validation, speed).
         definitions: what each metric means.
@@ -117,6 +132,7 @@ class ModelCard:
     chip_padding: int = 24
     tta: str = "none"
     reflectance_max: float = DISPLAY_REFLECTANCE_MAX
+    level: str | None = None
     training: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, Any] = field(default_factory=dict)
     definitions: Mapping[str, Any] = field(default_factory=dict)
@@ -129,7 +145,7 @@ class ModelCard:
             "weights": self.weights,
             "sha256": self.sha256,
             "bands": list(self.bands),
-            "input_scaling": input_scaling(self.reflectance_max),
+            "input_scaling": input_scaling(self.reflectance_max, self.level),
             "chip_score": {
                 "rule": "mean of the top fraction of the chip's pixel probabilities",
                 "topk_fraction": self.chip_topk_fraction,
@@ -147,6 +163,8 @@ class ModelCard:
             "metrics": dict(self.metrics),
             "definitions": dict(self.definitions),
         }
+        if self.level is not None:
+            d["level"] = self.level
         d.update(self.extra)
         return d
 
@@ -183,6 +201,7 @@ def card_from_dict(d: Mapping[str, Any], source: str = "card") -> ModelCard:
             reflectance_max=float(
                 d.get("input_scaling", {}).get("reflectance_max", DISPLAY_REFLECTANCE_MAX)
             ),
+            level=None if d.get("level") is None else str(d["level"]),
             training=dict(d.get("training", {})),
             metrics=dict(d.get("metrics", {})),
             definitions=dict(d.get("definitions", {})),
@@ -200,6 +219,7 @@ def card_from_dict(d: Mapping[str, Any], source: str = "card") -> ModelCard:
                     "pixel_threshold",
                     "min_area_ha",
                     "inference",
+                    "level",
                     "training",
                     "metrics",
                     "definitions",
@@ -217,6 +237,10 @@ def card_from_dict(d: Mapping[str, Any], source: str = "card") -> ModelCard:
         raise DataError(
             f"model card {source}: unknown inference.tta {card.tta!r} "
             f"(one of {', '.join(VIEW_SETS)})"
+        )
+    if card.level is not None and card.level not in LEVELS:
+        raise DataError(
+            f"model card {source}: unknown level {card.level!r} (one of {', '.join(LEVELS)})"
         )
     if not card.reflectance_max > 0.0:
         raise DataError(f"model card {source}: input_scaling.reflectance_max must be > 0")

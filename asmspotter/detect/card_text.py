@@ -146,7 +146,16 @@ def describe_method(config: TrainConfig) -> str:
             f"exponential moving average of the weights (decay {config.ema_decay}) is "
             "validated and shipped; "
         )
-    text += "best epoch by validation ROC AUC (one view per chip)"
+    if config.init:
+        text += (
+            f"the network starts from the weights of {config.init} (its first layer extended "
+            "to the input bands, the bands it lacks starting at zero); "
+        )
+    text += (
+        "best epoch by validation ROC AUC (one view per chip)"
+        if config.keep_epoch == "best"
+        else f"the last of {config.epochs} epochs is kept"
+    )
     if config.tta != "none":
         n = len(VIEW_SETS[config.tta])
         text += (
@@ -163,11 +172,38 @@ def describe_method(config: TrainConfig) -> str:
     return text
 
 
+def split_rule(config: TrainConfig) -> str:
+    """Describe how the chips were split into training, validation and held-out chips."""
+    if config.split != "place":
+        return (
+            "whole sample sets (clear0.05 and clear0.75 composites of the same points "
+            "together); held-out categories are never seen in training or threshold selection"
+        )
+    held = (
+        f"fold {config.test_fold} is held out (never seen in training or threshold selection)"
+        if config.test_fold
+        else "no fold is held out"
+    )
+    val = (
+        f"fold {config.val_fold} chooses the chip threshold"
+        + (" and the epoch" if config.keep_epoch == "best" else "")
+        if config.val_fold
+        else "the training chips choose the chip threshold"
+    )
+    return (
+        f"by place: each site (before and after chips together) goes to the "
+        f"{config.place_block_deg:g}-degree block of its longitude and latitude; the blocks "
+        f"are dealt into {config.place_folds} folds balanced by label (seed "
+        f"{config.place_seed}); {held}; {val}; the other folds train the weights"
+    )
+
+
 def training_section(
     config: TrainConfig,
     chips_dir: Path,
     sets: Sequence[ChipArrays],
     history: Sequence[dict[str, Any]],
+    notes: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return the card's ``training`` section: data, split, recipe and per-epoch history.
 
@@ -176,9 +212,12 @@ def training_section(
         chips_dir: the galleries' folder.
         sets: the train, validation and held-out test chips.
         history: the per-epoch validation figures.
+        notes: further entries (e.g. the blocks of each part, the starting weights).
 
     """
     import torch
+
+    from asmspotter.detect.card import LEVELS
 
     train_set, val_set, test_set = sets
     if train_set.images.dtype == np.uint8:
@@ -188,31 +227,37 @@ def training_section(
             "(Earth Genome, CC BY 4.0)"
         )
     else:
+        what = LEVELS[config.level] if config.level else "surface reflectance"
         data = (
-            f"GeoTIFF gallery chips of bands {', '.join(train_set.bands)} (surface "
-            f"reflectance clipped to [0, {reflectance_max(train_set.images):g}], 48 x 48 px "
-            "at 10 m)"
+            f"GeoTIFF gallery chips of bands {', '.join(train_set.bands)} ({what} clipped "
+            f"to [0, {reflectance_max(train_set.images):g}], 48 x 48 px at 10 m)"
         )
 
     def part(chips: ChipArrays) -> dict[str, Any]:
         return {"files": list(chips.files), "n_pos": chips.n_pos, "n_neg": chips.n_neg}
 
-    return {
+    held = "test_held_out_places" if config.split == "place" else "test_held_out_categories"
+    section: dict[str, Any] = {
         "data": data,
         "chips_dir": str(chips_dir.name),
         "train": part(train_set),
         "validation": part(val_set),
-        "test_held_out_categories": part(test_set),
-        "split_rule": (
-            "whole sample sets (clear0.05 and clear0.75 composites of the same points together); "
-            "held-out categories are never seen in training or threshold selection"
-        ),
-        "architecture": describe_architecture(config.model),
-        "method": describe_method(config),
-        "config": config.to_dict(),
-        "history": list(history),
-        "torch": torch.__version__,
+        held: part(test_set),
+        "split_rule": split_rule(config),
     }
+    if config.sources:
+        section["data_sources"] = list(config.sources)
+    section.update(notes or {})
+    section.update(
+        {
+            "architecture": describe_architecture(config.model),
+            "method": describe_method(config),
+            "config": config.to_dict(),
+            "history": list(history),
+            "torch": torch.__version__,
+        }
+    )
+    return section
 
 
 def rgb_limitations(metrics: Mapping[str, Any], n_parameters: int, tta: str) -> str:
@@ -297,21 +342,127 @@ def card_texts(
             "regenerate": RGB_REGENERATE,
         }
     bands = config.model.bands
+    level = f" {config.level}" if config.level else ""
     return {
         "description": (
-            f"artisanal gold-mining segmentation model for Sentinel-2 at 10 m on {len(bands)} "
-            f"bands ({', '.join(bands)}): a fully convolutional encoder-decoder (plain torch) "
-            "trained from chip-level labels by multiple-instance learning, giving a per-pixel "
-            "mining probability. It reads reflectance composites holding these bands."
+            f"artisanal gold-mining segmentation model for Sentinel-2{level} at 10 m on "
+            f"{len(bands)} bands ({', '.join(bands)}): a fully convolutional encoder-decoder "
+            "(plain torch) trained from chip-level labels by multiple-instance learning, giving "
+            "a per-pixel mining probability. It reads reflectance composites holding these "
+            "bands" + (f" made from {config.level} scenes." if config.level else ".")
         ),
-        "limitations": (
-            f"trained on the galleries of {chips_dir.name}; see metrics for its measured "
-            "figures. It needs reflectance composites with its bands (display-stretched true "
-            "colour cannot feed it) and was not checked on the La Pampa scene, which is true "
-            "colour only."
-        ),
+        "limitations": multiband_limitations(config, chips_dir, metrics),
         "regenerate": (
             f"`asmspotter train --chips {chips_dir.name} --bands {','.join(bands)} "
-            f"--name {config.name}` with the settings in training.config (seeded)."
+            f"--name {config.name}` with the settings in training.config (seeded), i.e. "
+            f"`asmspotter train --chips {chips_dir.name} --recipe {config.name}`, which reads "
+            "them from this card (with --out elsewhere it leaves the shipped files alone)"
+            + (
+                f"; then `asmspotter train --chips {chips_dir.name} --recipe {config.name} "
+                f"--cv {len(metrics['crossval'].get('folds', []))} --cv-by "
+                f"{metrics['crossval'].get('by', 'sample_set')} --cv-specificity "
+                f"{metrics['crossval'].get('specificity', 0.97):g} --record {config.name}` "
+                "for the cross-validated figures"
+                if "crossval" in metrics
+                else ""
+            )
+            + "."
         ),
     }
+
+
+def _mean_sd(summary: Mapping[str, Any], key: str) -> str:
+    mean, sd = summary.get(f"{key}_mean"), summary.get(f"{key}_sd")
+    if mean is None:
+        return "n/a"
+    return f"{mean:.2f}" + (f" +- {sd:.2f}" if sd is not None else "")
+
+
+def crossval_sentence(cv: Mapping[str, Any]) -> str:
+    """Summarise a recorded cross-validation (``metrics.crossval``) in one sentence."""
+    by = "geographic blocks" if cv.get("by") == "place" else "sample sets"
+    n = len(cv.get("folds", []))
+    iv = cv.get("intervals_95", {})
+
+    def interval(key: str) -> str:
+        return f" (95 % interval {iv[key][0]:.2f}-{iv[key][1]:.2f})" if key in iv else ""
+
+    parts = [
+        f"ROC AUC {_mean_sd(cv, 'auc')} over folds, pooled {cv['pooled_auc']:.2f}" + interval("auc")
+    ]
+    for spec in ("0.95", "0.97"):
+        key = f"pooled_sensitivity_at_{spec}"
+        if key in cv:
+            parts.append(
+                f"sensitivity at specificity {spec} {_mean_sd(cv, f'sensitivity_at_{spec}')}, "
+                f"pooled {cv[key]:.2f}" + interval(f"sensitivity_at_{spec}")
+            )
+    return f"Cross-validated over {n} folds of {by} (mean +- sd): " + "; ".join(parts) + "."
+
+
+def multiband_limitations(config: TrainConfig, chips_dir: Path, metrics: Mapping[str, Any]) -> str:
+    """Write the limitations of a GeoTIFF-gallery model from its measured ``metrics``."""
+    parts = [
+        f"Trained on the galleries of {chips_dir.name}. It needs reflectance composites with "
+        "its bands"
+        + (f", made from {config.level} scenes" if config.level else "")
+        + " (display-stretched true colour cannot feed it), and was not checked on the La "
+        "Pampa scene, which is true colour only."
+    ]
+    if "crossval" in metrics:
+        parts.append(crossval_sentence(metrics["crossval"]))
+    test = metrics.get("test_chips")
+    if test and test.get("sensitivity") is not None and test.get("specificity") is not None:
+        where = (
+            f"the held-out places (fold {config.test_fold}, never seen in training or "
+            "threshold choice)"
+            if config.split == "place"
+            else "the held-out categories"
+        )
+        auc_text = "" if test.get("auc") is None else f", ROC AUC {test['auc']:.2f}"
+        parts.append(
+            f"On {where}, at the threshold chosen for specificity "
+            f"{config.target_specificity:g} on validation, it finds {test['sensitivity']:.2f} "
+            f"of the {test['n_pos']} mining chips at specificity {test['specificity']:.2f} "
+            f"({test['n_neg']} non-mining chips){auc_text}; with so few chips each figure is "
+            "uncertain by several points (see the cross-validation's intervals)."
+        )
+    return " ".join(parts)
+
+
+def record_metrics(model: str | Path, key: str, value: Mapping[str, Any]) -> Path:
+    """Write figures into a model's card as ``metrics[key]`` and re-render its Markdown.
+
+    The prose of a card trained on GeoTIFF galleries is rewritten from the new figures
+    (cards of the PNG-gallery RGB models keep theirs).
+
+    Args:
+        model: model name in the models folder or a card path.
+        key: the metrics entry (e.g. ``crossval``).
+        value: the figures.
+
+    Returns:
+        The card's path.
+
+    Raises:
+        DataError: the card cannot be read.
+
+    """
+    from asmspotter.bands import DISPLAY_REFLECTANCE_MAX
+    from asmspotter.detect.card import card_from_dict, load_card, render_markdown
+    from asmspotter.detect.recipe import TrainConfig
+    from asmspotter.geoio import atomic_output, read_json, write_json
+    from asmspotter.layout import ModelFiles
+
+    card, path = load_card(model)
+    d = read_json(path)
+    d.setdefault("metrics", {})[key] = dict(value)
+    if card.reflectance_max != DISPLAY_REFLECTANCE_MAX and "config" in d.get("training", {}):
+        config = TrainConfig.from_dict(d["training"]["config"])
+        chips_dir = Path(str(d["training"].get("chips_dir", "chips")))
+        d.update(card_texts(config, chips_dir, d["metrics"], False, 0))
+    write_json(path, d)
+    card = card_from_dict(d, str(path))
+    with atomic_output(ModelFiles(path.parent, card.name).markdown) as tmp:
+        tmp.write_text(render_markdown(card))
+    return path

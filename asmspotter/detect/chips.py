@@ -383,6 +383,16 @@ class ChipArrays:
         """Number of non-mining chips."""
         return len(self) - self.n_pos
 
+    def take(self, index: np.ndarray) -> ChipArrays:
+        """Return the chips at ``index`` (indexes or a boolean mask), in that order."""
+        return ChipArrays(
+            np.ascontiguousarray(self.images[index]),
+            self.labels[index],
+            self.source[index],
+            self.files,
+            self.bands,
+        )
+
     def select(self, bands: Sequence[str]) -> ChipArrays:
         """Return the chips with only ``bands``, in that order (``self`` if they match).
 

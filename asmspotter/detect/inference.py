@@ -412,6 +412,28 @@ def _detect_into(
     return prov
 
 
+def _check_level(det: Detector, files: layout.CompositeFiles, region_id: str) -> None:
+    """Refuse a cached STAC composite of another processing level than the card names.
+
+    Raises:
+        DataError: naming the ``fetch`` that builds a composite of the right level.
+
+    """
+    from asmspotter.geoio import read_json
+
+    level = det.card.level
+    if level is None:
+        return
+    request = read_json(files.provenance).get("request", {})
+    made = request.get("level") if request.get("type") == "stac" else None
+    if made is not None and made != level:
+        raise DataError(
+            f"composite {files.tif} was made from {made} scenes; model {det.card.name} reads "
+            f"{level} reflectance (run `asmspotter fetch {region_id} --model "
+            f"{det.card.name}` first)"
+        )
+
+
 def detect_region(
     region: Any,
     periods: Sequence[Any],
@@ -454,6 +476,8 @@ def detect_region(
             f"composite not found: {missing[0]} (run `asmspotter fetch {region.id}` first)"
         )
     det = load_detector(model, device)
+    for _, comp in todo:
+        _check_level(det, comp, region.id)
     return [
         detect_composite(
             comp.tif,

@@ -8,8 +8,8 @@ the weights, so the same code trains and runs an RGB model or a 10-band L2A mode
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +191,57 @@ class MiningNet(nn.Module):
 def build_model(config: ModelConfig | None = None) -> MiningNet:
     """Return a freshly initialised network for ``config`` (the shipped architecture)."""
     return MiningNet(config or ModelConfig())
+
+
+def extended_config(
+    source: ModelConfig, bands: tuple[str, ...], mean: Sequence[float], std: Sequence[float]
+) -> ModelConfig:
+    """Return ``source``'s architecture on ``bands``, keeping its normalisation where it can.
+
+    Bands that ``source`` reads keep its mean and deviation; the others take ``mean`` and
+    ``std`` (one value per band of ``bands``, e.g. the training chips' statistics).
+    """
+    have = source.bands
+    m = [source.mean[have.index(b)] if b in have else float(mean[i]) for i, b in enumerate(bands)]
+    s = [source.std[have.index(b)] if b in have else float(std[i]) for i, b in enumerate(bands)]
+    return replace(source, bands=tuple(bands), mean=tuple(m), std=tuple(s))
+
+
+def extend_input(source: MiningNet, config: ModelConfig) -> MiningNet:
+    """Return a network of ``config`` that starts from ``source``'s weights.
+
+    Every layer but the first is copied. The first convolution's weights are copied band by
+    band, matched by name; bands ``source`` does not read get zero weights, so on input
+    whose extra bands are anything the new network gives ``source``'s output as long as
+    the shared bands are normalised alike (:func:`extended_config` keeps them so).
+
+    Raises:
+        ValueError: the architectures (widths, version) differ, or ``config`` shares no
+            band with ``source``.
+
+    """
+    src = source.config
+    if (src.widths, src.version) != (config.widths, config.version):
+        raise ValueError(
+            f"cannot start a network of widths {config.widths} (version {config.version}) "
+            f"from one of widths {src.widths} (version {src.version})"
+        )
+    shared = [b for b in config.bands if b in src.bands]
+    if not shared:
+        raise ValueError(f"bands {', '.join(config.bands)} share none with {', '.join(src.bands)}")
+    net = build_model(config)
+    state = {k: v.detach().clone() for k, v in source.state_dict().items()}
+    w = state["stem.0.weight"]
+    first = torch.zeros((w.shape[0], len(config.bands), *w.shape[2:]), dtype=w.dtype)
+    for j, b in enumerate(config.bands):
+        if b in src.bands:
+            first[:, j] = w[:, src.bands.index(b)]
+    state["stem.0.weight"] = first
+    n = len(config.bands)
+    state["mean"] = torch.tensor(config.mean, dtype=torch.float32).view(1, n, 1, 1)
+    state["std"] = torch.tensor(config.std, dtype=torch.float32).view(1, n, 1, 1)
+    net.load_state_dict(state)
+    return net
 
 
 def save_weights(model: MiningNet, path: str | Path) -> Path:

@@ -9,14 +9,19 @@ recipe is :func:`asmspotter.detect.train.fit`; what the recipe does is described
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 from asmspotter.detect import DEFAULT_MODEL
 from asmspotter.detect.card import check_views
 from asmspotter.detect.model import ModelConfig
 from asmspotter.errors import InputError
+
+#: Ways of splitting chips into training, validation and held-out test chips.
+SPLITS: tuple[str, ...] = ("sample_set", "place")
 
 DEFAULT_TEST_SETS: tuple[str, ...] = (
     "v3.3_2023_positives",
@@ -69,8 +74,28 @@ class TrainConfig:
             ``model``'s, true colour). A band set other than the ``model``'s is normalised
             with the per-band mean and standard deviation of the training chips.
         model: architecture, and the bands and normalisation unless ``bands`` is given.
-        test_sets: held-out sample sets.
-        val_sets: validation sample sets.
+        test_sets: held-out sample sets (``split`` ``sample_set``).
+        val_sets: validation sample sets (``split`` ``sample_set``).
+        split: how chips are split into training, validation and held-out test chips:
+            ``sample_set`` (whole sample sets, ``test_sets`` and ``val_sets``) or ``place``
+            (geographic blocks read from the galleries' chip table, dealt into
+            ``place_folds`` folds; see :mod:`asmspotter.detect.places`).
+        place_folds: folds the blocks are dealt into (``split`` ``place``).
+        place_block_deg: side of the blocks in degrees.
+        place_seed: seed of the dealing order of the blocks (apart from ``seed``, so that a
+            new training seed keeps the same held-out places).
+        test_fold: the fold held out from training and threshold choice (1-based; 0 = none).
+        val_fold: the fold that chooses the epoch (``keep_epoch`` ``best``) and the chip
+            threshold (1-based; 0 = validate on the training chips).
+        keep_epoch: ``best`` (the epoch with the best validation AUC) or ``last``.
+        init: model (name in the models folder or card path) whose weights start the
+            network: its architecture is kept, its first layer is extended to the input
+            bands (bands it lacks start with zero weights) and its input normalisation is
+            kept for the bands it has (None = random initialisation).
+        level: processing level of the imagery the chips come from (``L1C`` top-of-
+            atmosphere or ``L2A`` surface reflectance; None = as the AMW chips). The card
+            records it, and ``fetch``/``run --model`` build composites of that level.
+        sources: data sources of the chips with their licences, recorded in the card.
         threads: torch CPU threads (0 = leave torch's default).
         max_chips_per_file: cap per gallery (None = all).
         max_steps: stop after this many steps (smoke runs), or None.
@@ -99,6 +124,16 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     test_sets: tuple[str, ...] = DEFAULT_TEST_SETS
     val_sets: tuple[str, ...] = DEFAULT_VAL_SETS
+    split: str = "sample_set"
+    place_folds: int = 5
+    place_block_deg: float = 2.5
+    place_seed: int = 0
+    test_fold: int = 0
+    val_fold: int = 0
+    keep_epoch: str = "best"
+    init: str | None = None
+    level: str | None = None
+    sources: tuple[str, ...] = ()
     threads: int = 2
     max_chips_per_file: int | None = None
     max_steps: int | None = None
@@ -126,6 +161,14 @@ class TrainConfig:
             "max_steps >= 1": self.max_steps is None or self.max_steps >= 1,
             "bands name each band once": self.bands is None
             or (len(self.bands) > 0 and len(set(self.bands)) == len(self.bands)),
+            "split is sample_set or place": self.split in SPLITS,
+            "place_folds >= 2": self.place_folds >= 2,
+            "place_block_deg > 0": self.place_block_deg > 0,
+            "0 <= test_fold <= place_folds": 0 <= self.test_fold <= self.place_folds,
+            "0 <= val_fold <= place_folds": 0 <= self.val_fold <= self.place_folds,
+            "val_fold differs from test_fold": not self.val_fold or self.val_fold != self.test_fold,
+            "keep_epoch is best or last": self.keep_epoch in ("best", "last"),
+            "level is L1C or L2A": self.level in (None, "L1C", "L2A"),
         }
         broken = [rule for rule, ok in checks.items() if not ok]
         if broken:
@@ -160,6 +203,29 @@ class TrainConfig:
             d["bands"] = list(self.bands)
         return d
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        """Build a recipe from (part of) :meth:`to_dict` output; absent fields keep defaults.
+
+        Raises:
+            InputError: an unknown field or a value out of range.
+
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise InputError(f"unknown recipe field(s): {', '.join(unknown)}")
+        kw: dict[str, Any] = dict(d)
+        for key in ("test_sets", "val_sets", "sources", "bands"):
+            if kw.get(key) is not None:
+                kw[key] = tuple(str(v) for v in kw[key])
+        if "model" in kw:
+            kw["model"] = ModelConfig.from_dict(kw["model"])
+        try:
+            return cls(**kw)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise InputError(f"invalid recipe: {exc}") from None
+
 
 def config_with(config: TrainConfig, assignments: Sequence[str]) -> TrainConfig:
     """Return ``config`` with ``FIELD=VALUE`` assignments applied (command-line recipes).
@@ -174,10 +240,11 @@ def config_with(config: TrainConfig, assignments: Sequence[str]) -> TrainConfig:
 
     """
     optional_ints = ("max_chips_per_file", "max_steps")
+    optional_strs = ("init", "level")
     settable = {
         f.name: getattr(config, f.name)
         for f in fields(config)
-        if f.name not in ("model", "test_sets", "val_sets", "smoke", "bands")
+        if f.name not in ("model", "test_sets", "val_sets", "smoke", "bands", "sources")
     }
     changes: dict[str, Any] = {}
     for text in assignments:
@@ -190,12 +257,14 @@ def config_with(config: TrainConfig, assignments: Sequence[str]) -> TrainConfig:
             )
         current = settable[key]
         try:
-            if raw.lower() == "none" and key in optional_ints:
+            if raw.lower() == "none" and key in optional_ints + optional_strs:
                 value: Any = None
             elif isinstance(current, bool):
                 if raw.lower() not in ("true", "false", "1", "0"):
                     raise ValueError(raw)
                 value = raw.lower() in ("true", "1")
+            elif key in optional_strs:
+                value = raw
             elif isinstance(current, int) or key in optional_ints:
                 value = int(raw)
             elif isinstance(current, float):
@@ -210,3 +279,37 @@ def config_with(config: TrainConfig, assignments: Sequence[str]) -> TrainConfig:
         return replace(config, **changes)
     except ValueError as exc:
         raise InputError(f"invalid recipe: {exc}") from exc
+
+
+def read_recipe(source: str) -> TrainConfig:
+    """Read a recipe: a JSON file of recipe fields, or the recipe a model was trained with.
+
+    Args:
+        source: a ``.json`` file holding :class:`TrainConfig` fields (those absent keep
+            their defaults), or a model name or card path (its ``training.config``).
+
+    Raises:
+        InputError: the file or model is missing, or the recipe is invalid.
+        DataError: the file is not readable JSON.
+
+    """
+    from asmspotter.errors import DataError
+
+    path = Path(source)
+    if path.suffix == ".json" and not path.name.endswith(".card.json"):
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(f"recipe file not found: {path}") from None
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read the recipe {path} ({exc})") from None
+        if not isinstance(d, dict):
+            raise DataError(f"{path}: a recipe is a JSON object of recipe fields")
+        return TrainConfig.from_dict(d)
+    from asmspotter.detect.card import load_card
+
+    card, where = load_card(source)
+    d = card.training.get("config")
+    if not isinstance(d, dict):
+        raise DataError(f"{where} records no recipe (training.config)")
+    return TrainConfig.from_dict(d)

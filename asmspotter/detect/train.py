@@ -56,8 +56,15 @@ from asmspotter.detect.chips import (
     stack_galleries,
 )
 from asmspotter.detect.loss import mil_loss
-from asmspotter.detect.metrics import chip_metrics, count, threshold_for_specificity
-from asmspotter.detect.model import MiningNet, ModelConfig, build_model, save_weights
+from asmspotter.detect.metrics import auc, chip_metrics, count, threshold_for_specificity
+from asmspotter.detect.model import (
+    MiningNet,
+    ModelConfig,
+    build_model,
+    extend_input,
+    extended_config,
+    save_weights,
+)
 from asmspotter.detect.recipe import TrainConfig, config_with
 from asmspotter.detect.scoring import chip_scores
 from asmspotter.errors import DataError, InputError
@@ -74,6 +81,7 @@ __all__ = [
     "check_device",
     "config_with",
     "fit",
+    "initial_network",
     "load_split",
     "model_config_for",
     "set_sampling_weights",
@@ -106,18 +114,39 @@ def load_split(
 ) -> tuple[ChipArrays, ChipArrays, ChipArrays, list[Gallery]]:
     """Read galleries and split them into train / val / test chip arrays of the input bands.
 
+    ``config.split`` says how: whole sample sets (``test_sets``, ``val_sets``) or folds of
+    geographic blocks (``test_fold``, ``val_fold``; :mod:`asmspotter.detect.places`).
+
     Raises:
-        InputError: the folder holds no gallery, or the galleries lack an input band.
+        InputError: the folder holds no gallery, the galleries lack an input band, or
+            (split by place) the folder has no chip table or too few blocks.
         DataError: no training chips of both labels, or galleries of different kinds.
 
     """
     galleries = read_galleries(chips_dir, config.max_chips_per_file)
     check_one_kind(galleries)
-    split = split_galleries(galleries, config.test_sets, config.val_sets)
-    train = stack_galleries(split.train).select(config.input_bands)
-    val, test = (
-        stack_galleries(s, like=train).select(config.input_bands) for s in (split.val, split.test)
-    )
+    if config.split == "place":
+        from asmspotter.detect.places import place_folds
+
+        chips = stack_galleries(galleries).select(config.input_bands)
+        folds = place_folds(
+            chips_dir,
+            galleries,
+            chips,
+            config.place_folds,
+            config.place_block_deg,
+            config.place_seed,
+        ).fold
+        test = chips.take(folds == config.test_fold)
+        val = chips.take(folds == config.val_fold)
+        train = chips.take((folds != config.test_fold) & (folds != config.val_fold))
+    else:
+        split = split_galleries(galleries, config.test_sets, config.val_sets)
+        train = stack_galleries(split.train).select(config.input_bands)
+        val, test = (
+            stack_galleries(s, like=train).select(config.input_bands)
+            for s in (split.val, split.test)
+        )
     if len(train) == 0 or train.n_pos == 0 or train.n_neg == 0:
         raise DataError(f"no training chips of both labels in {chips_dir}")
     if len(val) == 0 or val.n_pos == 0 or val.n_neg == 0:
@@ -125,19 +154,37 @@ def load_split(
     return train, val, test, galleries
 
 
-def model_config_for(config: TrainConfig, chips: ChipArrays) -> ModelConfig:
+def initial_network(config: TrainConfig) -> MiningNet | None:
+    """Return the network ``config.init`` names (on the CPU), or None without one.
+
+    Raises:
+        DataError: the model's card or weights are missing or do not agree.
+
+    """
+    if config.init is None:
+        return None
+    from asmspotter.detect.loader import load_detector
+
+    return load_detector(config.init, device="cpu").model
+
+
+def model_config_for(
+    config: TrainConfig, chips: ChipArrays, init: MiningNet | None = None
+) -> ModelConfig:
     """Return the network's configuration for ``config``'s input bands.
 
-    The ``model`` as it is when its bands are the input bands; otherwise the same
-    architecture on ``config.bands``, normalised with the per-band mean and standard
-    deviation of ``chips``' model input (reflectance), rounded to 4 decimals.
+    The ``model`` as it is when its bands are the input bands and no ``init`` network is
+    given; otherwise the architecture of ``init`` (or ``model``) on ``config.bands``,
+    normalised with the per-band mean and standard deviation of ``chips``' model input
+    (reflectance), rounded to 4 decimals, except for the bands ``init`` reads, which keep
+    its normalisation.
 
     Raises:
         InputError: the chips do not hold the input bands in order.
 
     """
     bands = config.input_bands
-    if bands == config.model.bands:
+    if init is None and bands == config.model.bands:
         return config.model
     if chips.bands != bands:
         raise InputError(
@@ -151,6 +198,8 @@ def model_config_for(config: TrainConfig, chips: ChipArrays) -> ModelConfig:
     flat = x.reshape(-1, len(bands))
     mean = tuple(round(float(v), 4) for v in flat.mean(axis=0))
     std = tuple(round(max(float(v), 1e-3), 4) for v in flat.std(axis=0))
+    if init is not None:
+        return extended_config(init.config, bands, mean, std)
     return replace(config.model, bands=bands, mean=mean, std=std)
 
 
@@ -219,9 +268,11 @@ class _Loop:
         self.config, self.device, self.images = config, device, train_set.images
         self.rng = np.random.default_rng(config.seed)
         self.gen = torch.Generator().manual_seed(config.seed)
-        net_config = model_config_for(config, train_set)
+        init = initial_network(config)
+        net_config = model_config_for(config, train_set, init)
+        net = build_model(net_config) if init is None else extend_input(init, net_config)
         # channels_last runs the convolutions about 1.4x faster on CPU (same arithmetic).
-        self.model = build_model(net_config).to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.model = net.to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.ema = (
             copy.deepcopy(self.model).requires_grad_(False) if config.ema_decay > 0 else self.model
         )
@@ -331,8 +382,9 @@ def fit(
         log: callable receiving one line per epoch (None = silent).
         t0: start time for the elapsed seconds in the log (None = now).
         select_best: keep the epoch with the best validation (AUC, sensitivity), the
-            shipped rule; False keeps the last epoch, so that figures measured on
-            ``val_set`` afterwards are not biased by the choice (cross-validation).
+            shipped rule unless ``config.keep_epoch`` is ``last``; False keeps the last
+            epoch, so that figures measured on ``val_set`` afterwards are not biased by the
+            choice (cross-validation).
 
     Returns:
         The kept network (on the CPU) with the loss curve and per-epoch history.
@@ -343,6 +395,7 @@ def fit(
     t0 = time.time() if t0 is None else t0
     if config.threads > 0:
         torch.set_num_threads(config.threads)
+    select_best = select_best and config.keep_epoch == "best"
     loop = _Loop(config, train_set, device)
     losses: list[float] = []
     history: list[dict[str, Any]] = []
@@ -392,10 +445,15 @@ def chip_figures(
     test_scores = chip_scores(model, test_set.images, k, views=views)
     metrics["test_chips"] = chip_metrics(test_set.labels, test_scores, thr)
     per_file = []
+    pos = test_set.labels == 1
     for i, name in enumerate(test_set.files):
         sel = test_set.source == i
         c = count(test_set.labels[sel], test_scores[sel] >= thr)
-        per_file.append({"file": name, **c.to_dict()})
+        entry: dict[str, Any] = {"file": name, **c.to_dict()}
+        if c.n_neg and not c.n_pos and pos.any():  # this file's negatives against all mining
+            both = sel | pos
+            entry["auc_vs_mining"] = auc(test_set.labels[both], test_scores[both])
+        per_file.append(entry)
     metrics["test_chips_per_file"] = per_file
     if test_set.images.dtype == np.uint8:  # display renderings concern true-colour chips only
         robust = {}
@@ -423,6 +481,37 @@ def _validate_la_pampa(
     lp = validate.validate_la_pampa(model, card, figure=fig).to_dict()
     say(f"La Pampa 2019: {lp}")
     return lp
+
+
+def _notes(config: TrainConfig, chips_dir: Path, galleries: list[Gallery]) -> dict[str, Any]:
+    """Return the card's record of the blocks of a split by place and of the start weights."""
+    notes: dict[str, Any] = {}
+    if config.split == "place":
+        from asmspotter.detect.places import place_folds
+
+        chips = stack_galleries(galleries)
+        split = place_folds(
+            chips_dir,
+            galleries,
+            chips,
+            config.place_folds,
+            config.place_block_deg,
+            config.place_seed,
+        )
+        notes["place_folds"] = {
+            str(f): {
+                "blocks": list(split.blocks_of(f)),
+                "n_pos": int(chips.labels[split.fold == f].sum()),
+                "n_neg": int((chips.labels[split.fold == f] == 0).sum()),
+            }
+            for f in range(1, split.k + 1)
+        }
+    if config.init:
+        from asmspotter.detect.card import load_card
+
+        card, _ = load_card(config.init)
+        notes["init"] = {"model": card.name, "sha256": card.sha256}
+    return notes
 
 
 def train(
@@ -461,7 +550,7 @@ def train(
     check_device(device)
     t0 = time.time()
     chips_dir = Path(chips_dir)
-    train_set, val_set, test_set, _ = load_split(chips_dir, config)
+    train_set, val_set, test_set, galleries = load_split(chips_dir, config)
     say(
         f"chips: train {len(train_set)} ({train_set.n_pos} mining), val {len(val_set)} "
         f"({val_set.n_pos}), test {len(test_set)} ({test_set.n_pos})"
@@ -489,7 +578,10 @@ def train(
         pixel_threshold=config.pixel_threshold,
         tta=config.tta,
         reflectance_max=reflectance_max(train_set.images),
-        training=training_section(config, chips_dir, sets, fitted.history),
+        level=config.level,
+        training=training_section(
+            config, chips_dir, sets, fitted.history, _notes(config, chips_dir, galleries)
+        ),
         metrics=metrics,
         definitions=definitions(config),
     )

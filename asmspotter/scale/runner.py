@@ -157,7 +157,7 @@ def run_tiles(
     token = uuid.uuid4().hex[:8]
     submitted = []
     for period in periods:
-        plan = plan_composite(region, period, bands=card.bands)
+        plan = plan_composite(region, period, bands=card.bands, level=card.level)
         grid = TileGrid(_raster_grid(plan), size, card.tile_size, card.tile_overlap)
         submitted.append(_submit(client, plan, grid, settings, refresh, token))
     rest = [f for p in submitted for f in (p.composite, p.detection)]
