@@ -1,15 +1,23 @@
-"""`asmspotter run`'s Dask options: which cluster they ask for, and one-line errors."""
+"""`asmspotter run`'s Dask options: which cluster they ask for, one-line errors, and the
+same analysis as a plain `run` against a scheduler and workers started as separate processes.
+"""
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from asmspotter import paths
 from asmspotter.cli import main
 from asmspotter.errors import InputError
 from asmspotter.scale import SCHEDULER_ENV, ClusterSpec
 from asmspotter.scale import cluster as cluster_module
+from asmspotter.scale.compare import compare_runs
+from asmspotter.scale.synthetic import bright_model_card, make_region
+from asmspotter.testing.dask_cluster import ProcessCluster, process_cluster
 
 pytestmark = pytest.mark.usefixtures("loopback_only")
 
@@ -52,3 +60,72 @@ def test_unreachable_scheduler_is_one_line(
     err = capsys.readouterr().err
     assert err.startswith("asmspotter: error: cannot reach the Dask scheduler at tcp://127.0.0.1:")
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessCluster]:
+    """`dask scheduler` and two `dask worker` processes on loopback, as started by hand."""
+    with process_cluster(tmp_path_factory.mktemp("dask-logs"), workers=2) as started:
+        yield started
+
+
+def _cli_run(
+    base: Path, args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> str:
+    """`asmspotter run ARGS` with cache and outputs below ``base``; return what it printed."""
+    monkeypatch.setenv(paths.CACHE_ENV, str(base / "cache"))
+    monkeypatch.setenv(paths.OUTPUT_ENV, str(base / "out"))
+    assert main(["run", *args, "--no-progress", "--no-report"]) == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_run_on_dask_processes_matches_plain_run(
+    cluster: ProcessCluster,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    syn = make_region(tmp_path / "data", 240, 240, seed=5)
+    card = bright_model_card(tmp_path / "model")
+    region = [syn.region.id, "--catalogue", str(syn.catalogue), "--model", str(card)]
+    monkeypatch.delenv(SCHEDULER_ENV, raising=False)
+    plain = _cli_run(tmp_path / "plain", region, monkeypatch, capsys)
+    assert "Dask" not in plain
+    tiled = ["--tile-size", "120"]  # 2 x 2 tiles; the crossing patch spans all four
+    out = _cli_run(
+        tmp_path / "tiled", [*region, "--scheduler", cluster.address, *tiled], monkeypatch, capsys
+    )
+    assert f"Dask cluster of 2 workers; dashboard: {cluster.dashboard}" in out
+    assert "tiles (2 workers, 2 threads" in out and "detect 8 made, 0 reused" in out
+    # the same cluster named by ASMSPOTTER_SCHEDULER instead of --scheduler
+    monkeypatch.setenv(SCHEDULER_ENV, cluster.address)
+    env = _cli_run(tmp_path / "env", [*region, *tiled], monkeypatch, capsys)
+    assert f"dashboard: {cluster.dashboard}" in env
+    for folder in ("tiled", "env"):
+        comparison = compare_runs(syn.region.id, tmp_path / "plain/out", tmp_path / folder / "out")
+        assert comparison.same(), comparison.lines()
+        assert [p.period for p in comparison.periods] == ["2019", "2021"]
+        assert all(p.mask_pixels_differing == 0 for p in comparison.periods)
+        assert all(p.features[0] > 0 for p in comparison.periods)
+
+
+@pytest.mark.slow
+def test_la_pampa_on_dask_processes_matches_plain_run(
+    shared_data: Path,
+    cluster: ProcessCluster,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The issue's must-show: `run la-pampa --scheduler ...` gives `run la-pampa`'s analysis."""
+    monkeypatch.delenv(SCHEDULER_ENV, raising=False)
+    _cli_run(tmp_path / "plain", ["la-pampa"], monkeypatch, capsys)
+    out = _cli_run(
+        tmp_path / "dask", ["la-pampa", "--scheduler", cluster.address], monkeypatch, capsys
+    )
+    assert f"dashboard: {cluster.dashboard}" in out
+    comparison = compare_runs("la-pampa", tmp_path / "plain/out", tmp_path / "dask/out")
+    assert comparison.same(), comparison.lines()
+    assert all(p.mask_pixels_differing == 0 for p in comparison.periods)
+    assert all(p.features[0] > 10 for p in comparison.periods)

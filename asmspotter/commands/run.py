@@ -150,7 +150,8 @@ def _tile_counts(tiled: TiledRun) -> str:
         f"{stage} {tiled.count(stage)} made, {tiled.count(stage, reused=True)} reused"
         for stage in ("composite", "detect", "polygons")
     ]
-    return f"tiles ({tiled.workers} workers, {tiled.seconds:.0f} s): " + "; ".join(parts)
+    size = f"{tiled.workers} workers, {tiled.threads} threads, {tiled.seconds:.0f} s"
+    return f"tiles ({size}): " + "; ".join(parts)
 
 
 class _Printer(ChainReporter):

@@ -1,4 +1,4 @@
-"""Compare two runs' outputs of one region: does a tiled run give the single-process analysis?
+"""Compare two runs' outputs of one region (a tiled run and a single-process one).
 
 :func:`compare_runs` reads what two runs wrote below two output folders (the analysis's
 ``analysis.json``, each period's ``detection.json``, mask and probability COGs) and returns a
@@ -76,7 +76,7 @@ class RunComparison:
         return bool(self.periods) and all(p.same(rtol) for p in self.periods)
 
     def lines(self) -> list[str]:
-        """The comparison as text, a line a period and a verdict."""
+        """Return the comparison as text: a line a period, then the verdict."""
         out = [f"{self.region}: run A vs run B"]
         for p in self.periods:
             areas = ", ".join(f"{k} {a:,.2f}/{b:,.2f}" for k, (a, b) in p.areas.items())

@@ -66,6 +66,7 @@ class TiledRun:
         records: every tile task's record.
         dashboard: the cluster's dashboard link, if it has one.
         workers: the cluster's workers when the run started.
+        threads: their threads, all together.
         seconds: wall time of the run.
 
     """
@@ -76,6 +77,7 @@ class TiledRun:
     records: tuple[TileRecord, ...]
     dashboard: str | None
     workers: int
+    threads: int
     seconds: float
 
     def count(self, stage: TileStage, reused: bool = False) -> int:
@@ -151,7 +153,8 @@ def run_tiles(
     card, card_path = load_card(model)
     settings = DetectSettings(card_path.resolve(), device, threshold, views, None, min_area_ha)
     size = tile_size or default_tile_size(card.tile_size, card.tile_overlap)
-    workers = len(client.scheduler_info().get("workers", {}))
+    running = client.scheduler_info().get("workers", {})
+    workers = len(running)
     if reporter is not None:
         reporter.cluster(getattr(client, "dashboard_link", None), workers)
     token = uuid.uuid4().hex[:8]
@@ -171,6 +174,7 @@ def run_tiles(
         records=tuple(records),
         dashboard=getattr(client, "dashboard_link", None),
         workers=workers,
+        threads=sum(int(w.get("nthreads", 0)) for w in running.values()),
         seconds=time.perf_counter() - started,
     )
 
