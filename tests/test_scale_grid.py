@@ -94,3 +94,19 @@ def test_tile_size_must_fit_the_detector_stride() -> None:
 def test_small_rasters_are_one_tile() -> None:
     grid = _grid(30, 90)
     assert len(grid) == 1 and grid.tiles[0].window == grid.tiles[0].core == grid.raster.box
+
+
+def test_windows_are_bounded_by_the_tile_size_whatever_the_region() -> None:
+    """A task's memory is set by its window: never larger than the tile size allows."""
+    dtile, overlap = 512, 64  # the shipped model's tiling
+    stride = dtile - overlap
+    for size in (1792, default_tile_size(dtile, overlap)):
+        bound = size + stride + dtile  # a core (the last takes up to an overlap more) + halo
+        # sides of 1/64 and 1/4 of Madre de Dios, the department, the Amazon basin's length
+        for length in (3644, 14577, 29155, 2_915_000):
+            spans = _spans(length, size, dtile, stride)
+            windows = [w1 - w0 for _, _, w0, w1 in spans]
+            cores = [c1 - c0 for c0, c1, _, _ in spans]
+            assert max(windows) <= bound and max(cores) <= size + overlap
+            if length > 3 * size:  # inner tiles: one stride before the core, one overlap after
+                assert stride + size + overlap in windows
