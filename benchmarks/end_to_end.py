@@ -104,9 +104,9 @@ def _cpu_s() -> float:
 
 def _warm(cards: list[str | None]) -> float:
     """Load detectors on a worker (imports and weights), so that timing starts warm."""
-    import asmspotter.detect.inference
-    import asmspotter.detect.polygons
-    import asmspotter.scale.merge  # noqa: F401  (what the merge imports: geopandas, pyogrio)
+    import geopandas  # noqa: F401  (the polygon tasks' and the merge's imports)
+    import pyogrio  # noqa: F401
+
     from asmspotter.detect.card import card_path
     from asmspotter.scale.detection import worker_detector
 
