@@ -108,6 +108,43 @@ def test_run_on_dask_processes_matches_plain_run(
         assert [p.period for p in comparison.periods] == ["2019", "2021"]
         assert all(p.mask_pixels_differing == 0 for p in comparison.periods)
         assert all(p.features[0] > 0 for p in comparison.periods)
+    _compare_sees_differences(syn.region.id, tmp_path / "plain/out", tmp_path / "env/out", capsys)
+
+
+def _compare_sees_differences(
+    region: str, plain: Path, tiled: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The comparison fails on a 0.2 % area change and counts a changed mask pixel."""
+    import json
+    import shutil
+
+    import numpy as np
+    import rasterio
+
+    from asmspotter import layout
+    from asmspotter.scale.compare import main as compare_main
+
+    altered = tiled.parent.parent / "altered"
+    shutil.copytree(tiled, altered)
+    files = layout.analysis_files(region, altered)
+    analysis = json.loads(files.json.read_text())
+    analysis["periods"][1]["new_ha"] *= 1.002
+    files.json.write_text(json.dumps(analysis))
+    mask = layout.detection_files(region, "2019", altered).mask
+    with rasterio.open(mask, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as dst:
+        block = dst.read(1)
+        block[0, 0] = 1 - block[0, 0] if block[0, 0] in (0, 1) else 0
+        dst.write(block, 1)
+    comparison = compare_runs(region, plain, altered)
+    assert not comparison.same()
+    first, second = comparison.periods
+    assert first.same() and first.mask_pixels_differing == 1
+    assert not second.same() and second.max_area_rel_diff == pytest.approx(0.002, rel=0.01)
+    assert np.isfinite(second.probability_max_diff)
+    assert compare_main([region, str(plain), str(altered)]) == 1
+    assert "DIFFERENT" in capsys.readouterr().out
+    assert compare_main([region, str(plain), str(altered / "missing")]) == 2
+    assert "did the run finish?" in capsys.readouterr().err
 
 
 @pytest.mark.slow
