@@ -27,11 +27,11 @@ one view and with its card's views, and the extrapolation adds the shipped model
 detection CPU time per km² (times the halo's measured cost) to the measured rate.
 
 The default plan skips the single most expensive run, one worker at the largest size (the
-speed-up is judged at the other sizes); ``--full`` adds it (about 12 more minutes).
+speed-up is judged at the other sizes); ``--full`` adds it (an estimated 13 more minutes).
 
 Usage::
 
-    .venv/bin/python benchmarks/end_to_end.py                # the table, ~20 min idle
+    .venv/bin/python benchmarks/end_to_end.py                # the table, est. 15-20 min idle
     .venv/bin/python benchmarks/end_to_end.py --sizes 1024 --workers 1 --no-calibrate  # smoke
         [--sizes 64 16 4] [--workers 1 2] [--full] [--tile-size 1792] [--model shipped]
         [--tta none] [--density 0.5] [--json rows.json] [--markdown table.md]
