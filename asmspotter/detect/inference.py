@@ -7,15 +7,12 @@ window, the mask is vectorised (:mod:`asmspotter.detect.polygons`), and the outp
 COG, NaN no-data; ``mining_mask.tif``: uint8 COG, 1 mining, 0 not,
 :data:`~asmspotter.layout.MASK_NODATA` no-data; ``mining.gpkg`` in the region's CRS;
 ``mining.geojson`` in EPSG:4326; ``detection.json``, the provenance). Everything is written
-into a staging folder and moved into place only when all outputs are complete.
+into a folder beside the period's and swapped in as a unit
+(:func:`asmspotter.geoio.publish_folder`) only when all outputs are complete.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -318,8 +315,10 @@ def detect_composite(
 
     Args:
         composite: the composite COG (canonical band names, radiometry tag).
-        out_dir: destination folder (created); the outputs take the names of
-            :class:`asmspotter.layout.DetectionFiles`.
+        out_dir: destination folder (created, or replaced as a unit with its ``tiles``
+            folder kept); the outputs take the names of
+            :class:`asmspotter.layout.DetectionFiles`. A folder holding other files is
+            not replaced.
         detector: a loaded model (default: the shipped one, on CUDA when available).
         region: region id (provenance, polygon attributes).
         period: period id (provenance, polygon attributes).
@@ -336,26 +335,31 @@ def detect_composite(
         InputError: a threshold or area out of range, or unknown views.
         DataError: the composite is missing, corrupt, holds other bands, the wrong dtype, or
             no valid pixel. No output file is left behind.
+        OutputError: ``out_dir`` holds other files, or the file system refused a write
+            (disk full); the previous outputs stay whole.
 
     """
     import rasterio
+
+    from asmspotter.geoio import publish_folder
 
     t0 = time.time()
     det = detector or load_detector()
     run = _settings(det, threshold, min_area_ha, tile_size, overlap, batch_size, views)
     info = inspect_composite(composite, det.card.bands)
     out = layout.DetectionFiles(Path(out_dir))
-    out.folder.mkdir(parents=True, exist_ok=True)
     where = {"region": region, "period": period, "region_crs": region_crs or info.crs}
-    with contextlib.ExitStack() as stack:
-        staging = Path(tempfile.mkdtemp(prefix=".detect-partial-", dir=out.folder))
-        stack.callback(shutil.rmtree, staging, ignore_errors=True)
-        # A small GDAL block cache keeps memory flat whatever the raster's size; GDAL decodes
-        # and compresses blocks on all cores.
-        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_NUM_THREADS="ALL_CPUS"))
+    # The set is written complete into a folder beside the period's and swapped in as a
+    # unit: a kill leaves the previous set whole, and its folder is a leftover that the
+    # next run of the region removes (under the region's lock). A small GDAL block cache
+    # keeps memory flat whatever the raster's size; GDAL decodes and compresses blocks on
+    # all cores.
+    names = [f.name for f in out.files]
+    with (
+        publish_folder(out.folder, names, keep=(layout.TILES_FOLDER,)) as staging,
+        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_NUM_THREADS="ALL_CPUS"),
+    ):
         prov = _detect_into(layout.DetectionFiles(staging), det, info, run, where, progress, t0)
-        for staged, final in zip(layout.DetectionFiles(staging).files, out.files, strict=True):
-            os.replace(staged, final)
     figures = prov["results"]
     return DetectionResult(
         out_dir=out.folder,
