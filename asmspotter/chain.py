@@ -192,7 +192,8 @@ def run_region(
         Every stage's result and where the analysis was written.
 
     Raises:
-        InputError: unknown region, period or band; no scene in a period.
+        InputError: unknown region, period or band; no scene in a period; a ``device``
+            this machine lacks (said before any work).
         DataError: missing or unreadable data (the model card, a composite, footprints).
         FetchError: the STAC API or the scene files failed, or the cluster's scheduler
             cannot be reached.
@@ -202,6 +203,10 @@ def run_region(
     from asmspotter.locking import region_lock
 
     region, chosen = resolve_region(region, periods, catalogue)
+    if cluster is None and device:  # named before hours of fetching (workers have their own)
+        from asmspotter.detect.loader import pick_device
+
+        pick_device(device)
     tell = reporter or ChainReporter()
     if arguments is None:
         arguments = {

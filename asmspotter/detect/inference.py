@@ -468,11 +468,14 @@ def detect_region(
         progress: show a progress bar per period.
 
     Raises:
+        InputError: ``device`` is not a device of this machine.
         DataError: a composite is absent or unfinished (names the ``fetch`` to run).
 
     """
     from asmspotter.composite import composite_complete
+    from asmspotter.detect.loader import pick_device
 
+    device = pick_device(device)  # a device this machine lacks is named before any work
     todo = [(p, layout.composite_files(region.id, p.id)) for p in periods]
     missing = [str(c.tif) for _, c in todo if not composite_complete(c)]
     if missing:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from asmspotter.errors import DataError
+from asmspotter.errors import DataError, InputError
 
 if TYPE_CHECKING:
     from asmspotter.detect.card import ModelCard
@@ -36,12 +36,38 @@ class Detector:
 
 
 def pick_device(device: str | None = None) -> str:
-    """Return ``device`` or ``cuda`` when available, else ``cpu``."""
+    """Return ``device``, checked, or ``cuda`` when available, else ``cpu``.
+
+    Raises:
+        InputError: ``device`` is not a torch device, or names one this machine lacks (CUDA
+            without a CUDA device, a CUDA index past the last device, MPS off macOS).
+
+    """
     import torch
 
-    if device:
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if not device:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise InputError(
+            f"--device {device}: not a torch device (use cpu, cuda or cuda:N)"
+        ) from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InputError(
+                f"--device {device}: torch sees no CUDA device on this machine "
+                "(use --device cpu, or leave --device out to use CUDA only when present)"
+            )
+        if dev.index is not None and dev.index >= count:
+            raise InputError(
+                f"--device {device}: this machine has {count} CUDA device(s), "
+                f"cuda:0 to cuda:{count - 1}"
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"--device {device}: MPS is not available on this machine")
+    return device
 
 
 def load_detector(model: str | Path | None = None, device: str | None = None) -> Detector:
@@ -52,6 +78,7 @@ def load_detector(model: str | Path | None = None, device: str | None = None) ->
         device: torch device (default: cuda when available, else cpu).
 
     Raises:
+        InputError: ``device`` is not a device of this machine (before the weights are read).
         DataError: card or weights missing, corrupt, or not matching the card.
 
     """
