@@ -85,6 +85,9 @@ def reflectance_max(chips: np.ndarray) -> float:
 def label_from_name(name: str) -> int:
     """Return the chip label a gallery's file name declares.
 
+    ``non-mining`` (``nonmining``, ``not_mining``) says not mining: its ``mining`` does not
+    count as the positive label.
+
     Args:
         name: the file name.
 
@@ -94,8 +97,6 @@ def label_from_name(name: str) -> int:
     Raises:
         InputError: the name says neither, or both.
 
-    ``non-mining`` (``nonmining``, ``not_mining``) says not mining: its ``mining`` does not
-    count as the positive label.
     """
     neg = bool(_NEGATIVE.search(name))
     pos = bool(_POSITIVE.search(_NEGATIVE.sub(" ", name)))
