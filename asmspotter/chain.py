@@ -152,6 +152,7 @@ def run_region(
     *,
     refresh: bool = False,
     device: str | None = None,
+    precision: str | None = None,
     progress: bool = True,
     catalogue: str | os.PathLike[str] | None = None,
     reporter: ChainReporter | None = None,
@@ -174,6 +175,7 @@ def run_region(
             level it names (``L1C``: Level-1C for every period).
         refresh: rebuild cached composites.
         device: torch device for detection (default: cuda when available, else cpu).
+        precision: what the network computes in: ``auto`` (default), ``fp32`` or ``bf16``.
         progress: show progress bars.
         catalogue: the catalogue to look ``region`` up in (default: the shipped one).
         reporter: hears of each result as it comes.
@@ -230,6 +232,7 @@ def run_region(
                 model=model,
                 tile_size=tile_size,
                 device=device,
+                precision=precision,
                 refresh=refresh,
                 progress=progress,
                 reporter=tell,
@@ -245,6 +248,7 @@ def run_region(
                 model,
                 refresh=refresh,
                 device=device,
+                precision=precision,
                 progress=progress,
                 online=online,
                 tell=tell,
@@ -277,6 +281,7 @@ def _single_process(
     *,
     refresh: bool,
     device: str | None,
+    precision: str | None,
     progress: bool,
     online: bool,
     tell: ChainReporter,
@@ -302,7 +307,9 @@ def _single_process(
         tell.composite(period, comp)
 
     tell.stage("detect")
-    detections = detect_region(region, chosen, model=model, device=device, progress=progress)
+    detections = detect_region(
+        region, chosen, model=model, device=device, precision=precision, progress=progress
+    )
     for period, det in zip(chosen, detections, strict=True):
         tell.detection(period, det)
     return composites, detections

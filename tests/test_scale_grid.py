@@ -5,18 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asmspotter.detect.tiling import blend_window, tile_starts
+from asmspotter.detect.tiling import blend_window, tile_spans
 from asmspotter.errors import InputError
 from asmspotter.scale.grid import RasterGrid, TileGrid, _spans, default_tile_size
 
 
 def _weights(length: int, dtile: int, overlap: int) -> list[dict[int, float]]:
     """Per pixel: detector tile start -> normalised blending weight, as the detector blends."""
-    size = min(dtile, length)
-    ramp = blend_window(size, overlap if length > dtile else 0)
     out: list[dict[int, float]] = [{} for _ in range(length)]
-    for start in tile_starts(length, dtile, overlap):
-        for i in range(size):
+    for start, end in tile_spans(length, dtile, overlap):
+        ramp = blend_window(end - start, overlap if length > dtile else 0)
+        for i in range(end - start):
             out[start + i][start] = float(ramp[i])
     return [{k: round(v / sum(w.values()), 6) for k, v in w.items()} for w in out]
 

@@ -25,7 +25,7 @@ from asmspotter import layout
 from asmspotter.composite.reading import CompositeInfo, inspect_composite
 from asmspotter.detect.card import check_views, to_model_input
 from asmspotter.detect.loader import Detector, load_detector
-from asmspotter.detect.tiling import blended_strips, default_batch_size, tile_starts
+from asmspotter.detect.tiling import blended_strips, default_batch_size, tile_spans
 from asmspotter.errors import DataError, InputError
 from asmspotter.layout import MASK_NODATA
 
@@ -110,7 +110,7 @@ def _settings(
     ov = card.tile_overlap if overlap is None else overlap
     if ts <= 2 * ov or ts < 16:
         raise InputError(f"tile size {ts} must exceed twice the overlap {ov} and be >= 16")
-    bs = batch_size or default_batch_size(det.device)
+    bs = batch_size or default_batch_size(det.device, ts)
     tta = card.tta if views is None else views
     try:
         check_views(tta)
@@ -141,8 +141,8 @@ def _gtiff_profile(info: CompositeInfo, dtype: str, nodata: float | int) -> dict
 
 
 def _n_tiles(info: CompositeInfo, run: _Settings) -> int:
-    rows = tile_starts(info.height, run.tile_size, run.overlap)
-    return len(rows) * len(tile_starts(info.width, run.tile_size, run.overlap))
+    rows = tile_spans(info.height, run.tile_size, run.overlap)
+    return len(rows) * len(tile_spans(info.width, run.tile_size, run.overlap))
 
 
 def _map_rasters(
@@ -197,6 +197,7 @@ def _map_rasters(
                 device=det.device,
                 batch_size=run.batch_size,
                 views=run.views,
+                precision=det.precision,
                 on_tile=bar.update,
             ):
                 win = Window(0, strip.row, info.width, strip.prob.shape[0])
@@ -275,6 +276,7 @@ def _provenance(
             "min_area_ha": run.min_area_ha,
             "inference": {
                 "device": det.device,
+                "precision": det.precision,
                 "tile_size": run.tile_size,
                 "tile_overlap": run.overlap,
                 "blending": "linear ramp over the overlap, normalised weighted mean",
@@ -327,7 +329,8 @@ def detect_composite(
         min_area_ha: minimum mapping unit of the polygons (default: the card's).
         tile_size: tile side (default: the card's).
         overlap: tile overlap (default: the card's).
-        batch_size: tiles per forward pass (default 4 on CPU, 16 on CUDA).
+        batch_size: tiles per forward pass (default: as many pixels as 4 tiles of 512² px
+            on the CPU, 16 on CUDA).
         views: test-time views averaged per tile (default: the card's ``tta``).
         progress: show a progress bar on stderr.
 
@@ -448,6 +451,7 @@ def detect_region(
     min_area_ha: float | None = None,
     tile_size: int | None = None,
     views: str | None = None,
+    precision: str | None = None,
     progress: bool = True,
 ) -> list[DetectionResult]:
     """Detect mining on the cached composite of each period of a catalogue region.
@@ -465,10 +469,12 @@ def detect_region(
         min_area_ha: minimum mapping unit (default: the card's).
         tile_size: tile size in px (default: the card's).
         views: test-time views averaged per tile (default: the card's ``tta``).
+        precision: ``auto`` (default), ``fp32`` or ``bf16`` (see
+            :mod:`asmspotter.detect.runtime`).
         progress: show a progress bar per period.
 
     Raises:
-        InputError: ``device`` is not a device of this machine.
+        InputError: ``device`` is not a device of this machine, or an unknown precision.
         DataError: a composite is absent or unfinished (names the ``fetch`` to run).
 
     """
@@ -482,7 +488,7 @@ def detect_region(
         raise DataError(
             f"composite not found: {missing[0]} (run `asmspotter fetch {region.id}` first)"
         )
-    det = load_detector(model, device)
+    det = load_detector(model, device, precision)
     for _, comp in todo:
         _check_level(det, comp, region.id)
     return [

@@ -26,6 +26,8 @@ class Detector:
         card: its card.
         card_path: where the card was read from.
         device: ``cuda`` or ``cpu``.
+        precision: what the forward pass runs at, ``fp32`` or ``bf16`` (see
+            :mod:`asmspotter.detect.runtime`).
 
     """
 
@@ -33,6 +35,7 @@ class Detector:
     card: ModelCard
     card_path: Path
     device: str
+    precision: str = "fp32"
 
 
 def pick_device(device: str | None = None) -> str:
@@ -70,27 +73,41 @@ def pick_device(device: str | None = None) -> str:
     return device
 
 
-def load_detector(model: str | Path | None = None, device: str | None = None) -> Detector:
+def load_detector(
+    model: str | Path | None = None, device: str | None = None, precision: str | None = None
+) -> Detector:
     """Load the shipped (or named) model and its card, and check that they agree.
+
+    The process's allocator is tuned for the network first
+    (:func:`asmspotter.detect.runtime.tune_allocator`).
 
     Args:
         model: model name in ``data/models`` or a card path (default: the shipped one).
         device: torch device (default: cuda when available, else cpu).
+        precision: ``auto`` (default: bf16 where the device computes it natively, else
+            fp32), ``fp32`` or ``bf16``.
 
     Raises:
-        InputError: ``device`` is not a device of this machine (before the weights are read).
+        InputError: ``device`` is not a device of this machine (before the weights are read),
+            or an unknown precision.
         DataError: card or weights missing, corrupt, or not matching the card.
 
     """
     from asmspotter.detect.card import load_card, weights_path
     from asmspotter.detect.model import load_weights
+    from asmspotter.detect.runtime import resolve_precision, tune_allocator
 
+    tune_allocator()
     card, cpath = load_card(model)
     dev = pick_device(device)
+    try:
+        prec = resolve_precision(precision, dev)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
     net = load_weights(weights_path(card, cpath), map_location=dev).to(dev)
     if tuple(net.bands) != tuple(card.bands):
         raise DataError(
             f"model weights take bands {', '.join(net.bands)} but the card {cpath} says "
             f"{', '.join(card.bands)}"
         )
-    return Detector(net, card, cpath, dev)
+    return Detector(net, card, cpath, dev, prec)

@@ -117,6 +117,7 @@ def run_tiles(
     threshold: float | None = None,
     views: str | None = None,
     min_area_ha: float | None = None,
+    precision: str | None = None,
     refresh: bool = False,
     progress: bool = True,
     reporter: TileReporter | None = None,
@@ -134,6 +135,8 @@ def run_tiles(
         threshold: pixel probability threshold (default: the card's).
         views: test-time views (default: the card's).
         min_area_ha: minimum mapping unit (default: the card's).
+        precision: what the network computes in on each worker: ``auto`` (default),
+            ``fp32`` or ``bf16``.
         refresh: make every tile again, even those already made.
         progress: show a progress bar over the tile tasks.
         reporter: hears of the cluster and of every tile as it finishes.
@@ -151,7 +154,9 @@ def run_tiles(
 
     started = time.perf_counter()
     card, card_path = load_card(model)
-    settings = DetectSettings(card_path.resolve(), device, threshold, views, None, min_area_ha)
+    settings = DetectSettings(
+        card_path.resolve(), device, threshold, views, None, min_area_ha, precision
+    )
     size = tile_size or default_tile_size(card.tile_size, card.tile_overlap)
     running = client.scheduler_info().get("workers", {})
     workers = len(running)
