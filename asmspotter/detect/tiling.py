@@ -29,7 +29,7 @@ RowReader = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
 
 
 def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
-    """The tiles along one axis of ``length`` px: (start, end) pairs, in order.
+    """Return the tiles along one axis of ``length`` px: (start, end) pairs, in order.
 
     Tiles start every ``tile - overlap`` px (the stride) and end at ``start + tile`` or at
     the raster's end, whichever comes first: a raster no longer than ``tile`` is one tile,
@@ -112,7 +112,7 @@ class _Blend:
         self.base = 0
 
     def weight(self, rows: int, cols: int) -> torch.Tensor:
-        """The blending window of a ``rows`` x ``cols`` tile (made once per shape)."""
+        """Return the blending window of a ``rows`` x ``cols`` tile (made once per shape)."""
         import torch
 
         if (rows, cols) not in self.weights:
