@@ -128,7 +128,7 @@ class ModelCard:
     pixel_threshold: float
     min_area_ha: float = 0.5
     tile_size: int = 1024
-    tile_overlap: int = 32
+    tile_overlap: int = 64
     chip_padding: int = 24
     tta: str = "none"
     reflectance_max: float = DISPLAY_REFLECTANCE_MAX
@@ -195,7 +195,7 @@ def card_from_dict(d: Mapping[str, Any], source: str = "card") -> ModelCard:
             pixel_threshold=float(d["pixel_threshold"]),
             min_area_ha=float(d.get("min_area_ha", 0.5)),
             tile_size=int(inf.get("tile_size", 1024)),
-            tile_overlap=int(inf.get("tile_overlap", 32)),
+            tile_overlap=int(inf.get("tile_overlap", 64)),
             chip_padding=int(cs.get("padding_px", 24)),
             tta=str(inf.get("tta", "none")),
             reflectance_max=float(
