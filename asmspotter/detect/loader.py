@@ -100,19 +100,24 @@ def fold_batch_norm(model: nn.Module) -> nn.Module:
 
 
 def load_detector(
-    model: str | Path | None = None, device: str | None = None, precision: str | None = None
+    model: str | Path | None = None,
+    device: str | None = None,
+    precision: str | None = None,
+    fold: bool = True,
 ) -> Detector:
     """Load the shipped (or named) model and its card, and check that they agree.
 
     The process's allocator is tuned for the network first
     (:func:`asmspotter.detect.runtime.tune_allocator`), and the network's batch
-    normalisations are folded into its convolutions (:func:`fold_batch_norm`).
+    normalisations are folded into its convolutions (:func:`fold_batch_norm`) unless
+    ``fold`` is False (a network to train further keeps them).
 
     Args:
         model: model name in ``data/models`` or a card path (default: the shipped one).
         device: torch device (default: cuda when available, else cpu).
         precision: ``auto`` (default: bf16 where the device computes it natively, else
             fp32), ``fp32`` or ``bf16``.
+        fold: fold the batch normalisations into the convolutions (inference only).
 
     Raises:
         InputError: ``device`` is not a device of this machine (before the weights are read),
@@ -139,5 +144,6 @@ def load_detector(
         )
     import torch
 
-    net = fold_batch_norm(net).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    if fold:
+        net = fold_batch_norm(net).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return Detector(net, card, cpath, dev, prec)
