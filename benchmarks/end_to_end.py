@@ -19,7 +19,8 @@ then the verdicts against the issue's targets (time linear in area within 15 %, 
 extrapolated time of the whole department per period on this machine.
 
 The detector: by default the tiny bright-sediment detector of :mod:`asmspotter.scale.synthetic`
-with the shipped model's tiling (512 px tiles, 64 px overlap), so that the table fits in about
+with 512 px tiles and a 64 px overlap (the shipped model's tiling until issue 19), so that the
+table fits in about
 20 minutes on an idle 2-core machine; ``--model shipped`` runs the shipped model (with its
 card's views, or ``--tta``). With the tiny detector the benchmark first calibrates: on one
 worker it detects a 1/1024 region (one tile) with the tiny detector, the shipped model with
@@ -54,7 +55,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -243,7 +244,12 @@ def calibrate(bench: Bench) -> dict[str, float]:
         second_period=False,
     )
     km2 = side * side / 1e4
-    card_views = load_card(None)[0].tta
+    shipped = load_card(None)[0]
+    card_views = shipped.tta
+    # one tile whose side fits both detectors' strides (the region is far smaller)
+    ours = load_card(bench.card)[0]
+    strides = (c.tile_size - c.tile_overlap for c in (ours, shipped))
+    bench = replace(bench, tile_size=math.lcm(*strides))
     cases = {
         "bench": (bench.card, bench.views),
         "shipped none": (None, "none"),
@@ -397,7 +403,12 @@ def _args() -> argparse.Namespace:
     )
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--full", action="store_true", help="also 1 worker at the largest size")
-    p.add_argument("--tile-size", type=int, default=1792, help="tile core side (px)")
+    p.add_argument(
+        "--tile-size",
+        type=int,
+        help="tile core side (px; default 1792 for the tiny detector, else twice the model's "
+        "detector stride)",
+    )
     p.add_argument(
         "--model",
         default="bright",
@@ -423,6 +434,11 @@ def main() -> None:
         card = bright_model_card(base / "model", tile_size=512, overlap=64)
     elif args.model != "shipped":
         card = Path(args.model)
+    if args.tile_size is None:
+        from asmspotter.detect.card import load_card
+
+        shipped = load_card(card)[0] if args.model != "bright" else None
+        args.tile_size = 1792 if shipped is None else 2 * (shipped.tile_size - shipped.tile_overlap)
     bench = Bench(args.tile_size, card, args.model, args.tta, args.density, base)
     plan = _plan(args.sizes, args.workers, args.full)
     print(f"# machine: {machine}; plan: {plan}", flush=True)
