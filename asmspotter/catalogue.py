@@ -51,13 +51,14 @@ class Overlay:
     Attributes:
         id: short name (``protected-areas``).
         kind: what the zones are; ``mining_zone`` marks legal mining areas.
-        label: human-readable name for reports.
+        label: human-readable name for reports, in English.
         path: local file, already resolved against the shared data folder, if any.
         url: where to download the file from, if it is not local.
         id_field: column holding each feature's id.
         name_field: column holding each feature's name.
         where: attribute filter applied after reading ({column: value}).
         credit: who made the layer and under which licence.
+        labels: the label in other languages, per language code (``es``).
 
     """
 
@@ -70,6 +71,11 @@ class Overlay:
     name_field: str
     where: Mapping[str, Any] | None = None
     credit: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def label_in(self, language: str) -> str:
+        """Return the label in ``language`` (the English label where none is given)."""
+        return self.labels.get(language, self.label)
 
     def __post_init__(self) -> None:
         if self.kind not in OVERLAY_KINDS:
@@ -419,6 +425,17 @@ def _parse_context(spec: Any) -> RegionContext | None:
     )
 
 
+def _parse_labels(oid: str, spec: Any) -> dict[str, str]:
+    """Return an overlay's labels per language: ``label: text`` or ``label: {en: ..., es: ...}``."""
+    if spec is None:
+        return {}
+    if not isinstance(spec, Mapping):
+        return {"en": " ".join(str(spec).split())}
+    if "en" not in spec:
+        raise ValueError(f"overlay {oid!r}: label {plain(spec)} needs an 'en' entry")
+    return {str(k): " ".join(str(v).split()) for k, v in spec.items()}
+
+
 def _parse_outline(spec: Any, check_files: bool) -> Mapping[str, Any]:
     if not isinstance(spec, Mapping) or ("bbox" in spec) == ("file" in spec):
         raise ValueError("outline must be {bbox: [...]} or {file: ..., where: {...}}")
@@ -484,6 +501,7 @@ def _parse_overlay(spec: Any, check_files: bool) -> Overlay:
     for key in ("kind", "id_field", "name_field"):
         if key not in spec:
             raise ValueError(f"overlay {oid!r}: missing field {key!r}")
+    labels = _parse_labels(oid, spec.get("label"))
     file = spec.get("file")
     if file is not None and check_files:
         try:
@@ -496,7 +514,8 @@ def _parse_overlay(spec: Any, check_files: bool) -> Overlay:
         return Overlay(
             id=oid,
             kind=cast(OverlayKind, str(spec["kind"])),
-            label=str(spec.get("label") or oid),
+            label=labels.get("en", oid),
+            labels=labels,
             path=(paths.shared_data_dir() / str(file)) if file is not None else None,
             url=spec.get("url"),
             id_field=str(spec["id_field"]),

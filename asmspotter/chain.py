@@ -152,6 +152,7 @@ def run_region(
     *,
     refresh: bool = False,
     device: str | None = None,
+    precision: str | None = None,
     progress: bool = True,
     catalogue: str | os.PathLike[str] | None = None,
     reporter: ChainReporter | None = None,
@@ -174,6 +175,7 @@ def run_region(
             level it names (``L1C``: Level-1C for every period).
         refresh: rebuild cached composites.
         device: torch device for detection (default: cuda when available, else cpu).
+        precision: what the network computes in: ``auto`` (default), ``fp32`` or ``bf16``.
         progress: show progress bars.
         catalogue: the catalogue to look ``region`` up in (default: the shipped one).
         reporter: hears of each result as it comes.
@@ -192,7 +194,8 @@ def run_region(
         Every stage's result and where the analysis was written.
 
     Raises:
-        InputError: unknown region, period or band; no scene in a period.
+        InputError: unknown region, period or band; no scene in a period; a ``device``
+            this machine lacks (said before any work).
         DataError: missing or unreadable data (the model card, a composite, footprints).
         FetchError: the STAC API or the scene files failed, or the cluster's scheduler
             cannot be reached.
@@ -202,6 +205,10 @@ def run_region(
     from asmspotter.locking import region_lock
 
     region, chosen = resolve_region(region, periods, catalogue)
+    if cluster is None and device:  # named before hours of fetching (workers have their own)
+        from asmspotter.detect.loader import pick_device
+
+        pick_device(device)
     tell = reporter or ChainReporter()
     if arguments is None:
         arguments = {
@@ -225,6 +232,7 @@ def run_region(
                 model=model,
                 tile_size=tile_size,
                 device=device,
+                precision=precision,
                 refresh=refresh,
                 progress=progress,
                 reporter=tell,
@@ -240,6 +248,7 @@ def run_region(
                 model,
                 refresh=refresh,
                 device=device,
+                precision=precision,
                 progress=progress,
                 online=online,
                 tell=tell,
@@ -272,6 +281,7 @@ def _single_process(
     *,
     refresh: bool,
     device: str | None,
+    precision: str | None,
     progress: bool,
     online: bool,
     tell: ChainReporter,
@@ -297,7 +307,9 @@ def _single_process(
         tell.composite(period, comp)
 
     tell.stage("detect")
-    detections = detect_region(region, chosen, model=model, device=device, progress=progress)
+    detections = detect_region(
+        region, chosen, model=model, device=device, precision=precision, progress=progress
+    )
     for period, det in zip(chosen, detections, strict=True):
         tell.detection(period, det)
     return composites, detections

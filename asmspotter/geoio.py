@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 TEMP_KINDS: tuple[str, ...] = ("partial", "publish", "old", "work")
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|publish|old|work)-(?P<rest>.+)$")
 _PID = re.compile(r"^(?P<pid>\d+)-")
+#: Staging folders of detections written by older versions (no process id in the name).
+_LEGACY_NAME = re.compile(r"^\.detect-partial-")
 #: Temporary names without a process id (written by older versions) are removed when they
 #: have not changed for this long.
 LEGACY_LEFTOVER_AGE_S = 3600.0
@@ -214,7 +216,9 @@ def _foreign_entries(folder: Path, allowed: set[str]) -> list[str]:
 
 @contextlib.contextmanager
 def publish_folder(
-    path: str | os.PathLike[str], allowed: Iterable[str] | None = None
+    path: str | os.PathLike[str],
+    allowed: Iterable[str] | None = None,
+    keep: Iterable[str] = (),
 ) -> Iterator[Path]:
     """Yield an empty folder beside ``path`` that replaces ``path`` as a unit on success.
 
@@ -230,6 +234,9 @@ def publish_folder(
         allowed: the names an existing folder at ``path`` may hold (with their
             ``.aux.xml`` side-cars and temporary files); when it holds anything else it is
             not replaced. None allows anything.
+        keep: names of entries of an existing folder at ``path`` that belong to other
+            outputs (a tiled run's ``tiles`` folder below a period's folder): they are
+            moved into the new folder just before the swap, so they stay in place.
 
     Raises:
         OutputError: ``path`` holds other files, or the file system refused a write
@@ -237,8 +244,9 @@ def publish_folder(
 
     """
     final = Path(path)
+    kept = tuple(keep)
     if allowed is not None:
-        foreign = _foreign_entries(final, set(allowed))
+        foreign = _foreign_entries(final, {*allowed, *kept})
         if foreign:
             raise OutputError(
                 f"not replacing {final}: it holds files that are not this output's "
@@ -251,7 +259,7 @@ def publish_folder(
         raise output_error(exc, final) from None
     try:
         yield staging
-        _swap_in(staging, final)
+        _swap_in(staging, final, kept)
     except OutputError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise OutputError(str(exc).replace(str(staging), str(final))) from exc.__cause__
@@ -277,11 +285,29 @@ def _new_folder(parent: Path, prefix: str) -> Path:
         return path
 
 
-def _swap_in(staging: Path, final: Path) -> None:
-    """Put the complete ``staging`` folder in place of ``final``; remove the old one."""
+def _swap_in(staging: Path, final: Path, keep: Sequence[str] = ()) -> None:
+    """Put the complete ``staging`` folder in place of ``final``; remove the old one.
+
+    The entries of ``final`` named in ``keep`` are moved into ``staging`` first (put back
+    if the swap fails).
+    """
     if not final.exists():
         os.rename(staging, final)
         return
+    moved = [n for n in keep if (final / n).exists() and not (staging / n).exists()]
+    for name in moved:
+        os.rename(final / name, staging / name)
+    try:
+        _exchange_or_move(staging, final)
+    except BaseException:
+        for name in moved:
+            with contextlib.suppress(OSError):
+                os.rename(staging / name, final / name)
+        raise
+
+
+def _exchange_or_move(staging: Path, final: Path) -> None:
+    """Swap ``staging`` in for the existing ``final``; remove the old folder."""
     if _exchange(staging, final):
         shutil.rmtree(staging, ignore_errors=True)  # now the old folder
         return
@@ -350,6 +376,11 @@ def remove_leftovers(folder: str | os.PathLike[str], depth: int = 2) -> list[Pat
                 continue
             for entry in entries:
                 m = _TEMP_NAME.match(entry.name)
+                if m is None and _LEGACY_NAME.match(entry.name):
+                    if _abandoned(entry, "", now):
+                        shutil.rmtree(entry, ignore_errors=True)
+                        removed.append(entry)
+                    continue
                 if m is None:
                     if entry.is_dir() and not entry.is_symlink():
                         below.append(entry)

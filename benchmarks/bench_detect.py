@@ -13,12 +13,21 @@ what the accelerator does; the full run adds reading, COG writing and polygons.
 
 The model runs with its card's test-time views (``inference.tta``; ``rot4`` for the shipped
 model: four forward passes per tile) unless ``--tta`` names others; ``--tta none`` measures
-the single-pass speed.
+the single-pass speed. ``--precision`` is passed to the detector (default ``auto``: bf16
+where the CPU or GPU computes it natively).
+
+A fixed reference workload runs in the same invocation, right after the size it matches
+(``--reference-size``, default 4096; ``--reference-size 0`` skips it): the detection as it
+was before the allocator, precision and tile-plan work (fp32, glibc's default allocator,
+512 px tiles with 64 px overlap, 4 tiles per pass) on the same composite, in a fresh process
+without the allocator settings. The speed-up over it is printed, so that the noise of a
+shared machine cancels.
 
 Usage::
 
     .venv/bin/python benchmarks/bench_detect.py [--sizes 2048 4096 8192] [--device cuda]
-        [--inference] [--tta none|rot4|d4] [--model asm-l1c6-v1] [--record]
+        [--inference] [--tta none|rot4|d4] [--model asm-l1c6-v1]
+        [--precision auto|fp32|bf16] [--reference-size 4096] [--record]
 """
 
 from __future__ import annotations
@@ -100,6 +109,7 @@ def _inference_seconds(path: Path, det: Any, views: str) -> float:
         "overlap": det.card.tile_overlap,
         "device": det.device,
         "views": views,
+        "precision": det.precision,
     }
     predict_array(det.model, x[:, :1024], valid[:1024], **kw)  # warm-up (kernels, allocator)
     if det.device.startswith("cuda"):
@@ -109,6 +119,11 @@ def _inference_seconds(path: Path, det: Any, views: str) -> float:
     return time.perf_counter() - t0
 
 
+#: The reference workload's settings: the detection before the allocator, precision and tile
+#: plan work (its tiles were end-aligned, which at 4096² px is the same plan).
+REFERENCE = {"precision": "fp32", "tile_size": 512, "overlap": 64, "batch_size": 4}
+
+
 def _run(
     path: Path,
     device: str | None,
@@ -116,10 +131,16 @@ def _run(
     inference: bool = False,
     tta: str | None = None,
     model: str | None = None,
+    precision: str | None = None,
+    reference: bool = False,
 ) -> None:
     """Detect on ``path`` and print one JSON line of figures."""
     import resource
 
+    if reference:  # glibc's default allocator, as before
+        import asmspotter.detect.runtime as runtime
+
+        runtime.tune_allocator = lambda: False
     import torch
 
     from asmspotter.detect.inference import detect_composite
@@ -127,11 +148,18 @@ def _run(
 
     if threads:
         torch.set_num_threads(threads)
-    det = load_detector(model, device=device)
+    prec = REFERENCE["precision"] if reference else precision
+    det = load_detector(model, device=device, precision=prec)
     views = tta or det.card.tta
+    tiling: dict[str, Any] = {}
+    if reference:
+        tiling = {k: REFERENCE[k] for k in ("tile_size", "overlap", "batch_size")}
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     with rasterio_size(path) as size:
         t0 = time.perf_counter()
-        res = detect_composite(path, path.parent / "out", detector=det, views=views, progress=False)
+        res = detect_composite(
+            path, path.parent / "out", detector=det, views=views, progress=False, **tiling
+        )
         dt = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     mpx = size * size / 1e6
@@ -142,8 +170,11 @@ def _run(
         "km2_per_s": round(mpx * 100 / dt, 2),
         "peak_rss_mib": round(rss, 1),
         "device": det.device,
+        "precision": det.precision,
         "threads": torch.get_num_threads(),
         "tta": views,
+        "tile": [res.provenance["inference"]["tile_size"], res.provenance["inference"]["tiles"]],
+        "page_faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults,
         "polygons": res.n_polygons,
         "model": det.card.name,
     }
@@ -192,8 +223,39 @@ def _record(rows: list[dict[str, object]], model: str | None = None) -> None:
     record_metrics(model or card.name, key, entry)
 
 
+def _line(row: dict[str, Any], label: str) -> str:
+    """The figures of one run, on one line."""
+    return (
+        f"{label:>8}: {row['seconds']:8.2f} s  {row['mpx_per_s']:7.3f} Mpx/s  "
+        f"{row['km2_per_s']:8.2f} km²/s  peak RSS {row['peak_rss_mib']:7.1f} MiB  "
+        f"[{row['device']}, {row['precision']}, {row['threads']} threads, tta {row['tta']}, "
+        f"{row['tile'][1]} tiles of {row['tile'][0]} px, {row['page_faults']} page faults]"
+    )
+
+
+def _measure(comp: Path, args: argparse.Namespace, reference: bool = False) -> dict[str, Any]:
+    """Run one detection in a fresh process (the reference without the allocator settings)."""
+    import os
+
+    from asmspotter.detect.runtime import MALLOC_ENV
+
+    cmd = [sys.executable, __file__, "--run", str(comp), "--threads", str(args.threads)]
+    cmd += ["--model", args.model] if args.model else []
+    if args.device:
+        cmd += ["--device", args.device]
+    if args.inference and not reference:
+        cmd.append("--inference")
+    if args.tta:
+        cmd += ["--tta", args.tta]
+    cmd += ["--reference"] if reference else ["--precision", args.precision]
+    env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
 def main() -> int:
     from asmspotter.detect.card import VIEW_SETS
+    from asmspotter.detect.runtime import PRECISIONS
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096, 8192])
@@ -211,49 +273,63 @@ def main() -> int:
         help="test-time views (default: the card's; none = one pass per tile)",
     )
     ap.add_argument("--model", help="model name or card path (default: the shipped model)")
+    ap.add_argument("--precision", choices=PRECISIONS, default="auto", help="(default auto)")
+    ap.add_argument(
+        "--reference-size",
+        type=int,
+        default=4096,
+        help="size at which the reference workload runs too (default 4096; 0: none)",
+    )
     ap.add_argument("--make", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--run", help=argparse.SUPPRESS)
+    ap.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.make:
         _make(args.make, Path(args.run), args.model)
         return 0
     if args.run:
-        _run(Path(args.run), args.device, args.threads, args.inference, args.tta, args.model)
+        _run(
+            Path(args.run),
+            args.device,
+            args.threads,
+            args.inference,
+            args.tta,
+            args.model,
+            args.precision,
+            args.reference,
+        )
         return 0
     rows = []
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             comp = Path(tmp) / "composite.tif"
-            base = [sys.executable, __file__]
             chosen = ["--model", args.model] if args.model else []
-            subprocess.run(base + ["--make", str(size), "--run", str(comp), *chosen], check=True)
-            cmd = base + ["--run", str(comp), "--threads", str(args.threads), *chosen]
-            if args.device:
-                cmd += ["--device", args.device]
-            if args.inference:
-                cmd.append("--inference")
-            if args.tta:
-                cmd += ["--tta", args.tta]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        row = json.loads(out.strip().splitlines()[-1])
-        rows.append(row)
-        print(
-            f"{size:>5}² px: {row['seconds']:8.2f} s  {row['mpx_per_s']:7.3f} Mpx/s  "
-            f"{row['km2_per_s']:8.2f} km²/s  peak RSS {row['peak_rss_mib']:7.1f} MiB  "
-            f"[{row['device']}, {row['threads']} threads, tta {row['tta']}]",
-            flush=True,
-        )
-        if "inference_km2_per_s" in row:
-            print(
-                f"{'':>8}  inference alone: {row['inference_seconds']:8.2f} s  "
-                f"{row['inference_km2_per_s']:8.1f} km²/s",
-                flush=True,
-            )
+            make = [sys.executable, __file__, "--make", str(size), "--run", str(comp), *chosen]
+            subprocess.run(make, check=True)
+            row = _measure(comp, args)
+            rows.append(row)
+            print(_line(row, f"{size}² px"), flush=True)
+            if "inference_km2_per_s" in row:
+                print(
+                    f"{'':>8}  inference alone: {row['inference_seconds']:8.2f} s  "
+                    f"{row['inference_km2_per_s']:8.1f} km²/s",
+                    flush=True,
+                )
+            if size == args.reference_size:
+                ref = _measure(comp, args, reference=True)
+                print(_line(ref, "ref"), flush=True)  # the reference workload
+                print(
+                    f"speed-up at {size}² px over the reference (fp32, glibc defaults, 512 px "
+                    f"tiles, 64 px overlap): {row['km2_per_s'] / ref['km2_per_s']:.2f}x",
+                    flush=True,
+                )
     if args.record:
         _record(rows, args.model)
     if len(rows) > 1:
         ratio = rows[-1]["peak_rss_mib"] / rows[0]["peak_rss_mib"]
-        print(f"peak RSS ratio largest/smallest: {ratio:.2f}")
+        print(
+            f"peak RSS ratio {rows[-1]['size']}²/{rows[0]['size']}² (largest/smallest): {ratio:.2f}"
+        )
     return 0
 
 

@@ -100,6 +100,26 @@ def test_new_region_is_one_entry(tmp_path: Path) -> None:
     assert region.outline.bounds == (-70.0, -13.1, -69.9, -13.0)
 
 
+def test_overlay_labels_per_language(tmp_path: Path) -> None:
+    body = GOOD + (
+        "    overlays:\n      - {id: pa, kind: protected_area, url: 'http://127.0.0.1/x.json',"
+        " id_field: id, name_field: name, label: {en: Parks, es: Parques}}\n"
+        "      - {id: it, kind: indigenous_territory, url: 'http://127.0.0.1/y.json',"
+        " id_field: id, name_field: name, label: Lands}\n"
+    )
+    parks, lands = load_catalogue(_write(tmp_path, body))["test-area"].overlays
+    assert (parks.label, parks.label_in("es"), parks.label_in("fr")) == (
+        "Parks",
+        "Parques",
+        "Parks",
+    )
+    assert (lands.label, lands.label_in("es")) == ("Lands", "Lands")
+    shipped = load_catalogue(check_files=False)["madre-de-dios"].overlay("protected-areas")
+    assert shipped.label_in("es") == "Áreas naturales protegidas (SERNANP)"
+    with pytest.raises(CatalogueError, match="overlay 'pa': label .* needs an 'en' entry"):
+        load_catalogue(_write(tmp_path, body.replace("en: Parks, ", "")))
+
+
 @pytest.mark.parametrize(
     ("value", "sign"),
     [

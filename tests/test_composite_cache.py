@@ -109,3 +109,20 @@ def test_a_truncated_composite_names_the_refresh_that_rebuilds_it(
         DataError, match=r"truncated or corrupt .*asmspotter fetch synthetic -p all --refresh"
     ):
         open_composite(first.path).load()
+
+
+def test_a_refresh_keeps_a_tiled_runs_tiles(
+    scenes: SyntheticScenes, server: StacServer, workdirs: dict[str, Path]
+) -> None:
+    from asmspotter.layout import TILES_FOLDER
+
+    first = _fetch(scenes, server)
+    tile = first.files.folder / TILES_FOLDER / "g512" / "t0_0" / "composite.json"
+    tile.parent.mkdir(parents=True)
+    tile.write_text("{}")
+    again = _fetch(scenes, server, refresh=True)
+    assert not again.reused and tile.read_text() == "{}"
+    assert sorted(p.name for p in again.files.folder.iterdir()) == sorted(
+        [TILES_FOLDER, again.path.name, again.provenance_path.name]
+    )
+    assert _temporaries(workdirs["cache"]) == []

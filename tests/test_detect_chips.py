@@ -172,3 +172,105 @@ def test_stacking_needs_one_kind_and_selects_bands(tmp_path: Path) -> None:
         arrays.select(("coastal", "red"))
     empty = stack_galleries([], like=arrays)
     assert empty.bands == L2A_BANDS and empty.images.dtype == np.float32 and len(empty) == 0
+
+
+def test_non_mining_names_are_not_mining() -> None:
+    for name in (
+        "riverbank_non-mining_S2L1C_clear0.75.png",
+        "Sites_NonMining_2023.png",
+        "x_not_mining_chips.png",
+        "dredges-nonmining.png",
+    ):
+        assert label_from_name(name) == 0, name
+    assert label_from_name("mining_sites_2023.png") == 1
+    with pytest.raises(InputError, match="cannot tell the label of a_non-mining_positives"):
+        label_from_name("a_non-mining_positives.png")  # says both
+
+
+def _png(path: Path, img: np.ndarray, mode: str | None = None) -> Path:
+    Image.fromarray(img, mode=mode).save(path) if mode else Image.fromarray(img).save(path)
+    return path
+
+
+def test_png_galleries_that_are_not_8_bit_rgb_are_refused_naming_the_file(tmp_path: Path) -> None:
+    rgb = make_gallery(tmp_path / "a_negatives.png", [True, False, True], cols=3, seed=2)
+    img = np.asarray(Image.open(rgb))
+    cases = {
+        "grey_negatives.png": (img[..., 0], "8-bit grayscale"),
+        "alpha_negatives.png": (
+            np.dstack([img, np.full(img.shape[:2], 255, np.uint8)]),
+            "8-bit RGBA",
+        ),
+        "deep_negatives.png": (img[..., 0].astype(np.uint16) * 257, "16-bit grayscale"),
+    }
+    for name, (data, kind) in cases.items():
+        p = _png(tmp_path / name, data)
+        with pytest.raises(DataError, match=rf"^PNG gallery {p} is {kind}: expected 8-bit RGB"):
+            read_gallery(p)
+    # 16-bit RGB (Pillow would silently read it as 8 bits): a 48-bit PNG written by hand
+    import struct
+    import zlib
+
+    rows = b"".join(b"\x00" + (img[r].astype(">u2") * 257).tobytes() for r in range(img.shape[0]))
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    deep = tmp_path / "deep_rgb_negatives.png"
+    ihdr = struct.pack(">IIBBBBB", img.shape[1], img.shape[0], 16, 2, 0, 0, 0)
+    deep.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+    assert Image.open(deep).mode == "RGB"  # what Pillow says of it
+    with pytest.raises(DataError, match=rf"^PNG gallery {deep} is 16-bit RGB"):
+        read_gallery(deep)
+    # a palette PNG holds RGB colours exactly: read as the RGB gallery
+    pal = tmp_path / "pal_negatives.png"
+    Image.open(rgb).quantize(256, method=Image.Quantize.MAXCOVERAGE).save(pal)
+    expect = np.asarray(Image.open(pal).convert("RGB"))
+    np.testing.assert_array_equal(read_gallery(pal).chips[0], expect[:48, :48])
+
+
+def test_a_png_that_is_not_a_grid_is_named(tmp_path: Path) -> None:
+    p = _png(tmp_path / "odd_positives.png", np.full((50, 70, 3), 90, np.uint8))
+    with pytest.raises(DataError, match=rf"^{p}: gallery of 70 x 50 px is not a grid"):
+        read_gallery(p)
+
+
+def test_evaluate_chips_cli_refuses_an_rgba_gallery_on_one_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    make_gallery(tmp_path / "a_non-mining_chips.png", [False, False], seed=3)
+    done = subprocess.run(
+        [sys.executable, "-m", "asmspotter.cli", "evaluate-chips", str(tmp_path), "--json"],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    import json
+
+    figures = json.loads(done.stdout)
+    assert (figures["n_pos"], figures["n_neg"]) == (0, 2)  # non-mining: not mining
+    rgba = np.asarray(Image.open(tmp_path / "a_non-mining_chips.png").convert("RGBA"))
+    bad = _png(tmp_path / "b_positives.png", rgba)
+    done = subprocess.run(
+        [sys.executable, "-m", "asmspotter.cli", "evaluate-chips", str(tmp_path)],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"asmspotter: error: PNG gallery {bad} is 8-bit RGBA: expected 8-bit RGB "
+        "(reflectance / 0.3 x 255); convert it to 8-bit RGB first"
+    ]

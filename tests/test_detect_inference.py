@@ -16,7 +16,7 @@ from asmspotter.detect.inference import detect_composite
 from asmspotter.detect.loader import Detector
 from asmspotter.detect.model import ModelConfig, build_model
 from asmspotter.detect.synthetic import make_scene, write_composite
-from asmspotter.detect.tiling import blend_window, blended_strips, predict_array, tile_starts
+from asmspotter.detect.tiling import blend_window, blended_strips, predict_array, tile_spans
 from asmspotter.errors import DataError
 from asmspotter.geoio import write_json
 
@@ -74,14 +74,19 @@ def detector(model: nn.Module, **kw: object) -> Detector:
     return Detector(model, card(**kw), Path("test.card.json"), "cpu")  # type: ignore[arg-type]
 
 
-def test_tile_starts_cover_everything() -> None:
+def test_tile_spans_cover_everything_with_no_more_than_the_overlap() -> None:
     for n in (1, 63, 64, 65, 200, 1000):
-        starts = tile_starts(n, 64, 16)
-        covered = np.zeros(n, bool)
-        for s in starts:
-            covered[s : s + 64] = True
-            assert 0 <= s and (s + 64 <= n or n < 64)
-        assert covered.all()
+        spans = tile_spans(n, 64, 16)
+        covered = np.zeros(n, int)
+        for s, e in spans:
+            covered[s:e] += 1
+            assert 0 <= s < e <= n and e - s <= 64
+        assert (covered >= 1).all()
+        # every tile but the last is whole; tiles share only the overlap
+        assert all(e - s == 64 for s, e in spans[:-1])
+        assert covered.sum() <= n + 16 * (len(spans) - 1)
+    # a raster no longer than a tile is one tile (La Pampa's 654 x 667 px at 1024 px)
+    assert tile_spans(654, 1024, 32) == [(0, 654)] and tile_spans(667, 1024, 32) == [(0, 667)]
     w = blend_window(64, 16)
     assert w.min() > 0 and w.max() == 1.0
 
@@ -121,7 +126,7 @@ def test_rows_are_read_ahead_in_order_and_read_errors_reach_the_caller() -> None
         return x[:, r0:r1], ok[r0:r1]
 
     strips = list(blended_strips(read, 200, 90, constant_model(0.4), tile_size=64, overlap=16))
-    assert [(r0, r1) for r0, r1, _ in calls] == [(r, r + 64) for r in tile_starts(200, 64, 16)]
+    assert [(r0, r1) for r0, r1, _ in calls] == tile_spans(200, 64, 16)
     assert all(name.startswith("asmspotter-read") for _, _, name in calls)
     assert [s.row for s in strips] == sorted(s.row for s in strips)
     assert sum(s.prob.shape[0] for s in strips) == 200

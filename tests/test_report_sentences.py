@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import types
 from pathlib import Path
 
 import geopandas as gpd
@@ -18,6 +19,7 @@ from asmspotter.analyse import AnalysisResult, PeriodLayer, analyse
 from asmspotter.catalogue import Overlay, Period, get_region
 from asmspotter.errors import InputError
 from asmspotter.report import key_findings, languages, load_language, reference_gaps
+from asmspotter.report.context import localised
 from asmspotter.report.language import BASE_LANGUAGE, placeholders
 
 UTM = "EPSG:32719"
@@ -145,6 +147,26 @@ def test_key_findings_in_spanish_use_the_same_numbers(result: AnalysisResult) ->
     numbers = re.compile(r"\d+(?:[.,]\d+)?")
     for e, s in zip(en, es, strict=True):
         assert [n.replace(".", ",") for n in numbers.findall(e)] == numbers.findall(s)
+
+
+def test_briefings_name_overlays_in_their_language(result: AnalysisResult) -> None:
+    corridor = Overlay(
+        "corridor",
+        "mining_zone",
+        "Test corridor",
+        None,
+        "http://127.0.0.1/p.json",
+        "name",
+        "name",
+        labels={"es": "Corredor de prueba"},
+    )
+    region = types.SimpleNamespace(overlays=(corridor,))
+    es = localised(result, region, "es")  # type: ignore[arg-type]
+    assert [o.label for o in es.overlays] == ["Test parks", "Test lands", "Corredor de prueba"]
+    assert [o.layer for o in es.overlays] == [o.layer for o in result.overlays]
+    found = key_findings(es, "es", source="detector")
+    assert "fuera de la zona minera legal (Corredor de prueba)" in found[-1]
+    assert result.overlays[-1].label == "Test corridor"  # the analysis itself is unchanged
 
 
 def test_no_mining_is_said_plainly() -> None:

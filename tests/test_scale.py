@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +26,10 @@ from asmspotter import layout, paths
 from asmspotter.chain import ChainReporter, ChainResult, run_region
 from asmspotter.scale import ClusterSpec, TileRecord
 from asmspotter.scale.synthetic import SyntheticRegion, bright_model_card, make_region
+from asmspotter.testing.dask_cluster import ProcessCluster, process_cluster, stop, worker_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("loopback_only")]
 
-ROOT = Path(__file__).resolve().parent.parent
 SIZE, TILE = 240, 120
 PYTHON = sys.executable
 
@@ -109,9 +107,14 @@ def test_local_cluster_matches_single_process(
     synthetic: Any, single: ChainResult, tmp_path: Path
 ) -> None:
     syn, _ = synthetic
-    result = _run(synthetic, tmp_path, cluster=ClusterSpec(workers=2), tile_size=TILE)
+    spec = ClusterSpec(workers=2, threads_per_worker=2)
+    result = _run(synthetic, tmp_path, cluster=spec, tile_size=TILE)
     tiled = result.tiled
-    assert tiled is not None and tiled.workers == 2
+    assert tiled is not None and tiled.workers == 2 and tiled.threads == 4
+    # workers detect on their GPU when they have one (the default device), else on the CPU
+    from asmspotter.detect.loader import pick_device
+
+    assert {r.stats["device"] for r in tiled.records if r.stage == "detect"} == {pick_device()}
     assert all(len(g) == 4 for g in tiled.grids)
     assert tiled.count("detect") == 8 and tiled.count("detect", reused=True) == 0
     assert_same_result(result, single)
@@ -136,76 +139,23 @@ def test_local_cluster_matches_single_process(
     assert np.array_equal(_read(mosaic.composite), _read(result.composites[0].path))
 
 
-@dataclass
-class _Cluster:
-    address: str
-    workers: list[subprocess.Popen[bytes]]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    return env
-
-
-def _dask(*args: str, log: Path) -> subprocess.Popen[bytes]:
-    """Start ``dask ...`` in its own process group, its output in ``log``."""
-    return subprocess.Popen(
-        [PYTHON, "-m", "dask", *args],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env=_env(),
-        start_new_session=True,
-    )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-
-
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessCluster]:
     """`dask scheduler` and two `dask worker` processes on loopback, stopped at the end."""
-    from distributed import Client
-
-    logs = tmp_path_factory.mktemp("dask-logs")
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    host = ["--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0"]
-    scheduler = _dask("scheduler", "--port", str(port), *host, log=logs / "scheduler.log")
-    workers = [
-        _dask(
-            "worker", address, "--nthreads", "1", "--name", f"w{i}", *host, log=logs / f"w{i}.log"
-        )
-        for i in range(2)
-    ]
-    try:
-        with Client(address, timeout=120) as client:
-            client.wait_for_workers(2, timeout=180)
-        yield _Cluster(address, workers)
-    finally:
-        for proc in [*workers, scheduler]:
-            _stop(proc)
+    with process_cluster(tmp_path_factory.mktemp("dask-logs"), workers=2) as started:
+        yield started
 
 
 def test_scheduler_and_worker_processes_match_single_process(
-    synthetic: Any, single: ChainResult, cluster: _Cluster, tmp_path: Path
+    synthetic: Any, single: ChainResult, cluster: ProcessCluster, tmp_path: Path
 ) -> None:
     result = _run(synthetic, tmp_path, cluster=ClusterSpec(cluster.address), tile_size=TILE)
-    assert result.tiled is not None and result.tiled.workers == 2
+    assert result.tiled is not None and result.tiled.workers == result.tiled.threads == 2
     assert_same_result(result, single)
 
 
 def test_killed_run_resumes_without_remaking_finished_tiles(
-    synthetic: Any, single: ChainResult, cluster: _Cluster, tmp_path: Path
+    synthetic: Any, single: ChainResult, cluster: ProcessCluster, tmp_path: Path
 ) -> None:
     syn, card = synthetic
     command = [
@@ -213,7 +163,7 @@ def test_killed_run_resumes_without_remaking_finished_tiles(
         "--model", str(card), "--scheduler", cluster.address, "--tile-size", str(TILE),
         "--no-progress",
     ]  # fmt: skip
-    env = {**_env(), **_folders(tmp_path)}
+    env = {**worker_env(), **_folders(tmp_path)}
     run = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, start_new_session=True)
     total = 2 * 4 * 3  # periods x tiles x tile tasks
     deadline = time.monotonic() + 300
@@ -222,7 +172,7 @@ def test_killed_run_resumes_without_remaking_finished_tiles(
             assert run.poll() is None, "the run ended before it could be killed"
             time.sleep(0.05)
     finally:
-        _stop(run)
+        stop(run)
     finished = _tile_records(tmp_path, syn)
     assert 4 <= len(finished) < total, "kill the run half-way"
     time.sleep(2)  # tasks the workers were running when the client died may still finish
@@ -261,7 +211,7 @@ class _KillOneWorker(ChainReporter):
 
 
 def test_lost_worker_does_not_change_the_result(
-    synthetic: Any, single: ChainResult, cluster: _Cluster, tmp_path: Path
+    synthetic: Any, single: ChainResult, cluster: ProcessCluster, tmp_path: Path
 ) -> None:
     killer = _KillOneWorker(cluster.workers[1])
     result = _run(

@@ -5,18 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asmspotter.detect.tiling import blend_window, tile_starts
+from asmspotter.detect.tiling import blend_window, tile_spans
 from asmspotter.errors import InputError
 from asmspotter.scale.grid import RasterGrid, TileGrid, _spans, default_tile_size
 
 
 def _weights(length: int, dtile: int, overlap: int) -> list[dict[int, float]]:
     """Per pixel: detector tile start -> normalised blending weight, as the detector blends."""
-    size = min(dtile, length)
-    ramp = blend_window(size, overlap if length > dtile else 0)
     out: list[dict[int, float]] = [{} for _ in range(length)]
-    for start in tile_starts(length, dtile, overlap):
-        for i in range(size):
+    for start, end in tile_spans(length, dtile, overlap):
+        ramp = blend_window(end - start, overlap if length > dtile else 0)
+        for i in range(end - start):
             out[start + i][start] = float(ramp[i])
     return [{k: round(v / sum(w.values()), 6) for k, v in w.items()} for w in out]
 
@@ -94,3 +93,19 @@ def test_tile_size_must_fit_the_detector_stride() -> None:
 def test_small_rasters_are_one_tile() -> None:
     grid = _grid(30, 90)
     assert len(grid) == 1 and grid.tiles[0].window == grid.tiles[0].core == grid.raster.box
+
+
+def test_windows_are_bounded_by_the_tile_size_whatever_the_region() -> None:
+    """A task's memory is set by its window: never larger than the tile size allows."""
+    dtile, overlap = 512, 64  # the shipped model's tiling
+    stride = dtile - overlap
+    for size in (1792, default_tile_size(dtile, overlap)):
+        bound = size + stride + dtile  # a core (the last takes up to an overlap more) + halo
+        # sides of 1/64 and 1/4 of Madre de Dios, the department, the Amazon basin's length
+        for length in (3644, 14577, 29155, 2_915_000):
+            spans = _spans(length, size, dtile, stride)
+            windows = [w1 - w0 for _, _, w0, w1 in spans]
+            cores = [c1 - c0 for c0, c1, _, _ in spans]
+            assert max(windows) <= bound and max(cores) <= size + overlap
+            if length > 3 * size:  # inner tiles: one stride before the core, one overlap after
+                assert stride + size + overlap in windows

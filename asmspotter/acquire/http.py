@@ -122,6 +122,41 @@ class HttpSettings:
         )
 
 
+#: What libraries (urllib3, curl) say when a connection cannot be made, and the reason shown.
+_CONNECTION_FAILURES: tuple[tuple[str, str], ...] = (
+    ("connection refused", "connection refused"),
+    ("could not connect to server", "connection refused"),
+    ("couldn't connect to server", "connection refused"),
+    ("name or service not known", "host name not found (offline?)"),
+    ("temporary failure in name resolution", "host name not found (offline?)"),
+    ("nodename nor servname", "host name not found (offline?)"),
+    ("could not resolve host", "host name not found (offline?)"),
+    ("failed to resolve", "host name not found (offline?)"),
+    ("network is unreachable", "network unreachable (offline?)"),
+    ("no route to host", "no route to host (offline?)"),
+    ("connection reset", "connection reset by the server"),
+    ("remotedisconnected", "the server closed the connection"),
+    ("connection aborted", "the server closed the connection"),
+    ("failed to connect", "cannot connect"),
+)
+
+
+def connection_failure(text: str) -> str | None:
+    """Return the reason, in plain words, of a failed connection a library describes.
+
+    Args:
+        text: the library's message (urllib3's ``Max retries exceeded ... (Caused by
+            NewConnectionError(...))``, curl's ``Failed to connect to ...``).
+
+    Returns:
+        A few words (``connection refused``, ``host name not found (offline?)``), or None
+        when ``text`` is not about a connection that could not be made.
+
+    """
+    low = text.lower()
+    return next((reason for phrase, reason in _CONNECTION_FAILURES if phrase in low), None)
+
+
 @functools.cache
 def _retry_class() -> Any:
     """Return a urllib3 ``Retry`` that gives up at once when a request times out."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from asmspotter.acquire.http import HttpSettings
+from asmspotter.acquire.http import HttpSettings, connection_failure
 from asmspotter.acquire.signing import signing_modifier
 from asmspotter.acquire.sources import StacQuery, StacScenes
 from asmspotter.errors import FetchError, NoScenesError, first_line
@@ -91,5 +91,6 @@ def _api_error_message(query: StacQuery, exc: Any, http: HttpSettings) -> str:
     if "timed out" in text.lower() or "timeout" in text.lower():
         return http.timeout_message(f"STAC API {query.stac_url}")
     if "Max retries" in text or "Connection" in text:
-        return f"cannot reach STAC API {query.stac_url} ({http.tries}): {first_line(exc)}"
+        reason = connection_failure(text) or first_line(exc)
+        return f"cannot reach STAC API {query.stac_url} ({http.tries}): {reason}"
     return f"STAC API {query.stac_url} failed: {first_line(exc)}"

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, urlparse, urlsplit
 
-from asmspotter.acquire.http import RETRY_STATUS, HttpSettings
+from asmspotter.acquire.http import RETRY_STATUS, HttpSettings, connection_failure
 from asmspotter.catalogue import SIGN_METHODS
 from asmspotter.errors import FetchError, InputError, first_line
 
@@ -226,7 +226,8 @@ def _request_token(url: str, http: HttpSettings) -> Any:
         text = str(exc).lower()
         if isinstance(exc, requests.Timeout) or "timed out" in text or "timeout" in text:
             raise FetchError(http.timeout_message(what)) from None
-        raise FetchError(f"cannot reach {what} ({http.tries}): {first_line(exc)}") from None
+        reason = connection_failure(str(exc)) or first_line(exc)
+        raise FetchError(f"cannot reach {what} ({http.tries}): {reason}") from None
     status = response.status_code
     if status != 200:
         tried = f" ({http.tries})" if status in RETRY_STATUS else ""

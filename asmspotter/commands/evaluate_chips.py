@@ -25,6 +25,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("dir", metavar="DIR", help="folder of galleries (*.png, *.tif)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _args.add_model(p, device=False)
+    _args.add_precision(p)
     p.add_argument("--threshold", type=float, help="chip threshold (default: the card's)")
     p.add_argument(
         "--errors",
@@ -39,6 +40,10 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print."""
+    from asmspotter.detect.runtime import tune_allocator
+
+    tune_allocator()  # before torch allocates anything
+
     import json
     import sys
 
@@ -53,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
         writable_dir(args.errors, "folder for the errors")
     galleries = read_galleries(args.dir)
-    result = evaluate_with_model(galleries, args.model, args.threshold)
+    result = evaluate_with_model(galleries, args.model, args.threshold, args.precision)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:

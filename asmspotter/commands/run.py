@@ -55,6 +55,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--refresh", action="store_true", help="rebuild cached composites")
     _args.add_online(p)
     _args.add_model(p)
+    _args.add_precision(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument(
         "--no-report",
@@ -99,6 +100,10 @@ def _add_dask(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fetch, detect and analyse every requested period of the region, then brief it."""
+    from asmspotter.detect.runtime import tune_allocator
+
+    tune_allocator()  # before torch allocates anything (local Dask workers inherit it)
+
     from asmspotter.analyse import format_summary
     from asmspotter.chain import resolve_region, run_region
     from asmspotter.scale import ClusterSpec
@@ -114,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         args.model,
         refresh=args.refresh,
         device=args.device,
+        precision=args.precision,
         progress=not args.no_progress,
         reporter=_Printer(),
         arguments={k: v for k, v in vars(args).items() if k != "func"},
@@ -150,7 +156,8 @@ def _tile_counts(tiled: TiledRun) -> str:
         f"{stage} {tiled.count(stage)} made, {tiled.count(stage, reused=True)} reused"
         for stage in ("composite", "detect", "polygons")
     ]
-    return f"tiles ({tiled.workers} workers, {tiled.seconds:.0f} s): " + "; ".join(parts)
+    size = f"{tiled.workers} workers, {tiled.threads} threads, {tiled.seconds:.0f} s"
+    return f"tiles ({size}): " + "; ".join(parts)
 
 
 class _Printer(ChainReporter):

@@ -112,6 +112,10 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train and report."""
+    from asmspotter.detect.runtime import tune_allocator
+
+    tune_allocator()  # before torch allocates anything
+
     from dataclasses import replace
 
     from asmspotter import layout, paths

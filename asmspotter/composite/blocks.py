@@ -22,8 +22,9 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from asmspotter import geoio
-from asmspotter.acquire import TIMEOUT_ENV, StacQuery
-from asmspotter.errors import AsmSpotterError, DataError, FetchError
+from asmspotter.acquire import TIMEOUT_ENV, HttpSettings, StacQuery
+from asmspotter.acquire.http import connection_failure
+from asmspotter.errors import AsmSpotterError, AsmSpotterWarning, DataError, FetchError
 
 
 class _WriteFailed(Exception):
@@ -136,6 +137,63 @@ def _quiet_odc() -> Iterator[list[str]]:
         raise
 
 
+class ReadRetryWarning(AsmSpotterWarning):
+    """A server did not answer a scene read in time (or refused it); the read is retried."""
+
+
+class _RetryReporter(logging.Filter):
+    """Say once per server, in plain words, that GDAL retries its reads; hide GDAL's lines.
+
+    GDAL retries a read that timed out, could not connect or got a 5xx answer, logging
+    ``HTTP error code: 0 - <url>. Retrying again in ...`` each time (raw lines that the CLI
+    hides). A server that never answers would then be reported only after every try timed
+    out; this says so after the first one.
+    """
+
+    _LINE = re.compile(r"HTTP error code: (\d+) - (\S+?)\.? Retrying again")
+
+    def __init__(self, http: HttpSettings | None) -> None:
+        super().__init__()
+        self.http = http or HttpSettings.from_env()
+        self.seen: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        m = self._LINE.search(record.getMessage())
+        if m is None:  # other GDAL lines: shown as the "rasterio" logger's level says
+            return logging.getLogger("rasterio").isEnabledFor(record.levelno)
+        code, host = m.group(1), urlsplit(m.group(2)).netloc
+        with self._lock:
+            new = (host, code) not in self.seen
+            self.seen.add((host, code))
+        if new:
+            what = (
+                f"{host} did not answer a scene read within {self.http.timeout:g} s, or "
+                "refused the connection"
+                if code == "0"
+                else f"{host} answered HTTP {code} to a scene read"
+            )
+            warnings.warn(
+                f"{what}; retrying ({self.http.tries} in all)", ReadRetryWarning, stacklevel=2
+            )
+        return False
+
+
+@contextlib.contextmanager
+def _report_retries(http: HttpSettings | None) -> Iterator[None]:
+    """Report GDAL's read retries through a :class:`_RetryReporter` for the block."""
+    logger = logging.getLogger("rasterio._env")
+    level = logger.level
+    reporter = _RetryReporter(http)
+    logger.setLevel(min(logger.getEffectiveLevel(), logging.WARNING))
+    logger.addFilter(reporter)
+    try:
+        yield
+    finally:
+        logger.removeFilter(reporter)
+        logger.setLevel(level)
+
+
 def write_blocks(
     tif: Path,
     median: Any,
@@ -146,8 +204,12 @@ def write_blocks(
     desc: str,
     progress: bool,
     query: StacQuery,
+    http: HttpSettings | None = None,
 ) -> int:
     """Compute the composite block by block into a tiled GeoTIFF, then make it a COG.
+
+    ``http`` (default: from the environment) words the warning said when a server does not
+    answer a read and it is retried (:class:`ReadRetryWarning`).
 
     Raises:
         FetchError: a scene read failed or timed out.
@@ -190,7 +252,8 @@ def write_blocks(
                 for i, b in enumerate(bands, start=1):
                     dst.set_band_description(i, b)
                 dst.update_tags(**tags)
-                _store(dst, median, clear, counter, desc, progress, query, tif)
+                with _report_retries(http):
+                    _store(dst, median, clear, counter, desc, progress, query, tif)
         except (RasterioError, OSError) as exc:  # creating, tagging or closing the work file
             raise geoio.output_error(exc, tif) from None
         geoio.translate_to_cog(work, tif)
@@ -263,6 +326,9 @@ def read_error(exc: BaseException, query: StacQuery, logged: Sequence[str] = ())
     low = text.lower()
     if "timed out" in low or "timeout" in low:
         return FetchError(f"reading {where} timed out; set {TIMEOUT_ENV} to wait longer")
+    reason = connection_failure(text)
+    if reason is not None:
+        return FetchError(f"cannot reach the server of {where}: {reason}")
     code = re.search(r"http (?:response )?(?:code|status)\D{0,3}(\d{3})", low)
     if code and code.group(1).startswith("5"):
         return FetchError(f"server error HTTP {code.group(1)} reading {where} (after retries)")

@@ -37,7 +37,7 @@ from asmspotter.catalogue import Period, Region, get_region
 from asmspotter.composite.local import build_local
 from asmspotter.composite.stac import RESOLUTION, build_stac
 from asmspotter.errors import AsmSpotterWarning, DataError, FetchError, InputError, first_line
-from asmspotter.layout import CompositeFiles, composite_files
+from asmspotter.layout import TILES_FOLDER, CompositeFiles, composite_files
 from asmspotter.locking import region_lock
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,8 @@ def fetch_composite(
             return CompositeResult(reg.id, per.id, files.tif, cached, reused=True)
         prov = plan.provenance()
         build = _Build(reg, plan.source, plan.wanted, plan.bands, http, chunk_size, progress)
-        with geoio.publish_folder(files.folder, (files.tif.name, files.provenance.name)) as new:
+        names = (files.tif.name, files.provenance.name)
+        with geoio.publish_folder(files.folder, names, keep=(TILES_FOLDER,)) as new:
             staged = CompositeFiles(new)
             prov.update(build.run(staged.tif))
             prov["checksum"] = geoio.file_digest(staged.tif)

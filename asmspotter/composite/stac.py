@@ -98,7 +98,7 @@ def build_stac(
     signed = query.sign == "planetary-computer"
     try:
         n_clear = write_blocks(
-            tif, median.data, clear_any.data, list(bands), geobox, tags, desc, progress, query
+            tif, median.data, clear_any.data, list(bands), geobox, tags, desc, progress, query, http
         )
     except FetchError:
         if signed:  # a refused or expired token: ask for fresh ones next time

@@ -127,7 +127,7 @@ class ModelCard:
     chip_threshold: float
     pixel_threshold: float
     min_area_ha: float = 0.5
-    tile_size: int = 512
+    tile_size: int = 1024
     tile_overlap: int = 64
     chip_padding: int = 24
     tta: str = "none"
@@ -194,7 +194,7 @@ def card_from_dict(d: Mapping[str, Any], source: str = "card") -> ModelCard:
             chip_threshold=float(cs["threshold"]),
             pixel_threshold=float(d["pixel_threshold"]),
             min_area_ha=float(d.get("min_area_ha", 0.5)),
-            tile_size=int(inf.get("tile_size", 512)),
+            tile_size=int(inf.get("tile_size", 1024)),
             tile_overlap=int(inf.get("tile_overlap", 64)),
             chip_padding=int(cs.get("padding_px", 24)),
             tta=str(inf.get("tta", "none")),

@@ -4,9 +4,11 @@ A gallery is an image laid out as a grid of square cells (48 px, i.e. 480 m at 1
 Cells that are entirely empty are skipped. The label of every chip in a gallery comes
 from the file name (``*positives*`` = mining, ``*negatives*`` = not mining). Two formats:
 
-- **PNG** (Amazon Mining Watch's true-colour chips): RGB values are
+- **PNG** (Amazon Mining Watch's true-colour chips): 8-bit RGB values are
   ``reflectance / 0.3 * 255`` (L1C value / 3000, clipped, times 255); black cells are empty;
-  some ``*_rgb_preview`` galleries use 32-px cells, which are resampled to 48 px.
+  some ``*_rgb_preview`` galleries use 32-px cells, which are resampled to 48 px. Palette
+  PNGs are read as their RGB colours; grayscale, alpha and 16-bit PNGs are refused (their
+  values cannot be read as this radiometry).
 - **GeoTIFF** (``.tif``/``.tiff``, any band set, e.g. the ten 10 m and 20 m bands of L2A):
   one band per canonical band name (the band description, as in composites), values as
   float surface reflectance (NaN = no-data) or uint16 reflectance x 10000 (0 = no-data),
@@ -36,7 +38,7 @@ MULTIBAND_REFLECTANCE_MAX = 1.0
 #: File suffixes read as galleries.
 GALLERY_SUFFIXES: tuple[str, ...] = (".png", ".tif", ".tiff")
 
-_NEGATIVE = re.compile(r"negative", re.IGNORECASE)
+_NEGATIVE = re.compile(r"negative|non[-_ ]?mining|not[-_ ]mining", re.IGNORECASE)
 _POSITIVE = re.compile(r"positive|minespos|mineria|mining", re.IGNORECASE)
 _CLEAR = re.compile(r"_clear[0-9.]+")
 
@@ -83,6 +85,9 @@ def reflectance_max(chips: np.ndarray) -> float:
 def label_from_name(name: str) -> int:
     """Return the chip label a gallery's file name declares.
 
+    ``non-mining`` (``nonmining``, ``not_mining``) says not mining: its ``mining`` does not
+    count as the positive label.
+
     Args:
         name: the file name.
 
@@ -94,7 +99,7 @@ def label_from_name(name: str) -> int:
 
     """
     neg = bool(_NEGATIVE.search(name))
-    pos = bool(_POSITIVE.search(name))
+    pos = bool(_POSITIVE.search(_NEGATIVE.sub(" ", name)))
     if neg == pos:
         raise InputError(
             f"cannot tell the label of {name}: expected 'positives' (mining) or "
@@ -311,16 +316,45 @@ def read_gallery(path: str | Path, max_chips: int | None = None) -> Gallery:
 
     try:
         with Image.open(p) as im:
+            _check_png_kind(p)
             img = np.asarray(im.convert("RGB"))
     except FileNotFoundError as exc:
         raise DataError(f"gallery not found: {p}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise DataError(f"not a readable PNG gallery: {p} ({exc})") from exc
-    chips, cell = split_cells(img)
+    try:
+        chips, cell = split_cells(img)
+    except DataError as exc:
+        raise DataError(f"{p}: {exc}") from None
     if max_chips is not None:
         chips = chips[:max_chips]
     return Gallery(
         path=p, label=label, sample_set=sample_set_of(p.name), chips=chips, cell_size=cell
+    )
+
+
+#: PNG colour types (IHDR) by name, for messages; 2 (RGB) and 3 (palette) are read.
+_PNG_COLOUR = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale with alpha", 6: "RGBA"}
+
+
+def _check_png_kind(p: Path) -> None:
+    """Refuse a PNG that is not 8-bit RGB or palette (read from its IHDR header).
+
+    Raises:
+        DataError: grayscale, alpha or 16-bit; the message names the file.
+
+    """
+    with p.open("rb") as fh:
+        head = fh.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        raise DataError(f"not a readable PNG gallery: {p} (no PNG header)")
+    depth, colour = head[24], head[25]
+    if colour == 3 or (colour == 2 and depth == 8):
+        return
+    kind = f"{depth}-bit {_PNG_COLOUR.get(colour, f'colour type {colour}')}"
+    raise DataError(
+        f"PNG gallery {p} is {kind}: expected 8-bit RGB (reflectance / 0.3 x 255); "
+        "convert it to 8-bit RGB first"
     )
 
 

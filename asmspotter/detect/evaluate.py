@@ -16,7 +16,7 @@ import numpy as np
 
 from asmspotter.bands import DISPLAY_REFLECTANCE_MAX, TRUE_COLOUR, band_indexes
 from asmspotter.detect.chips import Gallery
-from asmspotter.detect.metrics import Counts, count
+from asmspotter.detect.metrics import Counts, auc, count
 from asmspotter.detect.scoring import chip_scores
 
 if TYPE_CHECKING:
@@ -45,11 +45,12 @@ class FileResult:
 
 @dataclass(frozen=True)
 class ChipEvaluation:
-    """Per-file and total counts at one threshold."""
+    """Per-file and total counts at one threshold (``precision``: the forward pass's)."""
 
     files: tuple[FileResult, ...]
     threshold: float
     model: str
+    precision: str = "fp32"
 
     @property
     def total(self) -> Counts:
@@ -59,10 +60,22 @@ class ChipEvaluation:
             t = t + f.counts
         return t
 
+    @property
+    def auc(self) -> float | None:
+        """ROC AUC of the chip scores over all files (None without both labels or scores)."""
+        labels = [f.label for f in self.files for _ in f.scores]
+        scores = [s for f in self.files for s in f.scores]
+        return auc(np.array(labels), np.array(scores, np.float64)) if scores else None
+
     def to_dict(self) -> dict[str, Any]:
         """JSON form: totals at the top level, then per-file counts."""
-        d = {"model": self.model, "threshold": self.threshold}
+        d: dict[str, Any] = {
+            "model": self.model,
+            "threshold": self.threshold,
+            "precision": self.precision,
+        }
         d.update(self.total.to_dict())
+        d["auc"] = self.auc
         d["files"] = [{"file": f.name, "label": f.label, **f.counts.to_dict()} for f in self.files]
         return d
 
@@ -88,7 +101,10 @@ class ChipEvaluation:
             f"{'total':<{width}}        {t.tp:5d} {t.fn:5d} {t.tn:5d} {t.fp:5d}  "
             f"{fmt(t.sensitivity)}  {fmt(t.specificity)}"
         )
-        rows.append(f"model {self.model}, chip threshold {self.threshold:.3f}")
+        rows.append(
+            f"model {self.model}, chip threshold {self.threshold:.3f}, ROC AUC "
+            f"{fmt(self.auc)}, {self.precision}"
+        )
         return "\n".join(rows)
 
 
@@ -97,11 +113,13 @@ def evaluate_galleries(
     model: MiningNet,
     card: ModelCard,
     threshold: float | None = None,
+    precision: str = "fp32",
 ) -> ChipEvaluation:
     """Evaluate a model on galleries at the card's (or a given) chip threshold.
 
     Chips are scored with the card's test-time views (``card.tta``), the setting its chip
-    threshold was chosen with, on the card's bands.
+    threshold was chosen with, on the card's bands, with the forward pass at ``precision``
+    (``fp32`` or ``bf16``).
 
     Raises:
         InputError: a gallery lacks one of the card's bands.
@@ -118,10 +136,11 @@ def evaluate_galleries(
             card.chip_padding,
             views=card.tta,
             clip=card.reflectance_max,
+            precision=precision,
         )
         calls = count(np.full(len(scores), g.label), scores >= thr)
         results.append(FileResult(g.name, g.label, calls, tuple(float(x) for x in scores)))
-    return ChipEvaluation(tuple(results), thr, card.name)
+    return ChipEvaluation(tuple(results), thr, card.name, precision)
 
 
 def gallery_chips(galleries: Sequence[Gallery], bands: Sequence[str]) -> list[np.ndarray]:
@@ -156,17 +175,22 @@ def evaluate_with_model(
     galleries: Sequence[Gallery],
     model_name: str | Path | None = None,
     threshold: float | None = None,
+    precision: str | None = None,
 ) -> ChipEvaluation:
     """Load the shipped (or named) model on the CPU and evaluate it on galleries.
 
+    ``precision`` is ``auto`` (default: bf16 where the CPU computes it natively, else fp32),
+    ``fp32`` or ``bf16``.
+
     Raises:
+        InputError: an unknown precision.
         DataError: the model cannot be read, or its weights and card name other bands.
 
     """
     from asmspotter.detect.loader import load_detector
 
-    det = load_detector(model_name, device="cpu")
-    return evaluate_galleries(galleries, det.model, det.card, threshold)
+    det = load_detector(model_name, device="cpu", precision=precision)
+    return evaluate_galleries(galleries, det.model, det.card, threshold, det.precision)
 
 
 @dataclass(frozen=True)

@@ -347,4 +347,4 @@ def _write_points(path: Path, fates: Sequence[PointChip]) -> None:
         crs="EPSG:4326",
     )
     with geoio.atomic_output(path) as tmp:
-        gdf.to_file(tmp, driver="GeoJSON")
+        gdf.to_file(tmp, driver="GeoJSON", layer=path.stem)  # not the temporary name

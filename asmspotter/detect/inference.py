@@ -7,15 +7,12 @@ window, the mask is vectorised (:mod:`asmspotter.detect.polygons`), and the outp
 COG, NaN no-data; ``mining_mask.tif``: uint8 COG, 1 mining, 0 not,
 :data:`~asmspotter.layout.MASK_NODATA` no-data; ``mining.gpkg`` in the region's CRS;
 ``mining.geojson`` in EPSG:4326; ``detection.json``, the provenance). Everything is written
-into a staging folder and moved into place only when all outputs are complete.
+into a folder beside the period's and swapped in as a unit
+(:func:`asmspotter.geoio.publish_folder`) only when all outputs are complete.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +25,7 @@ from asmspotter import layout
 from asmspotter.composite.reading import CompositeInfo, inspect_composite
 from asmspotter.detect.card import check_views, to_model_input
 from asmspotter.detect.loader import Detector, load_detector
-from asmspotter.detect.tiling import blended_strips, default_batch_size, tile_starts
+from asmspotter.detect.tiling import blended_strips, default_batch_size, tile_spans
 from asmspotter.errors import DataError, InputError
 from asmspotter.layout import MASK_NODATA
 
@@ -113,7 +110,7 @@ def _settings(
     ov = card.tile_overlap if overlap is None else overlap
     if ts <= 2 * ov or ts < 16:
         raise InputError(f"tile size {ts} must exceed twice the overlap {ov} and be >= 16")
-    bs = batch_size or default_batch_size(det.device)
+    bs = batch_size or default_batch_size(det.device, ts)
     tta = card.tta if views is None else views
     try:
         check_views(tta)
@@ -144,8 +141,8 @@ def _gtiff_profile(info: CompositeInfo, dtype: str, nodata: float | int) -> dict
 
 
 def _n_tiles(info: CompositeInfo, run: _Settings) -> int:
-    rows = tile_starts(info.height, run.tile_size, run.overlap)
-    return len(rows) * len(tile_starts(info.width, run.tile_size, run.overlap))
+    rows = tile_spans(info.height, run.tile_size, run.overlap)
+    return len(rows) * len(tile_spans(info.width, run.tile_size, run.overlap))
 
 
 def _map_rasters(
@@ -200,6 +197,7 @@ def _map_rasters(
                 device=det.device,
                 batch_size=run.batch_size,
                 views=run.views,
+                precision=det.precision,
                 on_tile=bar.update,
             ):
                 win = Window(0, strip.row, info.width, strip.prob.shape[0])
@@ -278,6 +276,7 @@ def _provenance(
             "min_area_ha": run.min_area_ha,
             "inference": {
                 "device": det.device,
+                "precision": det.precision,
                 "tile_size": run.tile_size,
                 "tile_overlap": run.overlap,
                 "blending": "linear ramp over the overlap, normalised weighted mean",
@@ -318,8 +317,10 @@ def detect_composite(
 
     Args:
         composite: the composite COG (canonical band names, radiometry tag).
-        out_dir: destination folder (created); the outputs take the names of
-            :class:`asmspotter.layout.DetectionFiles`.
+        out_dir: destination folder (created, or replaced as a unit with its ``tiles``
+            folder kept); the outputs take the names of
+            :class:`asmspotter.layout.DetectionFiles`. A folder holding other files is
+            not replaced.
         detector: a loaded model (default: the shipped one, on CUDA when available).
         region: region id (provenance, polygon attributes).
         period: period id (provenance, polygon attributes).
@@ -328,7 +329,8 @@ def detect_composite(
         min_area_ha: minimum mapping unit of the polygons (default: the card's).
         tile_size: tile side (default: the card's).
         overlap: tile overlap (default: the card's).
-        batch_size: tiles per forward pass (default 4 on CPU, 16 on CUDA).
+        batch_size: tiles per forward pass (default: as many pixels as 4 tiles of 512² px
+            on the CPU, 16 on CUDA).
         views: test-time views averaged per tile (default: the card's ``tta``).
         progress: show a progress bar on stderr.
 
@@ -336,26 +338,31 @@ def detect_composite(
         InputError: a threshold or area out of range, or unknown views.
         DataError: the composite is missing, corrupt, holds other bands, the wrong dtype, or
             no valid pixel. No output file is left behind.
+        OutputError: ``out_dir`` holds other files, or the file system refused a write
+            (disk full); the previous outputs stay whole.
 
     """
     import rasterio
+
+    from asmspotter.geoio import publish_folder
 
     t0 = time.time()
     det = detector or load_detector()
     run = _settings(det, threshold, min_area_ha, tile_size, overlap, batch_size, views)
     info = inspect_composite(composite, det.card.bands)
     out = layout.DetectionFiles(Path(out_dir))
-    out.folder.mkdir(parents=True, exist_ok=True)
     where = {"region": region, "period": period, "region_crs": region_crs or info.crs}
-    with contextlib.ExitStack() as stack:
-        staging = Path(tempfile.mkdtemp(prefix=".detect-partial-", dir=out.folder))
-        stack.callback(shutil.rmtree, staging, ignore_errors=True)
-        # A small GDAL block cache keeps memory flat whatever the raster's size; GDAL decodes
-        # and compresses blocks on all cores.
-        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_NUM_THREADS="ALL_CPUS"))
+    # The set is written complete into a folder beside the period's and swapped in as a
+    # unit: a kill leaves the previous set whole, and its folder is a leftover that the
+    # next run of the region removes (under the region's lock). A small GDAL block cache
+    # keeps memory flat whatever the raster's size; GDAL decodes and compresses blocks on
+    # all cores.
+    names = [f.name for f in out.files]
+    with (
+        publish_folder(out.folder, names, keep=(layout.TILES_FOLDER,)) as staging,
+        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_NUM_THREADS="ALL_CPUS"),
+    ):
         prov = _detect_into(layout.DetectionFiles(staging), det, info, run, where, progress, t0)
-        for staged, final in zip(layout.DetectionFiles(staging).files, out.files, strict=True):
-            os.replace(staged, final)
     figures = prov["results"]
     return DetectionResult(
         out_dir=out.folder,
@@ -444,6 +451,7 @@ def detect_region(
     min_area_ha: float | None = None,
     tile_size: int | None = None,
     views: str | None = None,
+    precision: str | None = None,
     progress: bool = True,
 ) -> list[DetectionResult]:
     """Detect mining on the cached composite of each period of a catalogue region.
@@ -461,21 +469,26 @@ def detect_region(
         min_area_ha: minimum mapping unit (default: the card's).
         tile_size: tile size in px (default: the card's).
         views: test-time views averaged per tile (default: the card's ``tta``).
+        precision: ``auto`` (default), ``fp32`` or ``bf16`` (see
+            :mod:`asmspotter.detect.runtime`).
         progress: show a progress bar per period.
 
     Raises:
+        InputError: ``device`` is not a device of this machine, or an unknown precision.
         DataError: a composite is absent or unfinished (names the ``fetch`` to run).
 
     """
     from asmspotter.composite import composite_complete
+    from asmspotter.detect.loader import pick_device
 
+    device = pick_device(device)  # a device this machine lacks is named before any work
     todo = [(p, layout.composite_files(region.id, p.id)) for p in periods]
     missing = [str(c.tif) for _, c in todo if not composite_complete(c)]
     if missing:
         raise DataError(
             f"composite not found: {missing[0]} (run `asmspotter fetch {region.id}` first)"
         )
-    det = load_detector(model, device)
+    det = load_detector(model, device, precision)
     for _, comp in todo:
         _check_level(det, comp, region.id)
     return [

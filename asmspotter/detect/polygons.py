@@ -160,13 +160,15 @@ def polygons_frame(polys: list[Any], crs: Any, region: str, period: str) -> gpd.
 
 
 def write_vector(gdf: gpd.GeoDataFrame, path: Path, driver: str, layer: str | None = None) -> None:
-    """Write polygons atomically (an empty table still declares MultiPolygon geometry)."""
+    """Write polygons atomically (an empty table still declares MultiPolygon geometry).
+
+    The layer is named ``layer``, by default the file's stem (never the temporary file's:
+    GeoJSON writes it as its ``name`` member, and re-runs give byte-identical files).
+    """
     from asmspotter.geoio import atomic_output
 
     with atomic_output(path) as tmp:
-        kw: dict[str, Any] = {"driver": driver, "engine": "pyogrio"}
-        if layer:
-            kw["layer"] = layer
+        kw: dict[str, Any] = {"driver": driver, "engine": "pyogrio", "layer": layer or path.stem}
         if len(gdf) == 0:
             kw["geometry_type"] = "MultiPolygon"
         gdf.to_file(tmp, **kw)

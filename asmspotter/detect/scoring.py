@@ -39,6 +39,7 @@ def chip_scores(
     device: str = "cpu",
     views: str = "none",
     clip: float | None = None,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Score chips (n, 48, 48, bands) whose bands are the model's.
 
@@ -47,7 +48,8 @@ def chip_scores(
     :func:`~asmspotter.detect.chips.reflectance_max` of the chips). Each chip is
     reflect-padded by ``padding`` px, run through the model (averaged over the
     test-time ``views``, see :data:`~asmspotter.detect.card.VIEW_SETS`), and the pixel
-    probabilities of the chip itself are reduced with :func:`topk_mean`.
+    probabilities of the chip itself are reduced with :func:`topk_mean`. The forward pass
+    runs at ``precision`` (``fp32`` or ``bf16``); the probabilities are float32.
 
     Returns:
         float32 (n,) chip scores in [0, 1].
@@ -57,6 +59,7 @@ def chip_scores(
     import torch.nn.functional as F
 
     from asmspotter.detect.model import view_probabilities
+    from asmspotter.detect.runtime import autocast
 
     out = np.zeros(len(chips), np.float32)
     top = reflectance_max(chips) if clip is None else clip
@@ -70,7 +73,8 @@ def chip_scores(
                 x = x.permute(0, 3, 1, 2).float().clamp(0.0, top)
             if padding:
                 x = F.pad(x, (padding,) * 4, mode="reflect")
-            p = view_probabilities(model, x, views)
+            with autocast(device, precision):
+                p = view_probabilities(model, x, views).float()
             if padding:
                 p = p[:, padding:-padding, padding:-padding]
             out[i : i + len(x)] = topk_mean(p, topk_fraction).cpu().numpy()

@@ -13,7 +13,6 @@ with the raster's height and only a strip of it grows with its width.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,14 +28,21 @@ if TYPE_CHECKING:
 RowReader = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles covering ``length`` with the given overlap (all inside)."""
-    if length <= tile:
-        return [0]
+def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
+    """Return the tiles along one axis of ``length`` px: (start, end) pairs, in order.
+
+    Tiles start every ``tile - overlap`` px (the stride) and end at ``start + tile`` or at
+    the raster's end, whichever comes first: a raster no longer than ``tile`` is one tile,
+    and the last tile is cut at the raster's end rather than moved back over its neighbour,
+    so no more pixels go through the network than the overlap needs. A tile starts only
+    where the tile before it does not reach the end.
+    """
     stride = tile - overlap
-    starts = list(range(0, length - tile, stride))
-    starts.append(length - tile)
-    return starts
+    spans = [(0, min(tile, length))]
+    while spans[-1][1] < length:
+        start = spans[-1][0] + stride
+        spans.append((start, min(start + tile, length)))
+    return spans
 
 
 def blend_window(size: int, overlap: int) -> np.ndarray:
@@ -48,9 +54,13 @@ def blend_window(size: int, overlap: int) -> np.ndarray:
     return np.clip(ramp, 1.0 / (2 * overlap), 1.0).astype(np.float32)
 
 
-def default_batch_size(device: str) -> int:
-    """Tiles per forward pass when none is given: 16 on CUDA, 4 on the CPU."""
-    return 16 if device.startswith("cuda") else 4
+def default_batch_size(device: str, tile_size: int = 512) -> int:
+    """Tiles per forward pass when none is given: 16 (CUDA) or 4 (CPU) tiles of 512² px.
+
+    Larger tiles go fewer at a time, so that a batch holds about as many pixels.
+    """
+    per_batch = (16 if device.startswith("cuda") else 4) * 512 * 512
+    return max(1, per_batch // (tile_size * tile_size))
 
 
 @dataclass(frozen=True)
@@ -69,43 +79,47 @@ class Strip:
     valid: np.ndarray
 
 
-def _autocast(device: str) -> contextlib.AbstractContextManager[Any]:
-    import torch
-
-    if device.startswith("cuda"):
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return contextlib.nullcontext()
-
-
-def _probabilities(model: MiningNet, x: Any, device: str, views: str = "none") -> Any:
+def _probabilities(
+    model: MiningNet, x: Any, device: str, views: str = "none", precision: str = "fp32"
+) -> Any:
     """Probabilities (n, rows, cols) as a float32 tensor on ``device`` for a tensor batch."""
     import torch
 
     from asmspotter.detect.model import view_probabilities
+    from asmspotter.detect.runtime import autocast
 
-    with torch.inference_mode(), _autocast(device):
-        return view_probabilities(model, x, views)
+    with torch.inference_mode(), autocast(device, precision):
+        return view_probabilities(model, x, views).float()
 
 
 class _Blend:
     """Weighted sums of tile probabilities over one row of tiles, kept on ``device``.
 
-    ``num`` and ``den`` cover the rows ``base .. base + tile height`` of the raster; rows
-    above a new row of tiles are finished and leave through :meth:`advance`.
+    ``num`` and ``den`` cover the rows ``base .. base + th`` of the raster (``th``: the
+    height of a full tile); rows above a new row of tiles are finished and leave through
+    :meth:`advance`. Tiles cut at the raster's end get a window of their own size.
     """
 
-    def __init__(self, th: int, tw: int, width: int, overlaps: tuple[int, int], device: str):
+    def __init__(self, th: int, width: int, overlaps: tuple[int, int], device: str):
         import torch
 
-        self.th, self.tw = th, tw
+        self.th, self.overlaps, self.device = th, overlaps, device
+        self.weights: dict[tuple[int, int], torch.Tensor] = {}
         with torch.inference_mode():
-            wy, wx = blend_window(th, overlaps[0]), blend_window(tw, overlaps[1])
-            self.weight = torch.from_numpy(np.outer(wy, wx)).to(device)
             self.num = torch.zeros((th, width), dtype=torch.float32, device=device)
             self.den = torch.zeros((th, width), dtype=torch.float32, device=device)
         self.valid = np.zeros((th, width), bool)
         self.base = 0
+
+    def weight(self, rows: int, cols: int) -> torch.Tensor:
+        """Return the blending window of a ``rows`` x ``cols`` tile (made once per shape)."""
+        import torch
+
+        if (rows, cols) not in self.weights:
+            wy = blend_window(rows, self.overlaps[0])
+            wx = blend_window(cols, self.overlaps[1])
+            self.weights[rows, cols] = torch.from_numpy(np.outer(wy, wx)).to(self.device)
+        return self.weights[rows, cols]
 
     def flush(self, n: int) -> Strip:
         """Return the first ``n`` rows as a finished strip."""
@@ -132,11 +146,24 @@ class _Blend:
         self.base = row
         return done
 
-    def add(self, cols: list[int], probs: torch.Tensor) -> None:
-        """Add the probabilities of the tiles starting at ``cols`` (inference mode)."""
-        for c, p in zip(cols, probs, strict=True):
-            self.num[:, c : c + self.tw] += p * self.weight
-            self.den[:, c : c + self.tw] += self.weight
+    def add(self, cols: list[tuple[int, int]], probs: torch.Tensor) -> None:
+        """Add the probabilities of the tiles spanning ``cols`` (inference mode)."""
+        for (c0, c1), p in zip(cols, probs, strict=True):
+            w = self.weight(p.shape[0], c1 - c0)
+            self.num[: p.shape[0], c0:c1] += p * w
+            self.den[: p.shape[0], c0:c1] += w
+
+
+def _batches(cols: list[tuple[int, int]], batch_size: int) -> list[list[tuple[int, int]]]:
+    """Cut a row's tiles into batches of at most ``batch_size`` tiles of one width each."""
+    out: list[list[tuple[int, int]]] = []
+    for span in cols:
+        last = out[-1] if out else None
+        if last and len(last) < batch_size and last[0][1] - last[0][0] == span[1] - span[0]:
+            last.append(span)
+        else:
+            out.append([span])
+    return out
 
 
 def blended_strips(
@@ -150,13 +177,15 @@ def blended_strips(
     device: str = "cpu",
     batch_size: int = 4,
     views: str = "none",
+    precision: str = "fp32",
     on_tile: Callable[[int], None] | None = None,
 ) -> Iterator[Strip]:
     """Run the model over a raster in overlapping tiles and yield finished rows in order.
 
-    Each row of tiles is read on a background thread while the previous one is on the
-    model, moved to ``device`` once, cut into tiles there, and the weighted sums of the
-    blending are kept on ``device`` too: only finished rows come back to the CPU.
+    The tiles are those of :func:`tile_spans` along each axis. Each row of tiles is read on
+    a background thread while the previous one is on the model, moved to ``device`` once,
+    cut into tiles there, and the weighted sums of the blending are kept on ``device`` too:
+    only finished rows come back to the CPU.
 
     Args:
         read_rows: ``read_rows(r0, r1)`` returns (model input (bands, r1-r0, width) float32,
@@ -170,6 +199,8 @@ def blended_strips(
         batch_size: tiles per forward pass.
         views: test-time views averaged per tile (a key of
             :data:`~asmspotter.detect.card.VIEW_SETS`).
+        precision: ``fp32`` or ``bf16`` (autocast of the forward pass; the probabilities
+            and the blending stay float32).
         on_tile: called with the number of tiles done after each batch (progress).
 
     Yields:
@@ -180,28 +211,27 @@ def blended_strips(
 
     import torch
 
-    th, tw = min(tile_size, height), min(tile_size, width)
-    rows = tile_starts(height, tile_size, overlap)
-    cols = tile_starts(width, tile_size, overlap)
-    overlaps = (overlap if height > tile_size else 0, overlap if width > tile_size else 0)
-    blend = _Blend(th, tw, width, overlaps, device)
+    rows = tile_spans(height, tile_size, overlap)
+    cols = tile_spans(width, tile_size, overlap)
+    overlaps = (overlap if len(rows) > 1 else 0, overlap if len(cols) > 1 else 0)
+    blend = _Blend(rows[0][1], width, overlaps, device)
+    batches = _batches(cols, batch_size)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="asmspotter-read") as pool:
-        pending = pool.submit(read_rows, rows[0], rows[0] + th)
-        for k, r in enumerate(rows):
+        pending = pool.submit(read_rows, *rows[0])
+        for k, (r0, r1) in enumerate(rows):
             x, v = pending.result()
             if k + 1 < len(rows):
-                pending = pool.submit(read_rows, rows[k + 1], rows[k + 1] + th)
-            done = blend.advance(r)
+                pending = pool.submit(read_rows, *rows[k + 1])
+            done = blend.advance(r0)
             if done is not None:
                 yield done
-            blend.valid[:] = v
+            blend.valid[: r1 - r0] = v
             with torch.inference_mode():
                 xs = torch.from_numpy(np.ascontiguousarray(x)).to(device, non_blocking=True)
-            for i in range(0, len(cols), batch_size):
-                cs = cols[i : i + batch_size]
+            for cs in batches:
                 with torch.inference_mode():
-                    tiles = torch.stack([xs[:, :, c : c + tw] for c in cs])
-                    blend.add(cs, _probabilities(model, tiles, device, views))
+                    tiles = torch.stack([xs[:, :, c0:c1] for c0, c1 in cs])
+                    blend.add(cs, _probabilities(model, tiles, device, views, precision))
                 if on_tile:
                     on_tile(len(cs))
     yield blend.flush(height - blend.base)
@@ -217,10 +247,12 @@ def predict_array(
     device: str = "cpu",
     batch_size: int | None = None,
     views: str = "none",
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Blended tiled probabilities for an in-memory model input (bands, rows, cols).
 
-    ``views`` are the test-time views averaged per tile (see :func:`blended_strips`).
+    ``views`` are the test-time views averaged per tile and ``precision`` the forward
+    pass's (see :func:`blended_strips`).
 
     Returns:
         float32 (rows, cols), NaN where ``valid`` is False.
@@ -233,7 +265,7 @@ def predict_array(
         return x[:, r0:r1], ok[r0:r1]
 
     out = np.empty((h, w), np.float32)
-    bs = batch_size or default_batch_size(device)
+    bs = batch_size or default_batch_size(device, tile_size)
     for s in blended_strips(
         read,
         h,
@@ -244,6 +276,7 @@ def predict_array(
         device=device,
         batch_size=bs,
         views=views,
+        precision=precision,
     ):
         out[s.row : s.row + s.prob.shape[0]] = s.prob
     return out

@@ -165,7 +165,7 @@ def initial_network(config: TrainConfig) -> MiningNet | None:
         return None
     from asmspotter.detect.loader import load_detector
 
-    return load_detector(config.init, device="cpu").model
+    return load_detector(config.init, device="cpu", fold=False).model
 
 
 def model_config_for(

@@ -111,6 +111,7 @@ def validate_la_pampa(
     figure: str | Path | None = None,
     threshold: float | None = None,
     min_area_ha: float | None = None,
+    precision: str = "fp32",
 ) -> LaPampaResult:
     """Run the model on the La Pampa 2019 scene and compare with AMW's footprint.
 
@@ -124,6 +125,7 @@ def validate_la_pampa(
             outline), or None.
         threshold: pixel threshold (default: the card's).
         min_area_ha: minimum mapping unit (default: the card's).
+        precision: what the forward pass computes in, ``fp32`` or ``bf16``.
 
     """
     import geopandas as gpd
@@ -142,7 +144,13 @@ def validate_la_pampa(
         crs, transform, bounds = src.crs, src.transform, tuple(src.bounds)
     x, valid = to_model_input(rgb, "display")
     prob = predict_array(
-        model, x, valid, tile_size=card.tile_size, overlap=card.tile_overlap, views=card.tta
+        model,
+        x,
+        valid,
+        tile_size=card.tile_size,
+        overlap=card.tile_overlap,
+        views=card.tta,
+        precision=precision,
     )
     mask = np.nan_to_num(prob, nan=0.0) >= thr
     det = [p for p in pixel_polygons(mask, mask, transform) if p.area >= mmu * 1e4]

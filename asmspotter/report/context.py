@@ -9,6 +9,7 @@ it once and hands the :class:`Briefing` to each section.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import subprocess
@@ -209,6 +210,19 @@ def _detector_card(
     return load_card(model)[0], detection
 
 
+def localised(result: AnalysisResult, region: Region, language: str) -> AnalysisResult:
+    """Return the analysis with its overlay layers named in ``language`` (the catalogue's).
+
+    Only the labels change; the files written from the analysis keep the English ones.
+    """
+    known = {o.id: o for o in region.overlays}
+    overlays = tuple(
+        dataclasses.replace(o, label=known[o.id].label_in(language)) if o.id in known else o
+        for o in result.overlays
+    )
+    return dataclasses.replace(result, overlays=overlays)
+
+
 def prepare_briefing(
     region: str | Region,
     *,
@@ -261,6 +275,7 @@ def prepare_briefing(
     if write:
         arguments = {"command": "report", **parameters}
         write_analysis(result, folder, crs=reg.crs, arguments=arguments)
+    result = localised(result, reg, lang.code)
     card = None
     detection: dict[str, Any] = {}
     if kind == "detector":

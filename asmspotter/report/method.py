@@ -137,7 +137,7 @@ def source_rows(b: Briefing) -> list[tuple[str, str]]:
     if region.reference is not None and (b.source == "reference" or b.result.reference):
         rows.append((lang.text("sources.footprints"), _credit(region.reference.credit, lang)))
     for overlay in region.overlays:
-        rows.append((overlay.label, _credit(overlay.credit, lang)))
+        rows.append((overlay.label_in(lang.code), _credit(overlay.credit, lang)))
     outline = region.outline_spec
     rows.append(
         (

@@ -15,6 +15,8 @@ stopped with the same result. Memory per task is set by the tile size, never by 
 The cluster (:mod:`~asmspotter.scale.cluster`) is a ``LocalCluster`` sized to the machine or
 an existing one (``--scheduler`` / ``ASMSPOTTER_SCHEDULER``). :func:`asmspotter.chain.run_region`
 drives it when given a :class:`ClusterSpec`, and analyses the merged outputs as usual.
+:mod:`~asmspotter.scale.compare` checks that two runs' outputs give the same analysis
+(``python -m asmspotter.scale.compare REGION OUTPUT_A OUTPUT_B``).
 
 Example:
     >>> from asmspotter.chain import run_region                        # doctest: +SKIP

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 #: GDAL block cache (MiB) of a detection task.
 GDAL_CACHE_MB = 64
 
-_DETECTORS: dict[tuple[str, str | None], Detector] = {}
+_DETECTORS: dict[tuple[str, str | None, str | None], Detector] = {}
 _LOCK = threading.Lock()
 
 
@@ -43,6 +43,7 @@ class DetectSettings:
         views: test-time views averaged per detector tile.
         batch_size: detector tiles per forward pass.
         min_area_ha: minimum mapping unit of the merged polygons.
+        precision: what the network computes in (None: ``auto`` on each worker).
 
     """
 
@@ -52,16 +53,21 @@ class DetectSettings:
     views: str | None = None
     batch_size: int | None = None
     min_area_ha: float | None = None
+    precision: str | None = None
 
 
-def worker_detector(card: Path, device: str | None) -> Detector:
-    """Return the detector of ``card``, loaded once per process (on ``device``)."""
+def worker_detector(card: Path, device: str | None, precision: str | None = None) -> Detector:
+    """Return the detector of ``card``, loaded once per process (on ``device``).
+
+    Loading it tunes the worker's allocator for the network
+    (:func:`asmspotter.detect.runtime.tune_allocator`).
+    """
     from asmspotter.detect.inference import load_detector
 
     with _LOCK:
-        key = (str(card), device)
+        key = (str(card), device, precision)
         if key not in _DETECTORS:
-            _DETECTORS[key] = load_detector(card, device)
+            _DETECTORS[key] = load_detector(card, device, precision)
         return _DETECTORS[key]
 
 
@@ -103,6 +109,7 @@ def detection_key(job: DetectJob, det: Detector, composites: tuple[TileRecord, .
         views=card.tta if s.views is None else s.views,
         detector_tile=card.tile_size,
         detector_overlap=card.tile_overlap,
+        precision=det.precision,
         raster=job.raster,
         core=job.tile.core.as_list(),
         window=job.tile.window.as_list(),
@@ -123,7 +130,7 @@ def detect_tile(job: DetectJob, *composites: TileRecord) -> TileRecord:
     from asmspotter.composite import inspect_composite
     from asmspotter.detect.card import check_views
 
-    det = worker_detector(job.settings.card, job.settings.device)
+    det = worker_detector(job.settings.card, job.settings.device, job.settings.precision)
     files, tile = job.files, job.tile
     key = detection_key(job, det, composites)
     done = (
@@ -153,6 +160,7 @@ def detect_tile(job: DetectJob, *composites: TileRecord) -> TileRecord:
         "valid_pixels": int(valid.sum()),
         "mining_pixels": int(mine.sum()),
         "device": det.device,
+        "precision": det.precision,
     }
     extra = {"model": card.name, "threshold": thr, "views": views}
     return write_record("detect", job.period, tile.id, files.provenance, key, stats, started, extra)
@@ -216,8 +224,9 @@ def _probabilities(
         tile_size=card.tile_size,
         overlap=card.tile_overlap,
         device=det.device,
-        batch_size=batch or default_batch_size(det.device),
+        batch_size=batch or default_batch_size(det.device, card.tile_size),
         views=views,
+        precision=det.precision,
     ):
         r0, r1 = max(strip.row, core.row0), min(strip.row + strip.prob.shape[0], core.row1)
         if r0 < r1:

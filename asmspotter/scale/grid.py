@@ -9,7 +9,8 @@ core.
 
 The halo makes the tiled probabilities the single-process ones: cores start on multiples of
 the detector's stride, and windows reach one stride before the core and one overlap after it
-(to the raster's end where the raster's last detector tile touches the core). The window's
+(or to the raster's end; the detector cuts its last tile there, see
+:func:`asmspotter.detect.tiling.tile_spans`). The window's
 detector tiles are then exactly the raster's detector tiles that touch the core, with the
 same blending weights; no other tile reaches a core pixel. Memory per task is set by the
 window, so by ``tile_size``, never by the region.
@@ -250,9 +251,8 @@ def _spans(length: int, size: int, dtile: int, stride: int) -> list[tuple[int, i
     if length - starts[-1] <= overlap:  # too short to hold a detector tile of its own
         starts.pop()
     ends = [*starts[1:], length]
-    last_tile = length - dtile  # where the raster's last detector tile starts
     return [
-        (c0, c1, max(0, c0 - stride), length if c1 > last_tile else c1 + overlap)
+        (c0, c1, max(0, c0 - stride), min(c1 + overlap, length))
         for c0, c1 in zip(starts, ends, strict=True)
     ]
 

@@ -90,6 +90,7 @@ def merge_detection(job: MergeJob, *records: TileRecord) -> Any:
         "min_area_ha": mmu,
         "inference": {
             "devices": sorted({str(r.stats.get("device")) for r in det}),
+            "precisions": sorted({str(r.stats.get("precision", "fp32")) for r in det}),
             "tile_size": card.tile_size,
             "tile_overlap": card.tile_overlap,
             "blending": "linear ramp over the overlap, normalised weighted mean",

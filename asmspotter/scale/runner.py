@@ -66,6 +66,7 @@ class TiledRun:
         records: every tile task's record.
         dashboard: the cluster's dashboard link, if it has one.
         workers: the cluster's workers when the run started.
+        threads: their threads, all together.
         seconds: wall time of the run.
 
     """
@@ -76,6 +77,7 @@ class TiledRun:
     records: tuple[TileRecord, ...]
     dashboard: str | None
     workers: int
+    threads: int
     seconds: float
 
     def count(self, stage: TileStage, reused: bool = False) -> int:
@@ -115,6 +117,7 @@ def run_tiles(
     threshold: float | None = None,
     views: str | None = None,
     min_area_ha: float | None = None,
+    precision: str | None = None,
     refresh: bool = False,
     progress: bool = True,
     reporter: TileReporter | None = None,
@@ -132,6 +135,8 @@ def run_tiles(
         threshold: pixel probability threshold (default: the card's).
         views: test-time views (default: the card's).
         min_area_ha: minimum mapping unit (default: the card's).
+        precision: what the network computes in on each worker: ``auto`` (default),
+            ``fp32`` or ``bf16``.
         refresh: make every tile again, even those already made.
         progress: show a progress bar over the tile tasks.
         reporter: hears of the cluster and of every tile as it finishes.
@@ -149,9 +154,12 @@ def run_tiles(
 
     started = time.perf_counter()
     card, card_path = load_card(model)
-    settings = DetectSettings(card_path.resolve(), device, threshold, views, None, min_area_ha)
+    settings = DetectSettings(
+        card_path.resolve(), device, threshold, views, None, min_area_ha, precision
+    )
     size = tile_size or default_tile_size(card.tile_size, card.tile_overlap)
-    workers = len(client.scheduler_info().get("workers", {}))
+    running = client.scheduler_info().get("workers", {})
+    workers = len(running)
     if reporter is not None:
         reporter.cluster(getattr(client, "dashboard_link", None), workers)
     token = uuid.uuid4().hex[:8]
@@ -171,6 +179,7 @@ def run_tiles(
         records=tuple(records),
         dashboard=getattr(client, "dashboard_link", None),
         workers=workers,
+        threads=sum(int(w.get("nthreads", 0)) for w in running.values()),
         seconds=time.perf_counter() - started,
     )
 

@@ -178,12 +178,14 @@ def make_region(
     seed: int = 0,
     region_id: str = "synthetic",
     per_km2: float = 4.0,
+    second_period: bool = True,
 ) -> SyntheticRegion:
     """Write two periods (2019, 2021) of a synthetic region and its catalogue.
 
-    Both periods hold seeded random patches and a large patch across the middle of the
-    grid (it crosses the borders of any tiles smaller than the grid); 2021 adds more
-    patches and widens the large one (mining spreads).
+    Both periods hold seeded random patches (``per_km2`` on average) and a large patch
+    across the middle of the grid (it crosses the borders of any tiles smaller than the
+    grid); 2021 adds more patches and widens the large one (mining spreads). Without
+    ``second_period`` only 2019 is written.
     """
     import yaml
 
@@ -196,18 +198,19 @@ def make_region(
     first = random_patches(height, width, seed, per_km2)
     later = first + random_patches(height, width, seed + 1, per_km2 / 2)
     scenes = {
-        "2019": write_scene(out / "scene_2019.tif", height, width, [*first, crossing], seed=seed),
-        "2021": write_scene(out / "scene_2021.tif", height, width, [*later, wider], seed=seed + 7),
+        "2019": write_scene(out / "scene_2019.tif", height, width, [*first, crossing], seed=seed)
     }
+    if second_period:
+        scenes["2021"] = write_scene(
+            out / "scene_2021.tif", height, width, [*later, wider], seed=seed + 7
+        )
+    periods = {"2019": ("2019-01-01", "2019-12-31"), "2021": ("2021-01-01", "2021-12-31")}
     entry = {
         "name": f"Synthetic {region_id}",
         "country": "Nowhere",
         "outline": {"bbox": list(_lonlat_bounds(height, width))},
         "crs": DEFAULT_CRS,
-        "periods": [
-            {"id": "2019", "start": "2019-01-01", "end": "2019-12-31"},
-            {"id": "2021", "start": "2021-01-01", "end": "2021-12-31"},
-        ],
+        "periods": [{"id": p, "start": periods[p][0], "end": periods[p][1]} for p in scenes],
         "source": {
             "type": "local",
             "dir": str(out.resolve()),

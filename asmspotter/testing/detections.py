@@ -97,7 +97,7 @@ def write_detection(
     with geoio.atomic_output(files.gpkg) as tmp:
         frame.to_file(tmp, driver="GPKG", layer="mining", **kw)
     with geoio.atomic_output(files.geojson) as tmp:
-        frame.to_crs("EPSG:4326").to_file(tmp, driver="GeoJSON", **kw)
+        frame.to_crs("EPSG:4326").to_file(tmp, driver="GeoJSON", layer="mining", **kw)
     px_ha = abs(transform.a * transform.e) / 1e4
     record = {**default_settings(), **dict(settings or {})}
     prov = {
