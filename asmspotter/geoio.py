@@ -499,6 +499,19 @@ def provenance_base() -> dict[str, Any]:
     }
 
 
+def gdal_threads() -> str:
+    """Return how many threads GDAL may compress with: ``GDAL_NUM_THREADS`` where set.
+
+    A Dask worker sets it to its own thread count (:func:`asmspotter.scale.records.
+    worker_task`), so workers sharing a machine do not each use every core; elsewhere GDAL
+    uses all cores (``ALL_CPUS``).
+    """
+    from rasterio.env import get_gdal_config
+
+    value = get_gdal_config("GDAL_NUM_THREADS")
+    return str(value) if value else "ALL_CPUS"
+
+
 def write_cog(
     path: str | os.PathLike[str],
     data: np.ndarray,
@@ -584,7 +597,7 @@ def translate_to_cog(
                 compress=compress,
                 blocksize=blocksize,
                 BIGTIFF="IF_SAFER",
-                NUM_THREADS="ALL_CPUS",
+                NUM_THREADS=gdal_threads(),
                 **({"predictor": "YES"} if floating else {}),
             )
     finally:

@@ -13,7 +13,10 @@ import base64
 import csv
 import io
 import json
+import os
 import socket
+import sys
+import threading
 from pathlib import Path
 
 import geopandas as gpd
@@ -29,6 +32,7 @@ from rasterio.transform import Affine
 from asmspotter import layout, paths
 from asmspotter.analyse import analyse_region
 from asmspotter.app import display, panel
+from asmspotter.app.cache import BACKGROUND_NICE
 from asmspotter.app.raster import composite_image
 from asmspotter.app.source import detector_model
 from asmspotter.app.state import (
@@ -317,6 +321,13 @@ def test_preload_readies_every_region_with_data(workdirs: dict[str, Path], tmp_p
     assert loaded.periods == ("2019", "2021")
     app.start(Request("test-region"))
     assert app.panel is not None and app.panel.analysis is loaded
+    if sys.platform.startswith("linux") and os.getpriority(os.PRIO_PROCESS, 0) <= 10:
+        # the loading ahead runs at low priority: it yields the CPU to the pages served
+        executor = app.cache._executor
+        assert executor is not None
+        tid = executor.submit(threading.get_native_id).result()
+        assert tid != threading.get_native_id()
+        assert os.getpriority(os.PRIO_PROCESS, tid) == BACKGROUND_NICE
 
 
 def test_missing_outputs_are_a_message_naming_the_command(

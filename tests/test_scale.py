@@ -154,6 +154,19 @@ def test_scheduler_and_worker_processes_match_single_process(
     assert_same_result(result, single)
 
 
+def test_workers_let_gdal_use_their_own_threads(cluster: ProcessCluster) -> None:
+    """A one-thread worker compresses with one GDAL thread, not with every core."""
+    from distributed import Client
+
+    from asmspotter.geoio import gdal_threads
+    from asmspotter.scale.records import worker_task
+
+    task = worker_task(gdal_threads)
+    assert task() == gdal_threads() == "ALL_CPUS"  # outside a worker: unchanged
+    with Client(cluster.address) as client:
+        assert client.submit(task, pure=False).result(timeout=60) == "1"
+
+
 def test_killed_run_resumes_without_remaking_finished_tiles(
     synthetic: Any, single: ChainResult, cluster: ProcessCluster, tmp_path: Path
 ) -> None:

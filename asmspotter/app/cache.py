@@ -7,6 +7,9 @@ ready; a region the page asks for before its turn is loaded at once instead of w
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import threading
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,6 +20,17 @@ from asmspotter.app.state import Source
 from asmspotter.catalogue import Region
 
 Key = tuple[str, str]
+
+#: CPU priority (nice) of the loading ahead: a kernel waiting for its page yields the CPU to
+#: the pages being served (Linux; elsewhere it loads at normal priority).
+BACKGROUND_NICE = 10
+
+
+def _background_priority() -> None:
+    """Lower the calling thread's CPU priority to :data:`BACKGROUND_NICE` (Linux only)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
 
 
 def _shapes_of(analysis: RegionAnalysis) -> RegionDisplay:
@@ -39,9 +53,11 @@ class RegionCache:
         self._executor: ThreadPoolExecutor | None = None
 
     def preload(self, wanted: Iterable[tuple[Region, Source]]) -> None:
-        """Start loading these regions in a background thread, in this order."""
+        """Start loading these regions in a background thread, in this order, at low priority."""
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="asmspotter-preload")
+            self._executor = ThreadPoolExecutor(
+                1, thread_name_prefix="asmspotter-preload", initializer=_background_priority
+            )
         with self._lock:
             for region, source in wanted:
                 key = (region.id, source)

@@ -120,6 +120,8 @@ def _settings(
 
 
 def _gtiff_profile(info: CompositeInfo, dtype: str, nodata: float | int) -> dict[str, Any]:
+    from asmspotter.geoio import gdal_threads
+
     return {
         "driver": "GTiff",
         "width": info.width,
@@ -136,7 +138,7 @@ def _gtiff_profile(info: CompositeInfo, dtype: str, nodata: float | int) -> dict
         "compress": "ZSTD",
         "zstd_level": 1,
         "BIGTIFF": "IF_SAFER",
-        "NUM_THREADS": "ALL_CPUS",
+        "NUM_THREADS": gdal_threads(),
     }
 
 
@@ -344,7 +346,7 @@ def detect_composite(
     """
     import rasterio
 
-    from asmspotter.geoio import publish_folder
+    from asmspotter.geoio import gdal_threads, publish_folder
 
     t0 = time.time()
     det = detector or load_detector()
@@ -360,7 +362,7 @@ def detect_composite(
     names = [f.name for f in out.files]
     with (
         publish_folder(out.folder, names, keep=(layout.TILES_FOLDER,)) as staging,
-        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_NUM_THREADS="ALL_CPUS"),
+        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_NUM_THREADS=gdal_threads()),
     ):
         prov = _detect_into(layout.DetectionFiles(staging), det, info, run, where, progress, t0)
     figures = prov["results"]

@@ -21,7 +21,14 @@ from asmspotter.acquire import HttpSettings, LocalScene, StacScenes
 from asmspotter.composite import CHUNK_SIZE, CompositePlan, CompositeResult
 from asmspotter.scale.grid import RasterGrid, Tile, TileGrid
 from asmspotter.scale.mosaic import mosaic_cog, write_vrt
-from asmspotter.scale.records import TileRecord, reuse, start_clock, tile_key, write_record
+from asmspotter.scale.records import (
+    TileRecord,
+    reuse,
+    start_clock,
+    tile_key,
+    worker_task,
+    write_record,
+)
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,7 @@ class CompositeJob:
         )
 
 
+@worker_task
 def composite_tile(job: CompositeJob) -> TileRecord:
     """Build (or find) one tile's composite; a Dask task.
 
@@ -169,6 +177,7 @@ class CompositeMosaicJob:
     refresh: bool = False
 
 
+@worker_task
 def mosaic_composite(job: CompositeMosaicJob, *records: TileRecord) -> CompositeResult:
     """Assemble the period's composite from its tiles' (after them); a Dask task.
 

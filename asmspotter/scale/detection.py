@@ -19,7 +19,14 @@ import numpy as np
 
 from asmspotter import geoio, layout
 from asmspotter.scale.grid import RasterGrid, Tile
-from asmspotter.scale.records import TileRecord, reuse, start_clock, tile_key, write_record
+from asmspotter.scale.records import (
+    TileRecord,
+    reuse,
+    start_clock,
+    tile_key,
+    worker_task,
+    write_record,
+)
 
 if TYPE_CHECKING:
     from asmspotter.composite import CompositeInfo
@@ -117,6 +124,7 @@ def detection_key(job: DetectJob, det: Detector, composites: tuple[TileRecord, .
     )
 
 
+@worker_task
 def detect_tile(job: DetectJob, *composites: TileRecord) -> TileRecord:
     """Detect mining on one tile (after the composites of its window); a Dask task.
 

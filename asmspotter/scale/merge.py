@@ -19,7 +19,7 @@ from asmspotter.scale.detection import DetectSettings
 from asmspotter.scale.grid import TileGrid
 from asmspotter.scale.mosaic import mosaic_cog, write_vrt
 from asmspotter.scale.polygons import merge_polygons
-from asmspotter.scale.records import TileRecord, tile_key
+from asmspotter.scale.records import TileRecord, tile_key, worker_task
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class MergeJob:
     refresh: bool = False
 
 
+@worker_task
 def merge_detection(job: MergeJob, *records: TileRecord) -> Any:
     """Write the period's detection from its tiles' (after them); a Dask task.
 

@@ -17,7 +17,14 @@ import numpy as np
 
 from asmspotter import layout
 from asmspotter.scale.grid import RasterGrid, Tile
-from asmspotter.scale.records import TileRecord, reuse, start_clock, tile_key, write_record
+from asmspotter.scale.records import (
+    TileRecord,
+    reuse,
+    start_clock,
+    tile_key,
+    worker_task,
+    write_record,
+)
 
 #: Distance (map units) within which a polygon's bound lies on a tile side.
 _ON_SIDE = 1e-6
@@ -43,6 +50,7 @@ class PolygonsJob:
     refresh: bool = False
 
 
+@worker_task
 def vectorise_tile(job: PolygonsJob, detection: TileRecord) -> TileRecord:
     """Vectorise one tile's mask (after its detection); a Dask task.
 

@@ -11,18 +11,22 @@ changes the key, and the tile is made again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from asmspotter import geoio
 from asmspotter.errors import DataError
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: Version of what a tile's outputs hold; part of every key (bump it when that changes).
 TILE_FORMAT = 1
@@ -86,6 +90,35 @@ def tile_key(stage: TileStage, **parts: Any) -> str:
         separators=(",", ":"),
     )
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def worker_task(task: Callable[P, R]) -> Callable[P, R]:
+    """Run a tile or period task with GDAL using this Dask worker's threads, not every core.
+
+    Outside a worker (tests calling the task directly) the task runs unchanged.
+    """
+
+    @functools.wraps(task)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        import rasterio
+
+        threads = _worker_threads()
+        if threads is None:
+            return task(*args, **kwargs)
+        with rasterio.Env(GDAL_NUM_THREADS=str(threads)):
+            return task(*args, **kwargs)
+
+    return run
+
+
+def _worker_threads() -> int | None:
+    """Return the number of threads of the Dask worker running this code (None: not one)."""
+    from distributed import get_worker
+
+    try:
+        return int(get_worker().state.nthreads)
+    except ValueError:
+        return None
 
 
 def worker_name() -> str:
