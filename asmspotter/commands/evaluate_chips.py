@@ -17,7 +17,9 @@ def add_parser(subparsers: Any) -> None:
             "Score every gallery of DIR (grids of 48 x 48 px Sentinel-2 chips: PNGs in the "
             "value/3000 scaling, or GeoTIFFs of reflectance with a band name per band for "
             "models of other bands; empty cells are skipped; the label comes from the file "
-            "name: *positives* = mining, *negatives* = not) with the shipped (or --model) model "
+            "name: *positives* or *mining* = mining; *negatives*, *non-mining*, *nonmining* "
+            "or *not_mining* = not; 8-bit RGB or palette PNGs only) with the shipped (or "
+            "--model) model "
             "at its card's chip threshold, and print TP, FN, TN, FP, sensitivity and "
             "specificity per file and in total."
         ),
