@@ -71,6 +71,11 @@ REFERENCE_ANALYSIS_FOLDER = "analysis-reference"
 LOCK_NAME = ".asmspotter.lock"
 #: The language whose report files carry no language suffix.
 DEFAULT_LANGUAGE = "en"
+#: Files ``evaluate-chips --errors OUT`` writes into OUT: the table of the chips it got
+#: wrong, and contact sheets of the missed mining chips and of the false alarms.
+CHIP_ERROR_FILES = ("errors.csv", "missed_mining.png", "false_alarms.png")
+#: The La Pampa validation figure ``train`` draws for the docs, relative to the project root.
+VALIDATION_FIGURE = ("docs", "figures", "la_pampa_2019_validation.png")
 
 PathLike = str | os.PathLike[str]
 

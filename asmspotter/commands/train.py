@@ -10,7 +10,7 @@ from asmspotter.commands import _args
 from asmspotter.detect import DEFAULT_MODEL
 
 if TYPE_CHECKING:
-    from asmspotter.detect.train import TrainConfig
+    from asmspotter.detect.recipe import TrainConfig
 
 
 def add_parser(subparsers: Any) -> None:
@@ -119,8 +119,8 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from asmspotter import layout, paths
-    from asmspotter.detect.recipe import read_recipe
-    from asmspotter.detect.train import TrainConfig, check_device, config_with, train
+    from asmspotter.detect.recipe import TrainConfig, config_with, read_recipe
+    from asmspotter.detect.train import check_device, train
     from asmspotter.errors import InputError
 
     if args.recipe:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from asmspotter import layout
 from asmspotter.bands import DISPLAY_REFLECTANCE_MAX, TRUE_COLOUR, band_indexes
 from asmspotter.detect.chips import Gallery
 from asmspotter.detect.metrics import Counts, auc, count
@@ -257,7 +258,6 @@ def contact_sheet(
 
 
 #: File names written by :func:`write_errors`.
-ERROR_FILES = ("errors.csv", "missed_mining.png", "false_alarms.png")
 
 
 def write_errors(
@@ -288,19 +288,19 @@ def write_errors(
     by_name = {g.name: g for g in galleries}
     missed, false_alarms = chip_errors(evaluation)
     out = Path(out_dir)
-    sheets = dict(zip(ERROR_FILES[1:], (missed, false_alarms), strict=True))
+    sheets = dict(zip(layout.CHIP_ERROR_FILES[1:], (missed, false_alarms), strict=True))
     rows = [
         [sheet, k + 1 if k < max_chips else "", e.file, e.index, e.label, f"{e.score:.4f}"]
         for sheet, errors in sheets.items()
         for k, e in enumerate(errors)
     ]
     written = []
-    with atomic_output(out / ERROR_FILES[0]) as tmp:
+    with atomic_output(out / layout.CHIP_ERROR_FILES[0]) as tmp:
         with tmp.open("w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["sheet", "position", "file", "chip", "label", "score"])
             writer.writerows(rows)
-    written.append(out / ERROR_FILES[0])
+    written.append(out / layout.CHIP_ERROR_FILES[0])
     for name, errors in sheets.items():
         shown = errors[:max_chips]
         chips = [display_chip(by_name[e.file].chips[e.index], by_name[e.file].bands) for e in shown]

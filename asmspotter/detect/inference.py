@@ -36,7 +36,7 @@ _TMP_PROB = "prob.tmp.tif"
 _TMP_MASK = "mask.tmp.tif"
 
 
-def _fill_invalid(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def fill_invalid(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Fill no-data pixels with the per-band mean of the valid ones (softer tile context)."""
     if valid.all() or not valid.any():
         return x
@@ -187,7 +187,7 @@ def _map_rasters(
             def read(r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
                 block = src.read(list(info.band_indexes), window=Window(0, r0, info.width, r1 - r0))
                 x, v = to_model_input(block, info.radiometry, card.reflectance_max)
-                return _fill_invalid(x, v), v
+                return fill_invalid(x, v), v
 
             for strip in blended_strips(
                 read,

@@ -470,7 +470,7 @@ def _validate_la_pampa(
     model: MiningNet, card: ModelCard, say: Callable[[str], None]
 ) -> dict[str, Any] | None:
     """Run the La Pampa 2019 validation of an RGB model (figure into docs); None without it."""
-    from asmspotter import paths
+    from asmspotter import layout, paths
     from asmspotter.detect import validate
 
     if model.config.bands != TRUE_COLOUR:
@@ -478,7 +478,7 @@ def _validate_la_pampa(
         return None
     if not validate.la_pampa_available():
         return None
-    fig = paths.project_root().joinpath(*validate.DOCS_FIGURE)
+    fig = paths.project_root().joinpath(*layout.VALIDATION_FIGURE)
     lp = validate.validate_la_pampa(model, card, figure=fig).to_dict()
     say(f"La Pampa 2019: {lp}")
     return lp

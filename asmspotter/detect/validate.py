@@ -29,8 +29,6 @@ SCENE_2019 = "R1_original_2019-08-18.tif"
 FOOTPRINTS_2019 = ("mining_201800.geojson", "mining_201900.geojson")
 BUFFER_M = 100.0
 MIN_FOOTPRINT_HA = 1.0
-#: Where ``asmspotter train`` saves the validation figure, below the project root.
-DOCS_FIGURE = ("docs", "figures", "la_pampa_2019_validation.png")
 
 
 @dataclass(frozen=True)

@@ -212,7 +212,7 @@ def _probabilities(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Blended probabilities and valid pixels of the tile's core, from its window's values."""
     from asmspotter.detect.card import to_model_input
-    from asmspotter.detect.inference import _fill_invalid
+    from asmspotter.detect.inference import fill_invalid
     from asmspotter.detect.tiling import blended_strips, default_batch_size
 
     card = det.card
@@ -222,7 +222,7 @@ def _probabilities(
 
     def read(r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
         x, v = to_model_input(raw[:, r0:r1], radiometry, card.reflectance_max)
-        return _fill_invalid(x, v), v
+        return fill_invalid(x, v), v
 
     for strip in blended_strips(
         read,
