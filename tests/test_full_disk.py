@@ -199,15 +199,7 @@ def test_a_full_disk_during_a_refresh_keeps_the_cached_composite(
 ) -> None:
     scenes = make_scenes(tmp_path / "scenes", seed=12)
     with StacServer(scenes.items, scenes.files) as server:
-        region = {
-            "name": "Loop",
-            "country": "Nowhere",
-            "outline": {"bbox": list(scenes.inner_bbox())},
-            "periods": [{"id": "winter", "start": "2021-12-01", "end": "2022-03-31"}],
-            "source": {"type": "stac", "url": server.url},
-        }
-        catalogue = tmp_path / "regions.yaml"
-        catalogue.write_text(yaml.safe_dump({"regions": {"loop": region}}))
+        catalogue = scenes.write_catalogue(tmp_path / "regions.yaml", server.url)
         env = _env(workdirs)
         argv = ["fetch", "loop", "--catalogue", str(catalogue)]
         first = subprocess.run(

@@ -206,15 +206,7 @@ def test_sigterm_during_a_refresh_keeps_the_cached_composite(
 ) -> None:
     scenes = make_scenes(tmp_path / "scenes", seed=11)
     with StacServer(scenes.items, scenes.files) as server:
-        region = {
-            "name": "Loop",
-            "country": "Nowhere",
-            "outline": {"bbox": list(scenes.inner_bbox())},
-            "periods": [{"id": "winter", "start": "2021-12-01", "end": "2022-03-31"}],
-            "source": {"type": "stac", "url": server.url},
-        }
-        catalogue = tmp_path / "regions.yaml"
-        catalogue.write_text(yaml.safe_dump({"regions": {"loop": region}}))
+        catalogue = scenes.write_catalogue(tmp_path / "regions.yaml", server.url)
         env = _env(workdirs, NO_PROXY="127.0.0.1", ASMSPOTTER_HTTP_TIMEOUT="5")
         argv = ["fetch", "loop", "--catalogue", str(catalogue)]
         done = subprocess.run(

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from asmspotter.acquire import HttpSettings, search_stac, stac_query
 from asmspotter.composite import fetch_composite
@@ -72,15 +71,7 @@ def test_refused_scene_reads_are_a_fetch_error_not_a_corrupt_file(
 def test_scene_reads_that_never_answer_are_said_after_one_timeout(
     scenes: SyntheticScenes, server: StacServer, workdirs: dict[str, Path], tmp_path: Path
 ) -> None:
-    region = {
-        "name": "Loop",
-        "country": "Nowhere",
-        "outline": {"bbox": list(scenes.inner_bbox())},
-        "periods": [{"id": "winter", "start": "2021-12-01", "end": "2022-03-31"}],
-        "source": {"type": "stac", "url": server.url},
-    }
-    catalogue = tmp_path / "regions.yaml"
-    catalogue.write_text(yaml.safe_dump({"regions": {"loop": region}}))
+    catalogue = scenes.write_catalogue(tmp_path / "regions.yaml", server.url)
     server.hang_next(1000, seconds=30, path_prefix="/data/")
     env = {
         **os.environ,

@@ -276,6 +276,25 @@ class SyntheticScenes:
             source=Source(stac_url=stac_url, collection=self.collection, max_cloud=max_cloud),
         )
 
+    def write_catalogue(self, path: str | Path, stac_url: str, region_id: str = "loop") -> Path:
+        """Write a catalogue file of one region over these scenes, for CLI runs.
+
+        The region (``region_id``, period ``winter``: 2021-12-01 to 2022-03-31) searches
+        ``stac_url``; pass the file to a command's ``--catalogue``.
+        """
+        import yaml
+
+        region = {
+            "name": "Loop",
+            "country": "Nowhere",
+            "outline": {"bbox": list(self.inner_bbox())},
+            "periods": [{"id": "winter", "start": "2021-12-01", "end": "2022-03-31"}],
+            "source": {"type": "stac", "url": stac_url},
+        }
+        out = Path(path)
+        out.write_text(yaml.safe_dump({"regions": {region_id: region}}))
+        return out
+
 
 def make_scenes(
     directory: str | Path,
