@@ -192,3 +192,23 @@ def test_server_binds_loopback_only_and_guard_blocks_remote(scenes: SyntheticSce
         StacServer(scenes.items, scenes.files, host="0.0.0.0")
     with pytest.raises(requests.ConnectionError):
         requests.get("http://192.0.2.1/", timeout=1)
+
+
+def test_a_server_on_an_earlier_servers_port_is_not_read_from_gdals_cache(
+    tmp_path: Path, scenes: SyntheticScenes
+) -> None:
+    # two servers, one after the other on the same port, serving different rasters under
+    # the same file name: GDAL must read the second server's file, not the first one's
+    name = scenes.scenes[0].files["red"].name
+    values = []
+    port = 0
+    for scene in scenes.scenes[:2]:
+        with StacServer([], {name: scene.files["red"]}, port=port) as srv:
+            port = int(srv.url.rsplit(":", 1)[1])
+            env = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "VSI_CACHE": "TRUE"}
+            with rasterio.Env(**env), rasterio.open(f"/vsicurl/{srv.url}/data/{name}") as src:
+                values.append(src.read(1))
+    with rasterio.open(scenes.scenes[1].files["red"]) as src:
+        second = src.read(1)
+    assert not np.array_equal(values[0], second)
+    np.testing.assert_array_equal(values[1], second)

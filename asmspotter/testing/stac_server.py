@@ -30,6 +30,10 @@ GDAL clients in the same process must set ``GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_D
 :meth:`asmspotter.acquire.HttpSettings.gdal_options` does): GDAL lists the folder of a file
 while holding Python's GIL, which would starve the server's threads.
 
+GDAL's ``/vsicurl/`` keeps what it read in a process-wide cache keyed by URL. A server that
+gets the port of an earlier one in the same process serves other files under the same URLs,
+so :meth:`StacServer.start` empties GDAL's cache (:func:`forget_gdal_reads`).
+
 Example:
     >>> with StacServer(scenes.items, scenes.files) as server:      # doctest: +SKIP
     ...     client = pystac_client.Client.open(server.url)
@@ -39,7 +43,10 @@ Example:
 from __future__ import annotations
 
 import copy
+import ctypes
+import ctypes.util
 import datetime as dt
+import functools
 import os
 import re
 import secrets
@@ -58,6 +65,42 @@ from asmspotter.testing.stac_handler import make_handler
 BLOB_DOMAIN = ".blob.core.windows.net"
 #: GDAL's HTTP proxy setting, pointed at the server while it runs with ``sas=True``.
 PROXY_ENV = "GDAL_HTTP_PROXY"
+
+
+@functools.cache
+def _gdal_library() -> ctypes.CDLL | None:
+    """Return the GDAL library that rasterio loaded into this process, if it can be found."""
+    import rasterio  # noqa: F401  (loads GDAL)
+
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "libgdal" in line}
+    except OSError:  # not Linux
+        found = ctypes.util.find_library("gdal")
+        paths = {found} if found else set()
+    for path in sorted(paths):
+        try:
+            return ctypes.CDLL(path)
+        except OSError:
+            continue
+    return None
+
+
+def forget_gdal_reads() -> bool:
+    """Drop everything GDAL's ``/vsicurl/`` cached in this process.
+
+    (GDAL 3.10's ``VSICurlPartialClearCache`` keeps the cached file contents of a URL prefix,
+    so the whole cache goes.)
+
+    Returns:
+        Whether GDAL's library was found and its cache cleared.
+
+    """
+    gdal = _gdal_library()
+    if gdal is None:
+        return False
+    gdal.VSICurlClearCache()
+    return True
 
 
 @dataclass(frozen=True)
@@ -99,6 +142,7 @@ class StacServer:
         items: STAC items as dicts; asset hrefs ``data/<file>`` are served from ``files``.
         files: file name -> local path (or bytes) served under ``/data/<file>``.
         host: interface to bind (loopback only).
+        port: port to bind; 0 (the default) lets the system choose a free one.
         page_size: default number of items per search page.
         sas: act like Planetary Computer: serve the assets from a blob storage account of
             the server's own (through ``GDAL_HTTP_PROXY`` while it runs), SAS tokens at
@@ -114,6 +158,7 @@ class StacServer:
         files: Mapping[str, Path | bytes],
         *,
         host: str = "127.0.0.1",
+        port: int = 0,
         page_size: int = 10,
         sas: bool = False,
         token_lifetime: float = 3600.0,
@@ -141,7 +186,7 @@ class StacServer:
             for i in self._items
             for a in i.get("assets", {}).values()
         }
-        self._httpd = ThreadingHTTPServer((host, 0), make_handler(self))
+        self._httpd = ThreadingHTTPServer((host, port), make_handler(self))
         self._httpd.daemon_threads = True
         self._httpd.block_on_close = False
         self._thread: threading.Thread | None = None
@@ -163,6 +208,7 @@ class StacServer:
     def start(self) -> StacServer:
         """Start serving in a background thread (``sas=True``: and set ``GDAL_HTTP_PROXY``)."""
         if self._thread is None:
+            forget_gdal_reads()
             self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
             self._thread.start()
             if self.sas:
