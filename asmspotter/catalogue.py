@@ -385,7 +385,7 @@ def _parse_region(
             message = text if text.startswith("period ") else f"period {plain(spec)}: {text}"
             raise ValueError(message) from None
     crs = str(entry.get("crs") or _utm_crs_for(outline))
-    _check_crs(crs)
+    catalogue_checks.check_crs(crs)
     if "bbox" in outline:
         catalogue_checks.check_outline_bbox(outline["bbox"], crs)
     elif check_files:
@@ -473,18 +473,6 @@ def _utm_crs_for(outline: Mapping[str, Any]) -> str:
     if center is None:
         raise ValueError("give a 'crs' for outlines read from files")
     return utm_crs(*center)
-
-
-def _check_crs(crs: str) -> None:
-    from pyproj import CRS
-    from pyproj.exceptions import CRSError
-
-    try:
-        parsed = CRS.from_user_input(crs)
-    except CRSError:
-        raise ValueError(f"crs {crs!r} is not a known coordinate reference system") from None
-    if not parsed.is_projected:
-        raise ValueError(f"crs {crs!r} must be projected in metres (UTM or equal-area)")
 
 
 def _check_shared_file(what: str, rel: str) -> Path:

@@ -4,6 +4,7 @@
 
 - :func:`read_yaml`: the YAML, refusing duplicate keys (a second ``la-pampa:`` would
   silently replace the first), with errors on one line naming the line and column;
+- :func:`check_crs`: a CRS that is unknown or not projected in metres;
 - :func:`check_outline_bbox`: a bounding box that lies outside where its declared CRS is
   meant to be used (a UTM zone's area of use), with a hint when longitude and latitude
   look swapped;
@@ -130,6 +131,24 @@ def _outside_message(what: str, bounds: Sequence[float], crs: str) -> str | None
             "max_lon, max_lat])"
         )
     return f"{message}; check the coordinates and the crs"
+
+
+def check_crs(crs: str) -> None:
+    """Refuse a CRS that pyproj does not know or that is not projected (areas need metres).
+
+    Raises:
+        ValueError: naming the CRS, on one line.
+
+    """
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        parsed = CRS.from_user_input(crs)
+    except CRSError:
+        raise ValueError(f"crs {crs!r} is not a known coordinate reference system") from None
+    if not parsed.is_projected:
+        raise ValueError(f"crs {crs!r} must be projected in metres (UTM or equal-area)")
 
 
 def check_outline_bbox(bbox: Sequence[float], crs: str) -> None:
