@@ -40,6 +40,12 @@ class ModelConfig:
             3 = a VGG-like encoder with two convolutions per resolution (one at 10 m) and a
             light decoder: most of its capacity works at 1/4 and 1/8 resolution, like a chip
             classifier, and skip connections bring the logits back to 10 m.
+        local_norm: side in pixels (odd) of the square window each normalised band is
+            standardised over, pixel by pixel (its mean subtracted, divided by its standard
+            deviation with a floor, :func:`local_standardise`), so that brightness and
+            contrast that differ between places or scenes do not reach the network; 0 = off
+            (the shipped models). A chip-sized window standardises a chip by its own
+            statistics, and the same rule applies to any tile.
 
     """
 
@@ -48,6 +54,7 @@ class ModelConfig:
     mean: tuple[float, ...] = field(default=(0.06, 0.07, 0.07))
     std: tuple[float, ...] = field(default=(0.04, 0.03, 0.025))
     version: int = 3
+    local_norm: int = 0
 
     def __post_init__(self) -> None:
         if not self.bands:
@@ -58,10 +65,19 @@ class ModelConfig:
             raise ValueError("widths needs four values (1, 1/2, 1/4, 1/8 resolution)")
         if self.version not in (1, 2, 3):
             raise ValueError(f"unknown architecture version {self.version} (1, 2 or 3)")
+        if self.local_norm < 0 or (self.local_norm and self.local_norm % 2 == 0):
+            raise ValueError(f"local_norm must be 0 or an odd window side, got {self.local_norm}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-friendly dict."""
-        return {k: v if isinstance(v, int) else list(v) for k, v in asdict(self).items()}
+        """Return a JSON-friendly dict.
+
+        ``local_norm`` is written only where it is on, so that the files of models without
+        it keep their bytes.
+        """
+        d = {k: v if isinstance(v, int) else list(v) for k, v in asdict(self).items()}
+        if not self.local_norm:
+            del d["local_norm"]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
@@ -72,7 +88,39 @@ class ModelConfig:
             mean=tuple(float(x) for x in d["mean"]),
             std=tuple(float(x) for x in d["std"]),
             version=int(d.get("version", 1)),
+            local_norm=int(d.get("local_norm", 0)),
         )
+
+
+#: Floor of the local standard deviation (in units of the band's global deviation), so
+#: that flat areas (water, cloud) are not blown up into noise.
+LOCAL_STD_FLOOR = 0.1
+
+
+def local_standardise(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Standardise each band of ``x`` by its mean and deviation in a window around each pixel.
+
+    The window (``window`` x ``window`` px, odd) is cut at the image edges, so a pixel near
+    an edge uses the part inside the image. Separable box means keep the cost at
+    2 x ``window`` operations per pixel and band.
+
+    Args:
+        x: (batch, bands, rows, cols) globally normalised model input.
+        window: odd side of the window in pixels.
+
+    Returns:
+        ``(x - local mean) / sqrt(local variance + LOCAL_STD_FLOOR**2)``, the shape of ``x``.
+
+    """
+    half = window // 2
+
+    def box(t: torch.Tensor) -> torch.Tensor:
+        t = F.avg_pool2d(t, (1, window), stride=1, padding=(0, half), count_include_pad=False)
+        return F.avg_pool2d(t, (window, 1), stride=1, padding=(half, 0), count_include_pad=False)
+
+    mean = box(x)
+    var = (box(x * x) - mean * mean).clamp_min(0.0)
+    return (x - mean) / torch.sqrt(var + LOCAL_STD_FLOOR**2)
 
 
 def _cbr(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -104,6 +152,7 @@ class MiningNet(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
+        self.frozen: tuple[str, ...] = ()
         w0, w1, w2, w3 = config.widths
         n = len(config.bands)
         self.register_buffer("mean", torch.tensor(config.mean).view(1, n, 1, 1))
@@ -151,6 +200,16 @@ class MiningNet(nn.Module):
         y = F.interpolate(y, size=f0.shape[-2:], mode="bilinear", align_corners=False)
         return self.head(F.relu(y + self.lat0(f0)))
 
+    def train(self, mode: bool = True) -> MiningNet:
+        """Set training mode; the :attr:`frozen` blocks stay in eval mode.
+
+        Their batch norms then keep their statistics while the rest trains.
+        """
+        super().train(mode)
+        for name in self.frozen:
+            self.get_submodule(name).eval()
+        return self
+
     @property
     def bands(self) -> tuple[str, ...]:
         """Input band names, in channel order."""
@@ -170,6 +229,8 @@ class MiningNet(nn.Module):
         ph, pw = (-h) % 8, (-w) % 8
         mean, std = self.get_buffer("mean"), self.get_buffer("std")
         x = (x - mean) / std
+        if self.config.local_norm:
+            x = local_standardise(x, self.config.local_norm)
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         if self.config.version == 2:
@@ -186,6 +247,32 @@ class MiningNet(nn.Module):
         y = F.interpolate(y, size=f0.shape[-2:], mode="bilinear", align_corners=False)
         y = self.head(F.relu(y + self.lat0(f0)))
         return y[..., :h, :w]
+
+
+#: Encoder blocks after the first layer: what :func:`freeze_encoder` freezes.
+ENCODER_BLOCKS: tuple[str, ...] = (
+    "down1",
+    "down2",
+    "down3",
+    "ctx1",
+    "ctx2",
+    "ctx_pool",
+    "ctx_fuse",
+)
+
+
+def freeze_encoder(net: MiningNet) -> MiningNet:
+    """Freeze the encoder after the first layer of ``net`` (in place) and return it.
+
+    Its weights stop taking gradients and its batch norms keep their statistics in
+    training mode, so only the first layer (``stem``), the decoder and the head learn:
+    the middle of a warm-started network keeps the features it learnt elsewhere.
+    """
+    names = tuple(n for n in ENCODER_BLOCKS if hasattr(net, n))
+    for n in names:
+        net.get_submodule(n).requires_grad_(False)
+    net.frozen = names
+    return net.train(net.training)
 
 
 def build_model(config: ModelConfig | None = None) -> MiningNet:

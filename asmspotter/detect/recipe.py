@@ -4,7 +4,8 @@
 augmentation strengths, threshold rule, network and split) and :func:`config_with` sets
 its fields from ``FIELD=VALUE`` text (``asmspotter train --set``). The loop that follows a
 recipe is :func:`asmspotter.detect.train.fit`; what the recipe does is described in
-:mod:`asmspotter.detect.train`.
+:mod:`asmspotter.detect.train`. :func:`initial_network` and :func:`model_config_for` give
+the network a recipe starts from: its start weights and its input bands and normalisation.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from asmspotter.detect import DEFAULT_MODEL
 from asmspotter.detect.card import check_views
-from asmspotter.detect.model import ModelConfig
+from asmspotter.detect.chips import ChipArrays, reflectance_max
+from asmspotter.detect.model import MiningNet, ModelConfig, extended_config
 from asmspotter.errors import InputError
 
 #: Ways of splitting chips into training, validation and held-out test chips.
@@ -92,6 +96,12 @@ class TrainConfig:
             network: its architecture is kept, its first layer is extended to the input
             bands (bands it lacks start with zero weights) and its input normalisation is
             kept for the bands it has (None = random initialisation).
+        local_norm: side (odd, pixels) of the window the network standardises each band
+            over before its first layer (:attr:`~asmspotter.detect.model.ModelConfig.local_norm`;
+            0 = as ``model`` or ``init`` has it, off for the shipped models).
+        trainable: ``all`` layers are trained, or only the ``ends`` (the first convolution
+            with its batch norm and the decoder and head): the encoder after the first
+            layer keeps its start weights and batch-norm statistics (with ``init``).
         init_norm: with ``init``: ``keep`` its input normalisation for the bands it reads,
             or ``refit`` every band's mean and deviation to the training chips (for chips
             of another processing level, e.g. L1C top-of-atmosphere reflectance, whose
@@ -137,6 +147,8 @@ class TrainConfig:
     keep_epoch: str = "best"
     init: str | None = None
     init_norm: str = "keep"
+    local_norm: int = 0
+    trainable: str = "all"
     level: str | None = None
     sources: tuple[str, ...] = ()
     threads: int = 2
@@ -174,6 +186,10 @@ class TrainConfig:
             "val_fold differs from test_fold": not self.val_fold or self.val_fold != self.test_fold,
             "keep_epoch is best or last": self.keep_epoch in ("best", "last"),
             "init_norm is keep or refit": self.init_norm in ("keep", "refit"),
+            "local_norm is 0 or odd": self.local_norm == 0
+            or (self.local_norm > 0 and self.local_norm % 2 == 1),
+            "trainable is all or ends": self.trainable in ("all", "ends"),
+            "trainable ends needs init": self.trainable == "all" or self.init is not None,
             "level is L1C or L2A": self.level in (None, "L1C", "L2A"),
         }
         broken = [rule for rule, ok in checks.items() if not ok]
@@ -319,3 +335,69 @@ def read_recipe(source: str) -> TrainConfig:
     if not isinstance(d, dict):
         raise DataError(f"{where} records no recipe (training.config)")
     return TrainConfig.from_dict(d)
+
+
+def initial_network(config: TrainConfig) -> MiningNet | None:
+    """Return the network ``config.init`` names (on the CPU), or None without one.
+
+    Raises:
+        DataError: the model's card or weights are missing or do not agree.
+
+    """
+    if config.init is None:
+        return None
+    from asmspotter.detect.loader import load_detector
+
+    return load_detector(config.init, device="cpu", fold=False).model
+
+
+def band_config(
+    config: TrainConfig, chips: ChipArrays, init: MiningNet | None = None
+) -> ModelConfig:
+    """Return the network's configuration for ``config``'s input bands.
+
+    The ``model`` as it is when its bands are the input bands and no ``init`` network is
+    given; otherwise the architecture of ``init`` (or ``model``) on ``config.bands``,
+    normalised with the per-band mean and standard deviation of ``chips``' model input
+    (reflectance), rounded to 4 decimals, except for the bands ``init`` reads, which keep
+    its normalisation unless ``config.init_norm`` is ``refit``.
+
+    Raises:
+        InputError: the chips do not hold the input bands in order.
+
+    """
+    bands = config.input_bands
+    if init is None and bands == config.model.bands:
+        return config.model
+    if chips.bands != bands:
+        raise InputError(
+            f"chips of bands {', '.join(chips.bands)} cannot train a model on {', '.join(bands)}"
+        )
+    top = reflectance_max(chips.images)
+    if chips.images.dtype == np.uint8:
+        x = chips.images.astype(np.float64) * (top / 255.0)
+    else:
+        x = np.clip(chips.images.astype(np.float64), 0.0, top)
+    flat = x.reshape(-1, len(bands))
+    mean = tuple(round(float(v), 4) for v in flat.mean(axis=0))
+    std = tuple(round(max(float(v), 1e-3), 4) for v in flat.std(axis=0))
+    if init is not None and config.init_norm == "keep":
+        return extended_config(init.config, bands, mean, std)
+    base = config.model if init is None else init.config
+    return replace(base, bands=bands, mean=mean, std=std)
+
+
+def model_config_for(
+    config: TrainConfig, chips: ChipArrays, init: MiningNet | None = None
+) -> ModelConfig:
+    """Return the network's configuration for ``config``.
+
+    Its bands and normalisation come from :func:`band_config`; ``config.local_norm``, where
+    it is on, sets the network's local standardisation.
+
+    Raises:
+        InputError: the chips do not hold the input bands in order.
+
+    """
+    net = band_config(config, chips, init)
+    return replace(net, local_norm=config.local_norm) if config.local_norm else net

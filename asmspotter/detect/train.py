@@ -59,13 +59,12 @@ from asmspotter.detect.loss import mil_loss
 from asmspotter.detect.metrics import auc, chip_metrics, count, threshold_for_specificity
 from asmspotter.detect.model import (
     MiningNet,
-    ModelConfig,
     build_model,
     extend_input,
-    extended_config,
+    freeze_encoder,
     save_weights,
 )
-from asmspotter.detect.recipe import TrainConfig, config_with
+from asmspotter.detect.recipe import TrainConfig, config_with, initial_network, model_config_for
 from asmspotter.detect.scoring import chip_scores
 from asmspotter.errors import DataError, InputError
 from asmspotter.layout import ModelFiles
@@ -154,56 +153,6 @@ def load_split(
     return train, val, test, galleries
 
 
-def initial_network(config: TrainConfig) -> MiningNet | None:
-    """Return the network ``config.init`` names (on the CPU), or None without one.
-
-    Raises:
-        DataError: the model's card or weights are missing or do not agree.
-
-    """
-    if config.init is None:
-        return None
-    from asmspotter.detect.loader import load_detector
-
-    return load_detector(config.init, device="cpu", fold=False).model
-
-
-def model_config_for(
-    config: TrainConfig, chips: ChipArrays, init: MiningNet | None = None
-) -> ModelConfig:
-    """Return the network's configuration for ``config``'s input bands.
-
-    The ``model`` as it is when its bands are the input bands and no ``init`` network is
-    given; otherwise the architecture of ``init`` (or ``model``) on ``config.bands``,
-    normalised with the per-band mean and standard deviation of ``chips``' model input
-    (reflectance), rounded to 4 decimals, except for the bands ``init`` reads, which keep
-    its normalisation unless ``config.init_norm`` is ``refit``.
-
-    Raises:
-        InputError: the chips do not hold the input bands in order.
-
-    """
-    bands = config.input_bands
-    if init is None and bands == config.model.bands:
-        return config.model
-    if chips.bands != bands:
-        raise InputError(
-            f"chips of bands {', '.join(chips.bands)} cannot train a model on {', '.join(bands)}"
-        )
-    top = reflectance_max(chips.images)
-    if chips.images.dtype == np.uint8:
-        x = chips.images.astype(np.float64) * (top / 255.0)
-    else:
-        x = np.clip(chips.images.astype(np.float64), 0.0, top)
-    flat = x.reshape(-1, len(bands))
-    mean = tuple(round(float(v), 4) for v in flat.mean(axis=0))
-    std = tuple(round(max(float(v), 1e-3), 4) for v in flat.std(axis=0))
-    if init is not None and config.init_norm == "keep":
-        return extended_config(init.config, bands, mean, std)
-    base = config.model if init is None else init.config
-    return replace(base, bands=bands, mean=mean, std=std)
-
-
 def check_device(device: str) -> None:
     """Raise InputError when ``device`` names CUDA and torch sees none."""
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -272,6 +221,7 @@ class _Loop:
         init = initial_network(config)
         net_config = model_config_for(config, train_set, init)
         net = build_model(net_config) if init is None else extend_input(init, net_config)
+        net = freeze_encoder(net) if config.trainable == "ends" else net
         # channels_last runs the convolutions about 1.4x faster on CPU (same arithmetic).
         self.model = net.to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.ema = (
