@@ -80,9 +80,9 @@ def test_networks_with_local_norm_ignore_per_band_brightness_and_round_trip(
 def test_recipe_options_are_checked() -> None:
     with pytest.raises(InputError, match="local_norm is 0 or odd"):
         config_with(TrainConfig(), ["local_norm=46"])
-    with pytest.raises(InputError, match="trainable ends needs init"):
+    with pytest.raises(InputError, match="a frozen encoder needs init"):
         config_with(TrainConfig(), ["trainable=ends"])
-    with pytest.raises(InputError, match="trainable is all or ends"):
+    with pytest.raises(InputError, match="trainable is all, ends or decoder"):
         config_with(TrainConfig(init="asm-rgb-v4"), ["trainable=head"])
     cfg = config_with(TrainConfig(), ["init=asm-rgb-v4", "trainable=ends", "local_norm=31"])
     assert (cfg.trainable, cfg.local_norm) == ("ends", 31)
@@ -135,6 +135,7 @@ def test_trainable_ends_trains_the_first_layer_and_decoder_only(tiny_rgb: Path) 
     assert start is not None
     fitted = fit(recipe, train, val).model
     assert fitted.config.local_norm == 15
+    assert fitted.frozen == () and all(p.requires_grad for p in fitted.parameters())
     assert model_config_for(recipe, train, start) == fitted.config
     before = start.state_dict()
     after = fitted.state_dict()
@@ -160,3 +161,6 @@ def test_freeze_encoder_keeps_its_blocks_in_eval_mode() -> None:
     assert not net.down1.training and not net.down3.training
     assert all(not p.requires_grad for p in net.down2.parameters())
     assert all(p.requires_grad for p in net.stem.parameters())
+    whole = freeze_encoder(build_model(ModelConfig(widths=(8, 8, 8, 8))), stem=True).train()
+    assert not whole.stem.training and not any(p.requires_grad for p in whole.stem.parameters())
+    assert whole.head.training and all(p.requires_grad for p in whole.fuse1.parameters())

@@ -261,14 +261,15 @@ ENCODER_BLOCKS: tuple[str, ...] = (
 )
 
 
-def freeze_encoder(net: MiningNet) -> MiningNet:
-    """Freeze the encoder after the first layer of ``net`` (in place) and return it.
+def freeze_encoder(net: MiningNet, stem: bool = False) -> MiningNet:
+    """Freeze the encoder of ``net`` after its first layer (in place) and return it.
 
-    Its weights stop taking gradients and its batch norms keep their statistics in
-    training mode, so only the first layer (``stem``), the decoder and the head learn:
-    the middle of a warm-started network keeps the features it learnt elsewhere.
+    The frozen blocks' weights stop taking gradients and their batch norms keep their
+    statistics in training mode, so only the decoder and the head learn, and the first
+    layer (``stem``) unless ``stem`` is true: the middle of a warm-started network keeps
+    the features it learnt elsewhere.
     """
-    names = tuple(n for n in ENCODER_BLOCKS if hasattr(net, n))
+    names = ("stem",) * stem + tuple(n for n in ENCODER_BLOCKS if hasattr(net, n))
     for n in names:
         net.get_submodule(n).requires_grad_(False)
     net.frozen = names

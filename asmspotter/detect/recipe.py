@@ -99,9 +99,11 @@ class TrainConfig:
         local_norm: side (odd, pixels) of the window the network standardises each band
             over before its first layer (:attr:`~asmspotter.detect.model.ModelConfig.local_norm`;
             0 = as ``model`` or ``init`` has it, off for the shipped models).
-        trainable: ``all`` layers are trained, or only the ``ends`` (the first convolution
-            with its batch norm and the decoder and head): the encoder after the first
-            layer keeps its start weights and batch-norm statistics (with ``init``).
+        trainable: ``all`` layers are trained; ``ends``: only the first layer (convolution
+            and batch norm), the decoder and the head, the rest of the encoder keeping its
+            start weights and batch-norm statistics; ``decoder``: only the decoder and the
+            head (the whole encoder kept; bands ``init`` lacks then stay unread). Both need
+            ``init``.
         init_norm: with ``init``: ``keep`` its input normalisation for the bands it reads,
             or ``refit`` every band's mean and deviation to the training chips (for chips
             of another processing level, e.g. L1C top-of-atmosphere reflectance, whose
@@ -188,8 +190,8 @@ class TrainConfig:
             "init_norm is keep or refit": self.init_norm in ("keep", "refit"),
             "local_norm is 0 or odd": self.local_norm == 0
             or (self.local_norm > 0 and self.local_norm % 2 == 1),
-            "trainable is all or ends": self.trainable in ("all", "ends"),
-            "trainable ends needs init": self.trainable == "all" or self.init is not None,
+            "trainable is all, ends or decoder": self.trainable in ("all", "ends", "decoder"),
+            "a frozen encoder needs init": self.trainable == "all" or self.init is not None,
             "level is L1C or L2A": self.level in (None, "L1C", "L2A"),
         }
         broken = [rule for rule, ok in checks.items() if not ok]

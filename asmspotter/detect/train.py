@@ -221,7 +221,8 @@ class _Loop:
         init = initial_network(config)
         net_config = model_config_for(config, train_set, init)
         net = build_model(net_config) if init is None else extend_input(init, net_config)
-        net = freeze_encoder(net) if config.trainable == "ends" else net
+        if config.trainable != "all":
+            net = freeze_encoder(net, stem=config.trainable == "decoder")
         # channels_last runs the convolutions about 1.4x faster on CPU (same arithmetic).
         self.model = net.to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.ema = (
@@ -372,7 +373,8 @@ def fit(
     assert best_state is not None
     model = loop.model.cpu()
     model.load_state_dict(best_state)
-    model.eval()
+    model.frozen = ()  # (the trained network is whole again: frozen only while training)
+    model.requires_grad_(True).eval()
     return FitResult(model, tuple(losses), tuple(history), best_epoch)
 
 
