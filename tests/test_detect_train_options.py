@@ -13,10 +13,10 @@ import torch
 from asmspotter.detect.card import ModelCard, sha256_of
 from asmspotter.detect.chips import ChipArrays
 from asmspotter.detect.model import (
-    ENCODER_BLOCKS,
+    TRAINABLE_BLOCKS,
     ModelConfig,
     build_model,
-    freeze_encoder,
+    freeze_except,
     load_weights,
     local_standardise,
     save_weights,
@@ -82,8 +82,8 @@ def test_recipe_options_are_checked() -> None:
         config_with(TrainConfig(), ["local_norm=46"])
     with pytest.raises(InputError, match="a frozen encoder needs init"):
         config_with(TrainConfig(), ["trainable=ends"])
-    with pytest.raises(InputError, match="trainable is all, ends or decoder"):
-        config_with(TrainConfig(init="asm-rgb-v4"), ["trainable=head"])
+    with pytest.raises(InputError, match="trainable is all, ends, decoder or head"):
+        config_with(TrainConfig(init="asm-rgb-v4"), ["trainable=neck"])
     cfg = config_with(TrainConfig(), ["init=asm-rgb-v4", "trainable=ends", "local_norm=31"])
     assert (cfg.trainable, cfg.local_norm) == ("ends", 31)
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
@@ -141,7 +141,7 @@ def test_trainable_ends_trains_the_first_layer_and_decoder_only(tiny_rgb: Path) 
     after = fitted.state_dict()
     for key, value in after.items():
         block = key.split(".")[0]
-        if block in ENCODER_BLOCKS:  # weights and batch-norm statistics untouched
+        if "." in key and block not in TRAINABLE_BLOCKS["ends"]:  # weights, BN statistics kept
             assert torch.equal(value, before[key]), key
     assert not torch.equal(after["stem.1.running_mean"], torch.zeros(8))  # the stem's BN learnt
     assert not torch.allclose(after["stem.0.weight"][:, :3], before["stem.0.weight"])
@@ -154,13 +154,19 @@ def test_trainable_ends_trains_the_first_layer_and_decoder_only(tiny_rgb: Path) 
     assert not torch.equal(free["down2.0.0.weight"], before["down2.0.0.weight"])
 
 
-def test_freeze_encoder_keeps_its_blocks_in_eval_mode() -> None:
-    net = freeze_encoder(build_model(ModelConfig(widths=(8, 8, 8, 8))))
+def test_frozen_blocks_stay_in_eval_mode_and_take_no_gradients() -> None:
+    net = freeze_except(build_model(ModelConfig(widths=(8, 8, 8, 8))), TRAINABLE_BLOCKS["ends"])
     net.train()
     assert net.training and net.stem.training and net.head.training
     assert not net.down1.training and not net.down3.training
     assert all(not p.requires_grad for p in net.down2.parameters())
     assert all(p.requires_grad for p in net.stem.parameters())
-    whole = freeze_encoder(build_model(ModelConfig(widths=(8, 8, 8, 8))), stem=True).train()
-    assert not whole.stem.training and not any(p.requires_grad for p in whole.stem.parameters())
-    assert whole.head.training and all(p.requires_grad for p in whole.fuse1.parameters())
+    head = freeze_except(build_model(ModelConfig(widths=(8, 8, 8, 8))), TRAINABLE_BLOCKS["head"])
+    head.train()
+    assert not head.stem.training and not head.fuse1.training and head.head.training
+    assert [n for n, p in head.named_parameters() if p.requires_grad] == [
+        "head.weight",
+        "head.bias",
+    ]
+    with pytest.raises(ValueError, match="no block neck"):
+        freeze_except(head, ("neck",))

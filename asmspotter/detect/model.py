@@ -249,27 +249,32 @@ class MiningNet(nn.Module):
         return y[..., :h, :w]
 
 
-#: Encoder blocks after the first layer: what :func:`freeze_encoder` freezes.
-ENCODER_BLOCKS: tuple[str, ...] = (
-    "down1",
-    "down2",
-    "down3",
-    "ctx1",
-    "ctx2",
-    "ctx_pool",
-    "ctx_fuse",
-)
+#: Decoder blocks and the head of every architecture version.
+DECODER_BLOCKS: tuple[str, ...] = ("lat2", "fuse2", "lat1", "fuse1", "lat0", "head")
+#: Blocks that learn under each ``TrainConfig.trainable`` setting (``all``: every block).
+TRAINABLE_BLOCKS: dict[str, tuple[str, ...]] = {
+    "ends": ("stem", *DECODER_BLOCKS),
+    "decoder": DECODER_BLOCKS,
+    "head": ("head",),
+}
 
 
-def freeze_encoder(net: MiningNet, stem: bool = False) -> MiningNet:
-    """Freeze the encoder of ``net`` after its first layer (in place) and return it.
+def freeze_except(net: MiningNet, trainable: Sequence[str]) -> MiningNet:
+    """Freeze every block of ``net`` but those named in ``trainable`` (in place); return it.
 
     The frozen blocks' weights stop taking gradients and their batch norms keep their
-    statistics in training mode, so only the decoder and the head learn, and the first
-    layer (``stem``) unless ``stem`` is true: the middle of a warm-started network keeps
-    the features it learnt elsewhere.
+    statistics in training mode (:attr:`MiningNet.frozen`), so a warm-started network keeps
+    the features it learnt elsewhere and only the named blocks learn.
+
+    Raises:
+        ValueError: ``trainable`` names a block the network lacks.
+
     """
-    names = ("stem",) * stem + tuple(n for n in ENCODER_BLOCKS if hasattr(net, n))
+    blocks = [name for name, _ in net.named_children()]
+    unknown = sorted(set(trainable) - set(blocks))
+    if unknown:
+        raise ValueError(f"the network has no block {', '.join(unknown)}")
+    names = tuple(n for n in blocks if n not in trainable)
     for n in names:
         net.get_submodule(n).requires_grad_(False)
     net.frozen = names

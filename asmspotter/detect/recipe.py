@@ -99,11 +99,12 @@ class TrainConfig:
         local_norm: side (odd, pixels) of the window the network standardises each band
             over before its first layer (:attr:`~asmspotter.detect.model.ModelConfig.local_norm`;
             0 = as ``model`` or ``init`` has it, off for the shipped models).
-        trainable: ``all`` layers are trained; ``ends``: only the first layer (convolution
-            and batch norm), the decoder and the head, the rest of the encoder keeping its
-            start weights and batch-norm statistics; ``decoder``: only the decoder and the
-            head (the whole encoder kept; bands ``init`` lacks then stay unread). Both need
-            ``init``.
+        trainable: ``all`` blocks of the network learn; the others need ``init`` and keep
+            the rest of its weights and batch-norm statistics
+            (:data:`~asmspotter.detect.model.TRAINABLE_BLOCKS`): ``ends`` trains the first
+            layer, the decoder and the head; ``decoder`` the decoder and the head; ``head``
+            only the last 1 x 1 convolution (a linear read-out of the start network's
+            features). With the first layer frozen, bands ``init`` lacks stay unread.
         init_norm: with ``init``: ``keep`` its input normalisation for the bands it reads,
             or ``refit`` every band's mean and deviation to the training chips (for chips
             of another processing level, e.g. L1C top-of-atmosphere reflectance, whose
@@ -190,7 +191,8 @@ class TrainConfig:
             "init_norm is keep or refit": self.init_norm in ("keep", "refit"),
             "local_norm is 0 or odd": self.local_norm == 0
             or (self.local_norm > 0 and self.local_norm % 2 == 1),
-            "trainable is all, ends or decoder": self.trainable in ("all", "ends", "decoder"),
+            "trainable is all, ends, decoder or head": self.trainable
+            in ("all", "ends", "decoder", "head"),
             "a frozen encoder needs init": self.trainable == "all" or self.init is not None,
             "level is L1C or L2A": self.level in (None, "L1C", "L2A"),
         }

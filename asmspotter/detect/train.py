@@ -58,10 +58,11 @@ from asmspotter.detect.chips import (
 from asmspotter.detect.loss import mil_loss
 from asmspotter.detect.metrics import auc, chip_metrics, count, threshold_for_specificity
 from asmspotter.detect.model import (
+    TRAINABLE_BLOCKS,
     MiningNet,
     build_model,
     extend_input,
-    freeze_encoder,
+    freeze_except,
     save_weights,
 )
 from asmspotter.detect.recipe import TrainConfig, config_with, initial_network, model_config_for
@@ -222,7 +223,7 @@ class _Loop:
         net_config = model_config_for(config, train_set, init)
         net = build_model(net_config) if init is None else extend_input(init, net_config)
         if config.trainable != "all":
-            net = freeze_encoder(net, stem=config.trainable == "decoder")
+            net = freeze_except(net, TRAINABLE_BLOCKS[config.trainable])
         # channels_last runs the convolutions about 1.4x faster on CPU (same arithmetic).
         self.model = net.to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.ema = (
