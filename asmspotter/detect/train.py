@@ -24,8 +24,10 @@ Method (also written into the model card, :mod:`asmspotter.detect.card_text`):
   more than the many random and cloud negatives.
 - **Options not used by the shipped model.** ``ModelConfig(version=2)`` (deeper encoder-decoder
   with a 1/8-resolution context block) and ``ema_decay`` > 0 (validate and ship an exponential
-  moving average of the weights) did not beat the defaults on validation. The figures of every
-  recipe tried are in ``data/models/README.md``.
+  moving average of the weights) did not beat the defaults on validation; nor did, for the
+  six-band model under cross-validation by place, ``local_norm`` (each band standardised over
+  a window) or a warm start with frozen blocks (``trainable``). The figures of every recipe
+  tried are in ``data/models/README.md``.
 
 The recipe itself is :class:`~asmspotter.detect.recipe.TrainConfig`; :func:`fit` runs its
 loop on chip arrays and :func:`train` runs it on a folder of galleries and writes the model.
