@@ -110,14 +110,18 @@ def load_detector(
     The process's allocator is tuned for the network first
     (:func:`asmspotter.detect.runtime.tune_allocator`), and the network's batch
     normalisations are folded into its convolutions (:func:`fold_batch_norm`) unless
-    ``fold`` is False (a network to train further keeps them).
+    ``fold`` is False (a network to train further keeps them). A folded network that runs
+    fp32 on the CPU is then run with fused oneDNN convolutions
+    (:class:`asmspotter.detect.fused.FusedMiningNet`: the same probabilities to about 1e-7,
+    about 1.3x faster) where :func:`asmspotter.detect.fused.can_fuse` allows.
 
     Args:
         model: model name in ``data/models`` or a card path (default: the shipped one).
         device: torch device (default: cuda when available, else cpu).
         precision: ``auto`` (default: bf16 where the device computes it natively, else
             fp32), ``fp32`` or ``bf16``.
-        fold: fold the batch normalisations into the convolutions (inference only).
+        fold: fold the batch normalisations into the convolutions and fuse them
+            (inference only).
 
     Raises:
         InputError: ``device`` is not a device of this machine (before the weights are read),
@@ -146,4 +150,8 @@ def load_detector(
 
     if fold:
         net = fold_batch_norm(net).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        from asmspotter.detect.fused import FusedMiningNet, can_fuse
+
+        if prec == "fp32" and can_fuse(net, dev):
+            net = FusedMiningNet(net)
     return Detector(net, card, cpath, dev, prec)
