@@ -1,4 +1,4 @@
-"""asmspotter.detect.fused: the fused inference network computes the folded network's function."""
+"""Folding and fusing (loader, detect.fused): the inference networks keep the function."""
 
 from __future__ import annotations
 
@@ -33,6 +33,18 @@ def _seeded_model(version: int = 3) -> MiningNet:
             elif isinstance(m, nn.Conv2d) and m.bias is not None:
                 m.bias.uniform_(-0.3, 0.3)
     return model.eval()
+
+
+def test_folding_batch_norm_keeps_the_function() -> None:
+    model = _seeded_model()
+    folded = fold_batch_norm(copy.deepcopy(model))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) > 5
+    x = torch.rand(2, 3, 40, 56) * 0.3
+    with torch.inference_mode():
+        want, got = model(x), folded(x)
+    assert not torch.equal(want, torch.zeros_like(want))
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
 def test_fused_network_gives_the_folded_networks_logits() -> None:

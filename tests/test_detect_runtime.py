@@ -188,29 +188,3 @@ def test_the_allocator_keeps_large_buffers_in_the_heap() -> None:
     assert tuned["tuned"] is True and tuned["mmapped"] == 0
     assert tuned["heap_after_free"] >= 64 << 20
     assert tuned["env"] == "0"
-
-
-def test_folding_batch_norm_keeps_the_function() -> None:
-    import copy
-
-    from asmspotter.detect.loader import fold_batch_norm
-    from asmspotter.detect.model import ModelConfig, build_model
-
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(widths=(4, 8, 8, 16)))
-    with torch.no_grad():  # batch norms with statistics of their own
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-    model.eval()
-    folded = fold_batch_norm(copy.deepcopy(model))
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
-    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) > 5
-    x = torch.rand(2, 3, 40, 56) * 0.3
-    with torch.inference_mode():
-        want, got = model(x), folded(x)
-    assert not torch.equal(want, torch.zeros_like(want))
-    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
