@@ -4,7 +4,7 @@ On a CPU without native bf16, a third of the forward pass of the shipped network
 element-wise passes over large activations (ReLU, the additions of the decoder, upsampling)
 rather than to the convolutions. :class:`FusedMiningNet` computes the same function as a
 :class:`~asmspotter.detect.model.MiningNet` whose batch normalisations are folded
-(:func:`asmspotter.detect.loader.fold_batch_norm`), with three changes that are exact in
+(:func:`asmspotter.detect.loader.fold_batch_norm`), with four changes that are exact in
 real arithmetic (float32 rounding aside, about 1e-6 in probability):
 
 * **Activation fused into the convolution.** Each convolution + ReLU is one oneDNN call
@@ -13,6 +13,8 @@ real arithmetic (float32 rounding aside, about 1e-6 in probability):
 * **Decoder additions fused.** ``relu(lateral(skip) + upsampled)`` is one convolution with an
   ``add`` and a ReLU post-op: the upsampled tensor is added while the convolution's output
   is written.
+* **Weights laid out once** in oneDNN's blocked format
+  (``torch.ops.mkldnn._reorder_convolution_weight``), not reordered at every call.
 * **1 x 1 reductions moved before the upsampling.** The decoder of version 3 reduces the
   channels with a 1 x 1 convolution after adding the upsampled coarse features to the
   lateral ones. Bilinear upsampling is linear and per channel (its weights sum to one), so
@@ -52,6 +54,7 @@ def can_fuse(model: nn.Module, device: str) -> bool:
         and device == "cpu"
         and torch.backends.mkldnn.is_available()
         and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+        and hasattr(torch.ops.mkldnn, "_reorder_convolution_weight")
         and not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     )
 
@@ -90,6 +93,18 @@ def _merge(reduce: _Conv, lateral: _Conv) -> tuple[_Conv, _Conv]:
     return coarse, (merged_w.contiguous(), merged_b, [0, 0], ones, ones)
 
 
+def _packed(conv: _Conv) -> _Conv:
+    """Return ``conv`` with its weight reordered into oneDNN's layout (the same values)."""
+    w, b, pad, stride, dil = conv
+    return (
+        torch.ops.mkldnn._reorder_convolution_weight(w, pad, stride, dil, 1),
+        b,
+        pad,
+        stride,
+        dil,
+    )
+
+
 class FusedMiningNet(MiningNet):
     """A folded version 3 :class:`MiningNet` run with fused oneDNN convolutions.
 
@@ -116,6 +131,12 @@ class FusedMiningNet(MiningNet):
         self.reduce1, self.skip1 = _merge(fuse1[0], _conv(source.lat1))
         self.conv2, self.conv1 = fuse2[1:], fuse1[1:]
         self.skip0, self.logits = _conv(source.lat0), _conv(source.head)
+        # weights in oneDNN's blocked layout once, not reordered on every call
+        self.encoder = [[_packed(c) for c in stage] for stage in self.encoder]
+        self.conv2, self.conv1 = [_packed(c) for c in self.conv2], [_packed(c) for c in self.conv1]
+        self.reduce2, self.skip2 = _packed(self.reduce2), _packed(self.skip2)
+        self.reduce1, self.skip1 = _packed(self.reduce1), _packed(self.skip1)
+        self.skip0, self.logits = _packed(self.skip0), _packed(self.logits)
         self.eval()
 
     @staticmethod
