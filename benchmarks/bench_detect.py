@@ -23,11 +23,19 @@ batch normalisations not folded, no fused convolutions; 512 px tiles with 64 px 
 tiles per pass) on the same composite, in a fresh process without the allocator settings.
 The speed-up over it is printed, so that the noise of a shared machine cancels.
 
+``--compare-networks N`` instead times the three forms of the network on the CPU in one
+process, alternated for ``--rounds`` rounds on a seeded N² px raster (the card's tiles and
+views): unfolded (as before issue 19), folded (batch norms in the convolutions) and fused
+(:class:`asmspotter.detect.fused.FusedMiningNet`, the default for fp32 on the CPU). It
+prints the CPU and wall seconds of each and the largest probability difference, so that
+a loaded machine still gives a fair comparison (CPU time).
+
 Usage::
 
     .venv/bin/python benchmarks/bench_detect.py [--sizes 2048 4096 8192] [--device cuda]
         [--inference] [--tta none|rot4|d4] [--model asm-l1c6-v1]
         [--precision auto|fp32|bf16] [--reference-size 4096] [--record]
+    .venv/bin/python benchmarks/bench_detect.py --compare-networks 1536 [--rounds 3]
 """
 
 from __future__ import annotations
@@ -187,6 +195,45 @@ def _run(
     print(json.dumps(row))
 
 
+def _compare_networks(size: int, rounds: int, threads: int, model: str | None) -> None:
+    """Time the unfolded, folded and fused networks alternated in this process; print them."""
+    import numpy as np
+    import torch
+
+    from asmspotter.detect.loader import load_detector
+    from asmspotter.detect.tiling import predict_array
+
+    if threads:
+        torch.set_num_threads(threads)
+    det = load_detector(model, device="cpu", precision="fp32")
+    nets = {
+        "unfolded": load_detector(model, device="cpu", precision="fp32", fold=False).model,
+        "folded": getattr(det.model, "plain", det.model),
+        "fused": det.model,
+    }
+    bands = len(det.card.bands)
+    x = (np.random.default_rng(0).random((bands, size, size)) * 0.2).astype(np.float32)
+    kw = {"tile_size": det.card.tile_size, "overlap": det.card.tile_overlap}
+    kw["views"] = det.card.tta
+    want = predict_array(nets["unfolded"], x, **kw)
+    for name, net in nets.items():
+        diff = float(np.abs(predict_array(net, x, **kw) - want).max())
+        print(f"{name:>9} ({type(net).__name__}): largest difference from unfolded {diff:.1e}")
+    spent = {name: [0.0, 0.0] for name in nets}
+    for _ in range(rounds):
+        for name, net in nets.items():
+            w0, c0 = time.perf_counter(), time.process_time()
+            predict_array(net, x, **kw)
+            spent[name][0] += time.perf_counter() - w0
+            spent[name][1] += time.process_time() - c0
+    base = spent["folded"]
+    for name, (wall, cpu) in spent.items():
+        print(
+            f"{name:>9}: CPU {cpu:7.2f} s  wall {wall:7.2f} s  ({rounds} rounds of {size}² px, "
+            f"tta {kw['views']})  vs folded: CPU {base[1] / cpu:.3f}x  wall {base[0] / wall:.3f}x"
+        )
+
+
 @contextlib.contextmanager
 def rasterio_size(path: Path) -> Iterator[int]:
     """Yield the width of a raster."""
@@ -281,12 +328,22 @@ def main() -> int:
         default=4096,
         help="size at which the reference workload runs too (default 4096; 0: none)",
     )
+    ap.add_argument(
+        "--compare-networks",
+        type=int,
+        metavar="N",
+        help="time the unfolded, folded and fused networks alternated on an N² px raster",
+    )
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of --compare-networks")
     ap.add_argument("--make", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--run", help=argparse.SUPPRESS)
     ap.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.make:
         _make(args.make, Path(args.run), args.model)
+        return 0
+    if args.compare_networks:
+        _compare_networks(args.compare_networks, args.rounds, args.threads, args.model)
         return 0
     if args.run:
         _run(
