@@ -19,10 +19,11 @@ from asmspotter.detect.tiling import predict_array
 TOL = 1e-5
 
 
-def _seeded_model(version: int = 3) -> MiningNet:
+def _seeded_model(version: int = 3, local_norm: int = 0) -> MiningNet:
     """A small network with non-trivial batch-norm statistics and biases, in eval mode."""
     torch.manual_seed(0)
-    model = build_model(ModelConfig(widths=(4, 8, 8, 16), version=version))
+    config = ModelConfig(widths=(4, 8, 8, 16), version=version, local_norm=local_norm)
+    model = build_model(config)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
@@ -62,6 +63,9 @@ def test_fused_network_gives_the_folded_networks_logits() -> None:
         assert torch.equal(fused(x), folded(x))  # bf16 autocast: the plain network too
     with pytest.raises(ValueError, match=r"expected input \(batch, 3, rows, cols\)"):
         fused(torch.zeros(1, 4, 16, 16))
+    local = fold_batch_norm(_seeded_model(local_norm=9))  # standardised in a moving window
+    with torch.inference_mode():
+        torch.testing.assert_close(FusedMiningNet(local)(x), local(x), atol=TOL, rtol=0)
 
 
 def test_fused_tiles_give_the_plain_probabilities_with_four_views() -> None:

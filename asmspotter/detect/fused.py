@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from asmspotter.detect.model import MiningNet
+from asmspotter.detect.model import MiningNet, local_standardise
 
 #: One convolution: weight, bias, padding, stride, dilation.
 _Conv = tuple[torch.Tensor, torch.Tensor, list[int], list[int], list[int]]
@@ -121,6 +121,7 @@ class FusedMiningNet(MiningNet):
     def __init__(self, source: MiningNet) -> None:
         nn.Module.__init__(self)  # the layers are the source's, kept as fused parameters
         self.config = source.config
+        self.frozen: tuple[str, ...] = ()
         self.plain = source
         self.register_buffer("mean", source.get_buffer("mean").clone())
         self.register_buffer("std", source.get_buffer("std").clone())
@@ -174,6 +175,8 @@ class FusedMiningNet(MiningNet):
         h, w = x.shape[-2:]
         ph, pw = (-h) % 8, (-w) % 8
         x = (x - self.get_buffer("mean")) / self.get_buffer("std")
+        if self.config.local_norm:
+            x = local_standardise(x, self.config.local_norm)
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         x = x.contiguous(memory_format=torch.channels_last)
