@@ -16,6 +16,7 @@ The notebook ``notebooks/app.ipynb`` only calls :func:`show_app`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Any
@@ -144,16 +145,17 @@ def show_app(
     from asmspotter.app.view import App
     from asmspotter.catalogue import load_catalogue
 
-    try:
-        cat = loading.result() if cache is not None else load_catalogue(path)
-    except AsmSpotterError as exc:
-        return widgets.HTML(f"<div class='asm-message'>{esc(exc)}</div>")
-    app = App(cat, cache)
-    try:
-        request = parse_query(query)
-    except AsmSpotterError as exc:
-        app.start(Request(first, source, period))
-        app.say(str(exc))
-        return app.widget
-    app.start(request if request.region is not None else Request(first, source, period))
+    with cache.urgent() if cache is not None else contextlib.nullcontext():
+        try:
+            cat = loading.result() if cache is not None else load_catalogue(path)
+        except AsmSpotterError as exc:
+            return widgets.HTML(f"<div class='asm-message'>{esc(exc)}</div>")
+        app = App(cat, cache)
+        try:
+            request = parse_query(query)
+        except AsmSpotterError as exc:
+            app.start(Request(first, source, period))
+            app.say(str(exc))
+            return app.widget
+        app.start(request if request.region is not None else Request(first, source, period))
     return app.widget

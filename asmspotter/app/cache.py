@@ -15,7 +15,7 @@ import contextlib
 import os
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -33,11 +33,11 @@ Key = tuple[str, str]
 BACKGROUND_NICE = 19
 
 
-def _background_priority() -> None:
-    """Lower the calling thread's CPU priority to :data:`BACKGROUND_NICE` (Linux only)."""
+def _set_priority(thread_id: int, nice: int) -> None:
+    """Set a thread's CPU priority (Linux only; where the system refuses, leave it)."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+            os.setpriority(os.PRIO_PROCESS, thread_id, nice)
 
 
 def _shapes_of(analysis: RegionAnalysis) -> RegionDisplay:
@@ -60,14 +60,37 @@ class RegionCache:
         self._pending: dict[Key, Future[tuple[RegionAnalysis, RegionDisplay]]] = {}
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
+        self._worker: int | None = None  # the background thread's id
 
     def _background(self) -> ThreadPoolExecutor:
         """Return the one background thread (low priority) the work ahead runs in."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(
-                1, thread_name_prefix="asmspotter-preload", initializer=_background_priority
+                1, thread_name_prefix="asmspotter-preload", initializer=self._lower_priority
             )
         return self._executor
+
+    def _lower_priority(self) -> None:
+        self._worker = threading.get_native_id()
+        _set_priority(self._worker, BACKGROUND_NICE)
+
+    @contextlib.contextmanager
+    def urgent(self) -> Iterator[None]:
+        """Run the background work at the caller's priority meanwhile, where allowed.
+
+        For a page that came before its kernel finished the work ahead and so waits for
+        it. Raising a priority needs privileges (or ``RLIMIT_NICE``) on Linux; without
+        them the work stays at :data:`BACKGROUND_NICE`.
+        """
+        worker = self._worker
+        if worker is None or not sys.platform.startswith("linux"):
+            yield
+            return
+        _set_priority(worker, os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        try:
+            yield
+        finally:
+            _set_priority(worker, BACKGROUND_NICE)
 
     def preload(self, wanted: Iterable[tuple[Region, Source]]) -> None:
         """Start loading these regions in a background thread, in this order, at low priority."""
