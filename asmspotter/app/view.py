@@ -398,27 +398,6 @@ class App:
         self.panel.downloads.value = panel.download_links(shown.result, shown.region, shown.source)
 
     @guarded
-    def apply(self, request: Request) -> None:
-        """Show what a page asks for, reusing the open map when only the period or layers differ."""
-        sel = self.state.selection
-        same = (
-            self.panel is not None
-            and request.region == sel.region
-            and request.source in (None, sel.source)
-        )
-        if not same:
-            self.start(request)
-            return
-        assert self.panel is not None
-        if request.period is not None:
-            self.state.choose_period(request.period)
-            self.panel.period.value = request.period
-        if request.layers is not None:
-            for key, box in self.panel.toggles.items():
-                box.value = key in request.layers
-        self.panel.redraw()
-
-    @guarded
     def start(self, request: Request) -> None:
         """Show what a page's request asks for: a region's map, or the landing list."""
         if request.region is None:
