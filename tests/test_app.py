@@ -15,6 +15,7 @@ import io
 import json
 import os
 import socket
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -32,7 +33,7 @@ from rasterio.transform import Affine
 from asmspotter import layout, paths
 from asmspotter.analyse import analyse_region
 from asmspotter.app import display, panel
-from asmspotter.app.cache import BACKGROUND_NICE
+from asmspotter.app.cache import BACKGROUND_NICE, warm_up
 from asmspotter.app.raster import composite_image
 from asmspotter.app.source import detector_model
 from asmspotter.app.state import (
@@ -328,6 +329,48 @@ def test_preload_readies_every_region_with_data(workdirs: dict[str, Path], tmp_p
         tid = executor.submit(threading.get_native_id).result()
         assert tid != threading.get_native_id()
         assert os.getpriority(os.PRIO_PROCESS, tid) == BACKGROUND_NICE
+
+
+def test_warm_up_does_a_kernels_work_ahead_at_the_lowest_priority(
+    workdirs: dict[str, Path], tmp_path: Path
+) -> None:
+    cache, loading = warm_up(str(write_region(tmp_path)), "test-region")
+    cat = loading.result(timeout=120)  # the catalogue, read in the background thread
+    assert list(cat) == ["test-region"]
+    pending = list(cache._pending.values())
+    assert len(pending) == 1  # every region with data, queued behind the catalogue
+    loaded, _ = pending[0].result(timeout=120)
+    app = App(cat, cache)
+    app.start(Request("test-region"))
+    assert app.panel is not None and app.panel.analysis is loaded  # not loaded again
+    if sys.platform.startswith("linux") and os.getpriority(os.PRIO_PROCESS, 0) <= 10:
+        executor = cache._executor
+        assert executor is not None
+        tid = executor.submit(threading.get_native_id).result()
+        assert tid != threading.get_native_id()
+        assert os.getpriority(os.PRIO_PROCESS, tid) == BACKGROUND_NICE == 19
+        with cache.urgent():  # a page waits for it: at the page's priority where allowed
+            if os.geteuid() == 0:
+                assert os.getpriority(os.PRIO_PROCESS, tid) == os.getpriority(
+                    os.PRIO_PROCESS, threading.get_native_id()
+                )
+        assert os.getpriority(os.PRIO_PROCESS, tid) == BACKGROUND_NICE
+
+
+def test_a_kernel_waiting_for_its_page_has_imported_nothing_heavy() -> None:
+    # what a preheated kernel runs at normal priority before its page comes: the notebook's
+    # import and the cache module; Voila's server packages, the widgets and the analysis
+    # stack are imported in the low-priority thread (or after the page came)
+    code = (
+        "import sys; import asmspotter.app, asmspotter.app.cache; "
+        "print(sorted(m for m in ('voila', 'jupyter_server', 'ipyleaflet', 'ipywidgets', "
+        "'shapely', 'matplotlib', 'geopandas', 'asmspotter.report') if m in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(paths.source_checkout() or "")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 def test_missing_outputs_are_a_message_naming_the_command(

@@ -16,6 +16,8 @@ The notebook ``notebooks/app.ipynb`` only calls :func:`show_app`.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from typing import Any
 
@@ -42,6 +44,8 @@ CATALOGUE_ENV = "ASMSPOTTER_APP_CATALOGUE"
 QUERY_ENV = "QUERY_STRING"
 #: Set to "True" by Voila in kernels it starts before a page asks for them.
 PREHEAT_ENV = "VOILA_PREHEAT"
+#: Where Voila's preheated kernels reach the server for their page's request.
+APP_IP_ENV = "VOILA_APP_IP"
 
 __all__ = [
     "CATALOGUE_ENV",
@@ -69,10 +73,37 @@ def request_query() -> str:
     it, so everything done before the call is ready when the page arrives.
     """
     if os.environ.get(PREHEAT_ENV) == "True":
+        _wait_for_page()
+    return os.environ.get(QUERY_ENV, "")
+
+
+def _wait_for_page() -> None:
+    """Wait for the page a preheated kernel serves, and take its request's variables.
+
+    What :func:`voila.utils.wait_for_request` does (the same websocket route and
+    environment variables), without importing Voila's server packages into the kernel:
+    that import costs about 7 s of CPU, which every kernel Voila starts ahead of time paid
+    at normal priority while pages were being served.
+    """
+    try:
+        from websockets.sync.client import connect
+    except ImportError:  # websockets < 11: Voila's own, heavier helper
         from voila.utils import wait_for_request
 
         wait_for_request()
-    return os.environ.get(QUERY_ENV, "")
+        return
+    env = os.environ
+    base = env.get("VOILA_WS_BASE_URL", env.get("VOILA_SERVER_URL", "/"))
+    host = env.get(APP_IP_ENV, "127.0.0.1")
+    host = f"[{host}]" if ":" in host else host
+    url = (
+        f"{env.get('VOILA_WS_PROTOCOL', 'ws')}://{host}:{env.get('VOILA_APP_PORT', '8866')}"
+        f"{base}voila/query/{env.get('VOILA_KERNEL_ID')}"
+    )
+    with connect(url, open_timeout=30, max_size=2**20) as socket:
+        info = socket.recv()
+    for key, value in json.loads(info).items():
+        env[key] = str(value)
 
 
 def show_app(
@@ -83,12 +114,14 @@ def show_app(
 ) -> Any:
     """Build the app for the page being served and return its root widget.
 
-    In a kernel Voila starts ahead of time (preheated), the region named by the arguments
-    (or by ``asmspotter app --region``) is opened and every other region's analysis is
-    loading in the background before the page's request is awaited, so that the page
-    finds them ready. Then what the
-    page's address asks for (``?region=madre-de-dios&period=2021``) is shown. Every value
-    is checked against the catalogue; a refused one is shown as a message.
+    In a kernel Voila starts ahead of time (preheated), everything a page can wait for is
+    done ahead in a background thread at the lowest CPU priority (importing the widgets,
+    reading the catalogue, loading every region, the one named by the arguments or by
+    ``asmspotter app --region`` first), while this thread waits for the page's request;
+    Voila starts such a kernel each time a page takes one, and at that priority it does not
+    slow the pages being served. Then what the page's address asks for
+    (``?region=madre-de-dios&period=2021``) is shown. Every value is checked against the
+    catalogue; a refused one is shown as a message.
 
     Args:
         region: region to open (None: the one the server was started with, else the list).
@@ -97,27 +130,32 @@ def show_app(
         catalogue: catalogue YAML (None: the server's, else ``data/regions.yaml``).
 
     """
+    from asmspotter.app.cache import RegionCache, warm_up
+    from asmspotter.errors import AsmSpotterError
+
+    path = catalogue or os.environ.get(CATALOGUE_ENV) or None
+    first = region or os.environ.get(REGION_ENV) or None
+    cache: RegionCache | None = None
+    if os.environ.get(PREHEAT_ENV) == "True":
+        cache, loading = warm_up(path, first)
+    query = request_query()  # in a preheated kernel: waits for the page
     import ipywidgets as widgets
 
     from asmspotter.app.panel import esc
     from asmspotter.app.view import App
     from asmspotter.catalogue import load_catalogue
-    from asmspotter.errors import AsmSpotterError
 
-    try:
-        cat = load_catalogue(catalogue or os.environ.get(CATALOGUE_ENV) or None)
-    except AsmSpotterError as exc:
-        return widgets.HTML(f"<div class='asm-message'>{esc(exc)}</div>")
-    app = App(cat)
-    first = region or os.environ.get(REGION_ENV) or None
-    if os.environ.get(PREHEAT_ENV) == "True":
-        app.preload(first)  # a kernel started ahead of time: load every region meanwhile
-    app.start(Request(first, source, period))
-    try:
-        request = parse_query(request_query())
-    except AsmSpotterError as exc:
-        app.say(str(exc))
-        return app.widget
-    if request.region is not None:
-        app.apply(request)
+    with cache.urgent() if cache is not None else contextlib.nullcontext():
+        try:
+            cat = loading.result() if cache is not None else load_catalogue(path)
+        except AsmSpotterError as exc:
+            return widgets.HTML(f"<div class='asm-message'>{esc(exc)}</div>")
+        app = App(cat, cache)
+        try:
+            request = parse_query(query)
+        except AsmSpotterError as exc:
+            app.start(Request(first, source, period))
+            app.say(str(exc))
+            return app.widget
+        app.start(request if request.region is not None else Request(first, source, period))
     return app.widget

@@ -1,8 +1,12 @@
 """The regions' analyses and map shapes, loaded once per kernel, optionally ahead of time.
 
-A kernel that Voila starts before any page asks for it (a preheated kernel) loads every
-region in a background thread while it waits for its page, so the page finds its region
-ready; a region the page asks for before its turn is loaded at once instead of waiting.
+A kernel that Voila starts before any page asks for it (a preheated kernel) does all its
+work ahead in one background thread at the lowest CPU priority (:func:`warm_up`): it
+imports the app's modules, reads the catalogue and loads every region while it waits for
+its page, so the page finds its region ready. Voila starts such a kernel again each time a
+page takes one; at the lowest priority that refill does not slow the pages being served on
+the same cores. A region the page asks for before its turn is loaded at once instead of
+waiting.
 """
 
 from __future__ import annotations
@@ -11,29 +15,34 @@ import contextlib
 import os
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
-from asmspotter.app.display import RegionDisplay, region_display
-from asmspotter.app.source import RegionAnalysis, load_analysis
+from asmspotter.app.source import RegionAnalysis, available_sources, load_analysis
 from asmspotter.app.state import Source
-from asmspotter.catalogue import Region
+from asmspotter.catalogue import Catalogue, Region, load_catalogue
+
+if TYPE_CHECKING:  # imported where used: importing this module stays light (see warm_up)
+    from asmspotter.app.display import RegionDisplay
 
 Key = tuple[str, str]
 
-#: CPU priority (nice) of the loading ahead: a kernel waiting for its page yields the CPU to
-#: the pages being served (Linux; elsewhere it loads at normal priority).
-BACKGROUND_NICE = 10
+#: CPU priority (nice) of the work done ahead: a kernel waiting for its page yields the CPU
+#: to the pages being served (Linux; elsewhere it works at normal priority).
+BACKGROUND_NICE = 19
 
 
-def _background_priority() -> None:
-    """Lower the calling thread's CPU priority to :data:`BACKGROUND_NICE` (Linux only)."""
+def _set_priority(thread_id: int, nice: int) -> None:
+    """Set a thread's CPU priority (Linux only; where the system refuses, leave it)."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+            os.setpriority(os.PRIO_PROCESS, thread_id, nice)
 
 
 def _shapes_of(analysis: RegionAnalysis) -> RegionDisplay:
+    from asmspotter.app.display import region_display
+
     return region_display(analysis.result, analysis.region.outline, analysis.label)
 
 
@@ -51,18 +60,45 @@ class RegionCache:
         self._pending: dict[Key, Future[tuple[RegionAnalysis, RegionDisplay]]] = {}
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
+        self._worker: int | None = None  # the background thread's id
+
+    def _background(self) -> ThreadPoolExecutor:
+        """Return the one background thread (low priority) the work ahead runs in."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                1, thread_name_prefix="asmspotter-preload", initializer=self._lower_priority
+            )
+        return self._executor
+
+    def _lower_priority(self) -> None:
+        self._worker = threading.get_native_id()
+        _set_priority(self._worker, BACKGROUND_NICE)
+
+    @contextlib.contextmanager
+    def urgent(self) -> Iterator[None]:
+        """Run the background work at the caller's priority meanwhile, where allowed.
+
+        For a page that came before its kernel finished the work ahead and so waits for
+        it. Raising a priority needs privileges (or ``RLIMIT_NICE``) on Linux; without
+        them the work stays at :data:`BACKGROUND_NICE`.
+        """
+        worker = self._worker
+        if worker is None or not sys.platform.startswith("linux"):
+            yield
+            return
+        _set_priority(worker, os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        try:
+            yield
+        finally:
+            _set_priority(worker, BACKGROUND_NICE)
 
     def preload(self, wanted: Iterable[tuple[Region, Source]]) -> None:
         """Start loading these regions in a background thread, in this order, at low priority."""
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(
-                1, thread_name_prefix="asmspotter-preload", initializer=_background_priority
-            )
         with self._lock:
             for region, source in wanted:
                 key = (region.id, source)
                 if key not in self._analyses and key not in self._pending:
-                    self._pending[key] = self._executor.submit(_load, region, source)
+                    self._pending[key] = self._background().submit(_load, region, source)
 
     def _take(self, key: Key) -> bool:
         """Collect a background load of ``key`` (waiting if it runs); False if none."""
@@ -97,3 +133,39 @@ class RegionCache:
             with self._lock:
                 self._shapes.setdefault(key, shapes)
         return self._shapes[key]
+
+
+def preload_order(catalogue: Catalogue, first: str | None = None) -> list[tuple[Region, Source]]:
+    """Return every region with data and its default source, ``first`` (a region id) first."""
+    regions = sorted(catalogue.values(), key=lambda r: r.id != first)
+    return [(region, sources[0]) for region in regions if (sources := available_sources(region))]
+
+
+def warm_up(
+    catalogue: str | None, first: str | None = None
+) -> tuple[RegionCache, Future[Catalogue]]:
+    """Start the work a kernel started ahead of time does before its page comes.
+
+    In the cache's background thread, at :data:`BACKGROUND_NICE`: import the app's widget
+    modules, read the catalogue, then load every region (``first`` first). The caller's
+    thread is left free (it waits for its page at normal priority).
+
+    Args:
+        catalogue: catalogue YAML (None: ``data/regions.yaml``).
+        first: region id loaded first (None: in the catalogue's order).
+
+    Returns:
+        The cache the regions load into, and the catalogue to come (its ``result()``
+        raises what reading it raised).
+
+    """
+    cache = RegionCache()
+
+    def start() -> Catalogue:
+        import asmspotter.app.view  # noqa: F401 - the widgets' modules, imported here
+
+        cat = load_catalogue(catalogue)
+        cache.preload(preload_order(cat, first))  # queued behind this job, same thread
+        return cat
+
+    return cache, cache._background().submit(start)

@@ -32,7 +32,7 @@ from voila.app import Voila
 from voila.tornado.handler import TornadoVoilaHandler
 
 from asmspotter import layout
-from asmspotter.app import CATALOGUE_ENV, DEFAULT_PORT, REGION_ENV
+from asmspotter.app import APP_IP_ENV, CATALOGUE_ENV, DEFAULT_PORT, REGION_ENV
 from asmspotter.app.panel import BRIEFING_ROUTE
 from asmspotter.app.state import QUERY_KEYS, parse_query
 from asmspotter.errors import DataError, InputError
@@ -41,8 +41,6 @@ from asmspotter.errors import DataError, InputError
 NOTEBOOK_NAME = "app.ipynb"
 #: Folder holding ``voila.json``, the only Voila configuration the app reads.
 CONFIG_DIR = Path(__file__).resolve().parent
-#: Where Voila's preheated kernels reach the server for their page's request.
-APP_IP_ENV = "VOILA_APP_IP"
 #: Headers of every briefing response: the briefing is self-contained and runs no script.
 BRIEFING_HEADERS = {
     "Content-Type": "text/html; charset=utf-8",

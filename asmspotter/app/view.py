@@ -15,7 +15,7 @@ from typing import Any, TypeVar, cast
 import ipywidgets as widgets
 
 from asmspotter.app import display, panel
-from asmspotter.app.cache import RegionCache
+from asmspotter.app.cache import RegionCache, preload_order
 from asmspotter.app.mapview import BASEMAP_NAME, RegionMap
 from asmspotter.app.source import (
     RegionAnalysis,
@@ -247,10 +247,11 @@ class App:
 
     Args:
         catalogue: the region catalogue.
+        cache: the regions' analyses and map shapes, maybe loading ahead (None: a new one).
 
     """
 
-    def __init__(self, catalogue: Catalogue) -> None:
+    def __init__(self, catalogue: Catalogue, cache: RegionCache | None = None) -> None:
         self.catalogue = catalogue
         self.state = AppState(tuple(catalogue))
         self.message = _with_class(widgets.HTML(), "asm-message")
@@ -265,7 +266,7 @@ class App:
             widgets.VBox([widgets.HTML(STYLE), header, self.message, self.body]), "asm-app"
         )
         self.panel: RegionPanel | None = None
-        self.cache = RegionCache()
+        self.cache = cache if cache is not None else RegionCache()
 
     def say(self, text: str) -> None:
         """Show a one-line message to the user (empty to clear it)."""
@@ -287,10 +288,7 @@ class App:
         asks for is ready when it comes; ``first`` (a region id) is loaded first. A region
         that cannot be loaded is reported when a page asks for it.
         """
-        regions = sorted(self.catalogue.values(), key=lambda r: r.id != first)
-        self.cache.preload(
-            (region, sources[0]) for region in regions if (sources := available_sources(region))
-        )
+        self.cache.preload(preload_order(self.catalogue, first))
 
     @guarded
     def show_landing(self) -> None:
@@ -398,27 +396,6 @@ class App:
         shown = self.panel.analysis
         self.panel.downloads.value = "<i>Writing the files...</i>"
         self.panel.downloads.value = panel.download_links(shown.result, shown.region, shown.source)
-
-    @guarded
-    def apply(self, request: Request) -> None:
-        """Show what a page asks for, reusing the open map when only the period or layers differ."""
-        sel = self.state.selection
-        same = (
-            self.panel is not None
-            and request.region == sel.region
-            and request.source in (None, sel.source)
-        )
-        if not same:
-            self.start(request)
-            return
-        assert self.panel is not None
-        if request.period is not None:
-            self.state.choose_period(request.period)
-            self.panel.period.value = request.period
-        if request.layers is not None:
-            for key, box in self.panel.toggles.items():
-                box.value = key in request.layers
-        self.panel.redraw()
 
     @guarded
     def start(self, request: Request) -> None:
