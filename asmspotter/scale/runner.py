@@ -33,9 +33,12 @@ from asmspotter.scale.composites import (
 )
 from asmspotter.scale.detection import DetectJob, DetectSettings, detect_tile
 from asmspotter.scale.grid import RasterGrid, TileGrid, default_tile_size
-from asmspotter.scale.merge import MergeJob, merge_detection
+from asmspotter.scale.merge import MergeJob, merge_detection, mosaic_detection
 from asmspotter.scale.polygons import PolygonsJob, vectorise_tile
 from asmspotter.scale.records import TileRecord, TileStage
+
+#: Dask priority of the period tasks (mosaics, merge) over the tile tasks (0).
+PERIOD_PRIORITY = 10
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -92,6 +95,7 @@ class _Period:
     grid: TileGrid
     tiles: list[Future]
     composite: Future
+    rasters: list[Future]
     detection: Future
 
 
@@ -168,7 +172,7 @@ def run_tiles(
         plan = plan_composite(region, period, bands=card.bands, level=card.level)
         grid = TileGrid(_raster_grid(plan), size, card.tile_size, card.tile_overlap)
         submitted.append(_submit(client, plan, grid, settings, refresh, token))
-    rest = [f for p in submitted for f in (p.composite, p.detection)]
+    rest = [f for p in submitted for f in (p.composite, *p.rasters, p.detection)]
     records = _gather(client, [f for p in submitted for f in p.tiles], rest, progress, reporter)
     composites = tuple(p.composite.result() for p in submitted)
     detections = tuple(p.detection.result() for p in submitted)
@@ -248,8 +252,14 @@ def _submit(
         layout.composite_files(region, period),
         refresh,
     )
+    # the period tasks go first once their inputs are there: while one worker mosaics,
+    # the others go on with the tiles, and no long task is left for the end
     composite = client.submit(
-        mosaic_composite, cjob, *comps.values(), key=key("mosaic", "composite")
+        mosaic_composite,
+        cjob,
+        *comps.values(),
+        key=key("mosaic", "composite"),
+        priority=PERIOD_PRIORITY,
     )
     mjob = MergeJob(
         region,
@@ -262,11 +272,28 @@ def _submit(
         settings,
         refresh,
     )
+    rasters = [
+        client.submit(
+            mosaic_detection,
+            mjob,
+            name,
+            *dets.values(),
+            key=key("merge", name),
+            priority=PERIOD_PRIORITY,
+        )
+        for name in ("probability", "mask")
+    ]
     detection = client.submit(
-        merge_detection, mjob, *dets.values(), *polys.values(), key=key("merge", "detection")
+        merge_detection,
+        mjob,
+        rasters,
+        *dets.values(),
+        *polys.values(),
+        key=key("merge", "detection"),
+        priority=PERIOD_PRIORITY,
     )
     tiles = [*comps.values(), *dets.values(), *polys.values()]
-    return _Period(grid, tiles, composite, detection)
+    return _Period(grid, tiles, composite, rasters, detection)
 
 
 def _gather(
