@@ -30,8 +30,9 @@ from asmspotter.scale.grid import PixelBox, RasterGrid
 GDAL_CACHE_MB = 128
 #: Block side (px) of the mosaic COGs, as the single-process COGs have.
 COG_BLOCK = 256
-#: How a mosaic's overviews coarser than a tile's coarsest are resampled from that one.
-OVERVIEW_RESAMPLING = "average"
+#: How tiles are resampled into a mosaic's overviews when theirs do not line up (coarser
+#: levels than a tile's coarsest; GDAL's rounding of sizes): as the COG driver resamples.
+OVERVIEW_RESAMPLING = "cubic"
 
 _GDAL_TYPES = {
     "uint8": "Byte",

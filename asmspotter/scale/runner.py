@@ -2,12 +2,14 @@
 
 :func:`run_tiles` submits, for every period and every tile of the region's grid
 (:class:`~asmspotter.scale.grid.TileGrid`), a composite task, a detection task (after the
-composites of the tiles its window reads) and a vectorising task, then per period a task
-assembling the composite and one writing the detection (polygons merged across tile
-borders, mosaic COGs, ``detection.json``). Dask runs them on whatever cluster the client is
-connected to, as soon as their inputs are ready; lost workers' tasks are run again
-elsewhere. Tiles already made with the same inputs and settings are found and not made
-again (:mod:`asmspotter.scale.records`). :func:`run_tiled` does the same on the cluster a
+composites of the tiles its window reads) and a vectorising task, then per period the tasks
+assembling its outputs (:mod:`asmspotter.scale.merge`): the composite's mosaic COG, the
+probability and mask COGs, the polygons merged across tile borders, and ``detection.json``
+last. Dask runs them on whatever cluster the client is connected to, as soon as their
+inputs are ready, the period tasks before any waiting tile task (so that a worker mosaics
+while others go on with the tiles); lost workers' tasks are run again elsewhere. Tiles
+already made with the same inputs and settings are found and not made again
+(:mod:`asmspotter.scale.records`). :func:`run_tiled` does the same on the cluster a
 :class:`~asmspotter.scale.cluster.ClusterSpec` names.
 """
 
@@ -33,7 +35,12 @@ from asmspotter.scale.composites import (
 )
 from asmspotter.scale.detection import DetectJob, DetectSettings, detect_tile
 from asmspotter.scale.grid import RasterGrid, TileGrid, default_tile_size
-from asmspotter.scale.merge import MergeJob, merge_detection, mosaic_detection
+from asmspotter.scale.merge import (
+    MergeJob,
+    merge_detection,
+    merge_tile_polygons,
+    mosaic_detection,
+)
 from asmspotter.scale.polygons import PolygonsJob, vectorise_tile
 from asmspotter.scale.records import TileRecord, TileStage
 
@@ -90,12 +97,16 @@ class TiledRun:
 
 @dataclass(frozen=True)
 class _Period:
-    """The futures of one period's tasks."""
+    """The futures of one period's tasks.
+
+    Its tiles', the composite's mosaic, the tasks writing the detection's files, and the one
+    writing ``detection.json`` (last).
+    """
 
     grid: TileGrid
     tiles: list[Future]
     composite: Future
-    rasters: list[Future]
+    merges: list[Future]
     detection: Future
 
 
@@ -172,7 +183,7 @@ def run_tiles(
         plan = plan_composite(region, period, bands=card.bands, level=card.level)
         grid = TileGrid(_raster_grid(plan), size, card.tile_size, card.tile_overlap)
         submitted.append(_submit(client, plan, grid, settings, refresh, token))
-    rest = [f for p in submitted for f in (p.composite, *p.rasters, p.detection)]
+    rest = [f for p in submitted for f in (p.composite, *p.merges, p.detection)]
     records = _gather(client, [f for p in submitted for f in p.tiles], rest, progress, reporter)
     composites = tuple(p.composite.result() for p in submitted)
     detections = tuple(p.detection.result() for p in submitted)
@@ -283,17 +294,21 @@ def _submit(
         )
         for name in ("probability", "mask")
     ]
+    records = [*dets.values(), *polys.values()]
+    merged = client.submit(
+        merge_tile_polygons, mjob, *records, key=key("merge", "polygons"), priority=PERIOD_PRIORITY
+    )
     detection = client.submit(
         merge_detection,
         mjob,
+        merged,
         rasters,
-        *dets.values(),
-        *polys.values(),
+        *records,
         key=key("merge", "detection"),
         priority=PERIOD_PRIORITY,
     )
     tiles = [*comps.values(), *dets.values(), *polys.values()]
-    return _Period(grid, tiles, composite, rasters, detection)
+    return _Period(grid, tiles, composite, [*rasters, merged], detection)
 
 
 def _gather(
