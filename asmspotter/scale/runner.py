@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -283,32 +283,44 @@ def _submit(
         settings,
         refresh,
     )
+    merges, detection = _submit_merge(client, mjob, list(dets.values()), list(polys.values()), key)
+    tiles = [*comps.values(), *dets.values(), *polys.values()]
+    return _Period(grid, tiles, composite, merges, detection)
+
+
+def _submit_merge(
+    client: Client,
+    job: MergeJob,
+    dets: list[Future],
+    polys: list[Future],
+    key: Callable[[str, str], str],
+) -> tuple[list[Future], Future]:
+    """Submit the tasks writing a period's detection; return them and the last one's future.
+
+    The probability and mask COGs start when every tile is detected, the polygons when
+    every tile is vectorised, each on whichever worker is free, and ``detection.json``
+    after the three.
+    """
     rasters = [
         client.submit(
-            mosaic_detection,
-            mjob,
-            name,
-            *dets.values(),
-            key=key("merge", name),
-            priority=PERIOD_PRIORITY,
+            mosaic_detection, job, name, *dets, key=key("merge", name), priority=PERIOD_PRIORITY
         )
         for name in ("probability", "mask")
     ]
-    records = [*dets.values(), *polys.values()]
+    records = [*dets, *polys]
     merged = client.submit(
-        merge_tile_polygons, mjob, *records, key=key("merge", "polygons"), priority=PERIOD_PRIORITY
+        merge_tile_polygons, job, *records, key=key("merge", "polygons"), priority=PERIOD_PRIORITY
     )
     detection = client.submit(
         merge_detection,
-        mjob,
+        job,
         merged,
         rasters,
         *records,
         key=key("merge", "detection"),
         priority=PERIOD_PRIORITY,
     )
-    tiles = [*comps.values(), *dets.values(), *polys.values()]
-    return _Period(grid, tiles, composite, [*rasters, merged], detection)
+    return [*rasters, merged], detection
 
 
 def _gather(
