@@ -204,7 +204,7 @@ class MosaicFiles:
 
     @staticmethod
     def overview(vrt: Path, factor: int) -> Path:
-        """The overview of a mosaic ``vrt`` at 1/``factor`` of its resolution (a VRT beside it)."""
+        """Return the overview of a mosaic ``vrt`` at 1/``factor`` (a VRT beside it)."""
         return vrt.with_name(f"{vrt.stem}.x{factor}{vrt.suffix}")
 
 
