@@ -23,19 +23,18 @@ extrapolated time of the whole department per period on this machine.
 
 The detector: by default the tiny bright-sediment detector of :mod:`asmspotter.scale.synthetic`
 with 512 px tiles and a 64 px overlap (the shipped model's tiling until issue 19), so that the
-table fits in about
-20 minutes on an idle 2-core machine; ``--model shipped`` runs the shipped model (with its
-card's views, or ``--tta``). With the tiny detector the benchmark first calibrates: on one
-worker it detects a 1/1024 region (one tile) with the tiny detector, the shipped model with
-one view and with its card's views, and the extrapolation adds the shipped model's extra
-detection CPU time per km² (times the halo's measured cost) to the measured rate.
+table fits in about 7 minutes on an idle 2-core machine; ``--model shipped`` runs the shipped
+model (with its card's views, or ``--tta``). With the tiny detector the benchmark first
+calibrates: on one worker it detects a 1/1024 region (one tile) with the tiny detector, the
+shipped model with one view and with its card's views, and the extrapolation adds the shipped
+model's extra detection CPU time per km² (times the halo's measured cost) to the measured rate.
 
 The default plan skips the single most expensive run, one worker at the largest size (the
-speed-up is judged at the other sizes); ``--full`` adds it (an estimated 13 more minutes).
+speed-up is judged at the other sizes); ``--full`` adds it (an estimated 5 more minutes).
 
 Usage::
 
-    .venv/bin/python benchmarks/end_to_end.py                # the table, est. 15-20 min idle
+    .venv/bin/python benchmarks/end_to_end.py                # the table, est. 7 min idle
     .venv/bin/python benchmarks/end_to_end.py --sizes 1024 --workers 1 --no-calibrate  # smoke
         [--sizes 64 16 4] [--workers 1 2] [--full] [--tile-size 1344] [--model shipped]
         [--tta none] [--density 0.5] [--json rows.json] [--markdown table.md]
