@@ -24,7 +24,8 @@ tiles         tiled (Dask) runs, per tile of a grid: ``cache/<region>/<period>/t
               <tile>/composite.tif`` + ``composite.json``; ``reports/<region>/<period>/tiles/
               <grid>/<tile>/mining_probability.tif``, ``mining_mask.tif``, ``detection.json``,
               ``mining.gpkg``, ``polygons.json``; the mosaics ``composite.vrt`` and
-              ``mining_probability.vrt``, ``mining_mask.vrt`` in the ``<grid>`` folders
+              ``mining_probability.vrt``, ``mining_mask.vrt`` in the ``<grid>`` folders,
+              with their overviews (``composite.x2.vrt``, ``composite.x4.vrt``, ...)
 ============  ==========================================================================
 
 Files written to folders the user names: a model (:class:`ModelFiles`: ``<name>.pt``,
@@ -200,6 +201,11 @@ class MosaicFiles:
     def mask(self) -> Path:
         """The mask tiles as one raster."""
         return self.detection_folder / "mining_mask.vrt"
+
+    @staticmethod
+    def overview(vrt: Path, factor: int) -> Path:
+        """Return the overview of a mosaic ``vrt`` at 1/``factor`` (a VRT beside it)."""
+        return vrt.with_name(f"{vrt.stem}.x{factor}{vrt.suffix}")
 
 
 @dataclass(frozen=True)

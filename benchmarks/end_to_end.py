@@ -10,8 +10,11 @@ starts. It prints, per run:
 
 - wall seconds and overall km²/s;
 - per stage, km² per task-second (the stage's area over the seconds its tasks computed, from
-  Dask's task stream, summed over tasks: one worker thread's throughput); the mosaic and the
-  merge are one task per period, given in seconds;
+  Dask's task stream, summed over tasks: one worker thread's throughput); the period tasks
+  in seconds: the composite's mosaic (one task), the merge (the probability and mask COGs,
+  one task each, and the polygons with ``detection.json``, one task);
+- the tail: seconds from the end of the last tile task to the end of the run, when only
+  period tasks are left (one thread's work that other workers cannot share);
 - peak RSS per worker (the largest worker's ``ru_maxrss``), which the tile size must bound;
 
 then the verdicts against the issue's targets (time linear in area within 15 %, 2 workers
@@ -20,21 +23,20 @@ extrapolated time of the whole department per period on this machine.
 
 The detector: by default the tiny bright-sediment detector of :mod:`asmspotter.scale.synthetic`
 with 512 px tiles and a 64 px overlap (the shipped model's tiling until issue 19), so that the
-table fits in about
-20 minutes on an idle 2-core machine; ``--model shipped`` runs the shipped model (with its
-card's views, or ``--tta``). With the tiny detector the benchmark first calibrates: on one
-worker it detects a 1/1024 region (one tile) with the tiny detector, the shipped model with
-one view and with its card's views, and the extrapolation adds the shipped model's extra
-detection CPU time per km² (times the halo's measured cost) to the measured rate.
+table fits in about 7 minutes on an idle 2-core machine; ``--model shipped`` runs the shipped
+model (with its card's views, or ``--tta``). With the tiny detector the benchmark first
+calibrates: on one worker it detects a 1/1024 region (one tile) with the tiny detector, the
+shipped model with one view and with its card's views, and the extrapolation adds the shipped
+model's extra detection CPU time per km² (times the halo's measured cost) to the measured rate.
 
 The default plan skips the single most expensive run, one worker at the largest size (the
-speed-up is judged at the other sizes); ``--full`` adds it (an estimated 13 more minutes).
+speed-up is judged at the other sizes); ``--full`` adds it (an estimated 5 more minutes).
 
 Usage::
 
-    .venv/bin/python benchmarks/end_to_end.py                # the table, est. 15-20 min idle
+    .venv/bin/python benchmarks/end_to_end.py                # the table, est. 7 min idle
     .venv/bin/python benchmarks/end_to_end.py --sizes 1024 --workers 1 --no-calibrate  # smoke
-        [--sizes 64 16 4] [--workers 1 2] [--full] [--tile-size 1792] [--model shipped]
+        [--sizes 64 16 4] [--workers 1 2] [--full] [--tile-size 1344] [--model shipped]
         [--tta none] [--density 0.5] [--json rows.json] [--markdown table.md]
 
 ``--sizes 64`` means 1/64 of Madre de Dios. Not a test: run it on an idle machine; it prints
@@ -66,6 +68,11 @@ TILE_STAGES = ("composite", "detect", "polygons")
 PERIOD_STAGES = ("mosaic", "merge")
 #: The issue's targets.
 LINEAR_TOL, SPEEDUP_MIN, MEMORY_MAX = 0.15, 1.6, 1.2
+#: Tile core side with the tiny detector (3 strides of its 512 px tiles, 64 px overlap). 1/64,
+#: 1/16 and 1/4 are then 3 x 3, 6 x 6 and 11 x 11 tiles: every size has interior tiles, and
+#: the halo makes 1.56x, 1.67x and 1.70x the detection work of the cores (within 9 %), where
+#: 1792 px tiles made 1.27x, 1.53x and 1.54x (1/64 a 2 x 2 grid without interior tiles).
+BRIGHT_TILE_PX = 1344
 #: The calibration region (one tile).
 CALIBRATION_FRACTION = 1024
 
@@ -163,7 +170,11 @@ def _cluster(workers: int) -> Iterator[Any]:
 def _timed_run(
     client: Any, syn: Any, folder: Path, card: Path | None, bench: Bench, views: str | None
 ) -> tuple[Any, float, dict[str, float]]:
-    """One tiled run into ``folder``: (the run, wall seconds, task seconds per stage)."""
+    """One tiled run into ``folder``: (the run, wall seconds, task seconds per stage).
+
+    The stages' seconds also hold ``tail``: the seconds between the end of the last tile
+    task and the end of the run (what the period tasks leave to do when no tile is left).
+    """
     from distributed import get_task_stream
 
     from asmspotter.scale.runner import run_tiles
@@ -181,14 +192,17 @@ def _timed_run(
             views=views,
             progress=False,
         )
-        wall = time.perf_counter() - t0
+        wall, end = time.perf_counter() - t0, time.time()
     seconds = dict.fromkeys((*TILE_STAGES, *PERIOD_STAGES), 0.0)
+    last_tile = 0.0
     for task in stream.data:
         stage = str(task["key"]).split("-")[0]
+        computed = [s for s in task["startstops"] if s["action"] == "compute"]
         if stage in seconds:
-            seconds[stage] += sum(
-                s["stop"] - s["start"] for s in task["startstops"] if s["action"] == "compute"
-            )
+            seconds[stage] += sum(s["stop"] - s["start"] for s in computed)
+        if stage in TILE_STAGES:
+            last_tile = max([last_tile, *(s["stop"] for s in computed)])
+    seconds["tail"] = max(0.0, end - last_tile) if last_tile else 0.0
     shutil.rmtree(folder, ignore_errors=True)
     return run, wall, seconds
 
@@ -280,6 +294,7 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
         "polygons km²/s",
         "mosaic s",
         "merge s",
+        "tail s",
         "detect CPU s",
         "mosaic+merge CPU s",
         "peak RSS/worker MiB",
@@ -300,6 +315,7 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
             k["polygons"],
             t["mosaic"],
             t["merge"],
+            t.get("tail", "-"),
             r["cpu_s"]["detect"],
             r["cpu_s"]["period tasks"],
             f"{r['peak_rss_mib']:,}",
@@ -406,8 +422,8 @@ def _args() -> argparse.Namespace:
     p.add_argument(
         "--tile-size",
         type=int,
-        help="tile core side (px; default 1792 for the tiny detector, else twice the model's "
-        "detector stride)",
+        help=f"tile core side (px; default {BRIGHT_TILE_PX} for the tiny detector, else twice "
+        "the model's detector stride)",
     )
     p.add_argument(
         "--model",
@@ -438,7 +454,8 @@ def main() -> None:
         from asmspotter.detect.card import load_card
 
         shipped = load_card(card)[0] if args.model != "bright" else None
-        args.tile_size = 1792 if shipped is None else 2 * (shipped.tile_size - shipped.tile_overlap)
+        stride = None if shipped is None else shipped.tile_size - shipped.tile_overlap
+        args.tile_size = BRIGHT_TILE_PX if stride is None else 2 * stride
     bench = Bench(args.tile_size, card, args.model, args.tta, args.density, base)
     plan = _plan(args.sizes, args.workers, args.full)
     print(f"# machine: {machine}; plan: {plan}", flush=True)

@@ -2,12 +2,14 @@
 
 :func:`run_tiles` submits, for every period and every tile of the region's grid
 (:class:`~asmspotter.scale.grid.TileGrid`), a composite task, a detection task (after the
-composites of the tiles its window reads) and a vectorising task, then per period a task
-assembling the composite and one writing the detection (polygons merged across tile
-borders, mosaic COGs, ``detection.json``). Dask runs them on whatever cluster the client is
-connected to, as soon as their inputs are ready; lost workers' tasks are run again
-elsewhere. Tiles already made with the same inputs and settings are found and not made
-again (:mod:`asmspotter.scale.records`). :func:`run_tiled` does the same on the cluster a
+composites of the tiles its window reads) and a vectorising task, then per period the tasks
+assembling its outputs (:mod:`asmspotter.scale.merge`): the composite's mosaic COG, the
+probability and mask COGs, the polygons merged across tile borders, and ``detection.json``
+last. Dask runs them on whatever cluster the client is connected to, as soon as their
+inputs are ready, the period tasks before any waiting tile task (so that a worker mosaics
+while others go on with the tiles); lost workers' tasks are run again elsewhere. Tiles
+already made with the same inputs and settings are found and not made again
+(:mod:`asmspotter.scale.records`). :func:`run_tiled` does the same on the cluster a
 :class:`~asmspotter.scale.cluster.ClusterSpec` names.
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -33,9 +35,17 @@ from asmspotter.scale.composites import (
 )
 from asmspotter.scale.detection import DetectJob, DetectSettings, detect_tile
 from asmspotter.scale.grid import RasterGrid, TileGrid, default_tile_size
-from asmspotter.scale.merge import MergeJob, merge_detection
+from asmspotter.scale.merge import (
+    MergeJob,
+    merge_detection,
+    merge_tile_polygons,
+    mosaic_detection,
+)
 from asmspotter.scale.polygons import PolygonsJob, vectorise_tile
 from asmspotter.scale.records import TileRecord, TileStage
+
+#: Dask priority of the period tasks (mosaics, merge) over the tile tasks (0).
+PERIOD_PRIORITY = 10
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -87,11 +97,16 @@ class TiledRun:
 
 @dataclass(frozen=True)
 class _Period:
-    """The futures of one period's tasks."""
+    """The futures of one period's tasks.
+
+    Its tiles', the composite's mosaic, the tasks writing the detection's files, and the one
+    writing ``detection.json`` (last).
+    """
 
     grid: TileGrid
     tiles: list[Future]
     composite: Future
+    merges: list[Future]
     detection: Future
 
 
@@ -168,7 +183,7 @@ def run_tiles(
         plan = plan_composite(region, period, bands=card.bands, level=card.level)
         grid = TileGrid(_raster_grid(plan), size, card.tile_size, card.tile_overlap)
         submitted.append(_submit(client, plan, grid, settings, refresh, token))
-    rest = [f for p in submitted for f in (p.composite, p.detection)]
+    rest = [f for p in submitted for f in (p.composite, *p.merges, p.detection)]
     records = _gather(client, [f for p in submitted for f in p.tiles], rest, progress, reporter)
     composites = tuple(p.composite.result() for p in submitted)
     detections = tuple(p.detection.result() for p in submitted)
@@ -248,8 +263,14 @@ def _submit(
         layout.composite_files(region, period),
         refresh,
     )
+    # the period tasks go first once their inputs are there: while one worker mosaics,
+    # the others go on with the tiles, and no long task is left for the end
     composite = client.submit(
-        mosaic_composite, cjob, *comps.values(), key=key("mosaic", "composite")
+        mosaic_composite,
+        cjob,
+        *comps.values(),
+        key=key("mosaic", "composite"),
+        priority=PERIOD_PRIORITY,
     )
     mjob = MergeJob(
         region,
@@ -262,11 +283,44 @@ def _submit(
         settings,
         refresh,
     )
-    detection = client.submit(
-        merge_detection, mjob, *dets.values(), *polys.values(), key=key("merge", "detection")
-    )
+    merges, detection = _submit_merge(client, mjob, list(dets.values()), list(polys.values()), key)
     tiles = [*comps.values(), *dets.values(), *polys.values()]
-    return _Period(grid, tiles, composite, detection)
+    return _Period(grid, tiles, composite, merges, detection)
+
+
+def _submit_merge(
+    client: Client,
+    job: MergeJob,
+    dets: list[Future],
+    polys: list[Future],
+    key: Callable[[str, str], str],
+) -> tuple[list[Future], Future]:
+    """Submit the tasks writing a period's detection; return them and the last one's future.
+
+    The probability and mask COGs start when every tile is detected, the polygons when
+    every tile is vectorised, each on whichever worker is free, and ``detection.json``
+    after the three.
+    """
+    rasters = [
+        client.submit(
+            mosaic_detection, job, name, *dets, key=key("merge", name), priority=PERIOD_PRIORITY
+        )
+        for name in ("probability", "mask")
+    ]
+    records = [*dets, *polys]
+    merged = client.submit(
+        merge_tile_polygons, job, *records, key=key("merge", "polygons"), priority=PERIOD_PRIORITY
+    )
+    detection = client.submit(
+        merge_detection,
+        job,
+        merged,
+        rasters,
+        *records,
+        key=key("merge", "detection"),
+        priority=PERIOD_PRIORITY,
+    )
+    return [*rasters, merged], detection
 
 
 def _gather(
