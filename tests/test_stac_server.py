@@ -198,7 +198,10 @@ def test_a_server_on_an_earlier_servers_port_is_not_read_from_gdals_cache(
     tmp_path: Path, scenes: SyntheticScenes
 ) -> None:
     # two servers, one after the other on the same port, serving different rasters under
-    # the same file name: GDAL must read the second server's file, not the first one's
+    # the same file name: GDAL must read the second server's file, not the first one's,
+    # also with a second copy of GDAL in the process (pyogrio's, as in a whole test run)
+    import pyogrio  # noqa: F401
+
     name = scenes.scenes[0].files["red"].name
     values = []
     port = 0

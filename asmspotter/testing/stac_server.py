@@ -67,9 +67,8 @@ BLOB_DOMAIN = ".blob.core.windows.net"
 PROXY_ENV = "GDAL_HTTP_PROXY"
 
 
-@functools.cache
-def _gdal_library() -> ctypes.CDLL | None:
-    """Return the GDAL library that rasterio loaded into this process, if it can be found."""
+def _gdal_libraries() -> list[ctypes.CDLL]:
+    """Return every GDAL library loaded into this process (rasterio, pyogrio: one each)."""
     import rasterio  # noqa: F401  (loads GDAL)
 
     try:
@@ -78,29 +77,35 @@ def _gdal_library() -> ctypes.CDLL | None:
     except OSError:  # not Linux
         found = ctypes.util.find_library("gdal")
         paths = {found} if found else set()
+    libraries = []
     for path in sorted(paths):
         try:
-            return ctypes.CDLL(path)
+            libraries.append(_open_library(path))
         except OSError:
             continue
-    return None
+    return libraries
 
 
-def forget_gdal_reads() -> bool:
+@functools.cache
+def _open_library(path: str) -> ctypes.CDLL:
+    return ctypes.CDLL(path)
+
+
+def forget_gdal_reads() -> int:
     """Drop everything GDAL's ``/vsicurl/`` cached in this process.
 
-    (GDAL 3.10's ``VSICurlPartialClearCache`` keeps the cached file contents of a URL prefix,
-    so the whole cache goes.)
+    Each copy of GDAL in the process (the wheels of rasterio and pyogrio bring their own)
+    has its own cache; all are emptied. (GDAL 3.10's ``VSICurlPartialClearCache`` keeps the
+    cached file contents of a URL prefix, so the whole cache goes.)
 
     Returns:
-        Whether GDAL's library was found and its cache cleared.
+        How many GDAL libraries were found and emptied.
 
     """
-    gdal = _gdal_library()
-    if gdal is None:
-        return False
-    gdal.VSICurlClearCache()
-    return True
+    libraries = _gdal_libraries()
+    for gdal in libraries:
+        gdal.VSICurlClearCache()
+    return len(libraries)
 
 
 @dataclass(frozen=True)
