@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import ipyleaflet
 import ipywidgets as widgets
@@ -29,6 +29,37 @@ log = logging.getLogger(__name__)
 BASEMAP_NAME = "OpenStreetMap"
 #: Credit shown with the satellite image (the Copernicus licence asks for it).
 IMAGE_CREDIT = "Contains modified Copernicus Sentinel data"
+
+
+class SharedStyleGeoJSON(ipyleaflet.GeoJSON):  # type: ignore[misc]
+    """A GeoJSON layer whose ``style`` is sent once for the layer, not copied into each feature.
+
+    ipyleaflet's layer copies its ``style`` into every feature's properties before sending
+    them; the browser applies the layer's ``style`` to every feature by itself, so the copy
+    only adds bytes to the page.
+    """
+
+    def _get_data(self) -> display.FeatureCollection:
+        return cast(display.FeatureCollection, self.data)
+
+
+def layer_style(data: display.FeatureCollection) -> dict[str, Any]:
+    """Return the style the features of a collection share (empty when it has none)."""
+    features = data["features"]
+    return dict(features[0]["properties"].get("style", {})) if features else {}
+
+
+def browser_copy(data: display.FeatureCollection) -> display.FeatureCollection:
+    """Return what the browser gets of a collection: each feature's geometry and index.
+
+    A click reports the feature's index, and the server shows its own copy of that
+    feature's properties (period, area, name), so none of them needs to be sent.
+    """
+    features = [
+        {"type": "Feature", "id": i, "properties": {}, "geometry": f["geometry"]}
+        for i, f in enumerate(data["features"])
+    ]
+    return {"type": "FeatureCollection", "features": features}
 
 
 class RegionMap:
@@ -91,10 +122,8 @@ class RegionMap:
         return tuple(self.overlay_layers)
 
     def _geojson(self, data: display.FeatureCollection, name: str) -> ipyleaflet.GeoJSON:
-        layer = ipyleaflet.GeoJSON(data=data, name=name)
         rows = [f["properties"] for f in data["features"]]
-        for i, feature in enumerate(data["features"]):
-            feature["id"] = i
+        layer = SharedStyleGeoJSON(data=browser_copy(data), style=layer_style(data), name=name)
 
         def on_click(**event: Any) -> None:
             self._show_feature(rows, event)
