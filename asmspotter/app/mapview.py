@@ -31,7 +31,7 @@ BASEMAP_NAME = "OpenStreetMap"
 IMAGE_CREDIT = "Contains modified Copernicus Sentinel data"
 
 
-class SharedStyleGeoJSON(ipyleaflet.GeoJSON):  # type: ignore[misc]
+class SharedStyleGeoJSON(ipyleaflet.GeoJSON):
     """A GeoJSON layer whose ``style`` is sent once for the layer, not copied into each feature.
 
     ipyleaflet's layer copies its ``style`` into every feature's properties before sending
