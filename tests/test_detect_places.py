@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from asmspotter.detect.card import ModelCard, load_card, sha256_of
+from asmspotter.detect.card import load_card, sha256_of
 from asmspotter.detect.chips import read_galleries, stack_galleries
 from asmspotter.detect.crossval import bootstrap_intervals, cross_validate
 from asmspotter.detect.model import (
@@ -19,7 +19,6 @@ from asmspotter.detect.model import (
     extend_input,
     extended_config,
     load_weights,
-    save_weights,
 )
 from asmspotter.detect.places import (
     assign_place_folds,
@@ -30,10 +29,10 @@ from asmspotter.detect.places import (
     write_held_out_galleries,
 )
 from asmspotter.detect.recipe import TrainConfig, config_with, read_recipe
-from asmspotter.detect.synthetic import multiband_chip
+from asmspotter.detect.synthetic import multiband_chip, write_untrained_model
 from asmspotter.detect.train import load_split
 from asmspotter.errors import DataError, InputError
-from asmspotter.layout import CHIP_PLACES_NAME, ModelFiles
+from asmspotter.layout import CHIP_PLACES_NAME
 
 SIX = ("blue", "green", "red", "nir", "swir16", "swir22")
 #: Sites per kind: (gallery stems, chip kind, label); the two non-mining galleries are the
@@ -74,16 +73,8 @@ def place_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_rgb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A seeded, untrained tiny RGB model with its card (a starting point for warm starts)."""
-    d = tmp_path_factory.mktemp("rgbmodel")
-    torch.manual_seed(3)
-    net = build_model(ModelConfig(widths=(8, 8, 8, 8), version=1))
-    files = ModelFiles(d, "tiny-rgb")
-    save_weights(net, files.weights)
-    card = ModelCard(
-        "tiny-rgb", files.weights.name, sha256_of(files.weights), net.bands, 0.5, 0.5, 0.5
-    )
-    files.card.write_text(json.dumps(card.to_dict()))
-    return files.card
+    config = ModelConfig(widths=(8, 8, 8, 8), version=1)
+    return write_untrained_model(tmp_path_factory.mktemp("rgbmodel"), "tiny-rgb", config, seed=3)
 
 
 def _recipe(**kw: object) -> TrainConfig:

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from asmspotter.detect.card import ModelCard, sha256_of
 from asmspotter.detect.chips import ChipArrays
 from asmspotter.detect.model import (
     TRAINABLE_BLOCKS,
@@ -22,10 +21,9 @@ from asmspotter.detect.model import (
     save_weights,
 )
 from asmspotter.detect.recipe import TrainConfig, config_with, initial_network, model_config_for
-from asmspotter.detect.synthetic import multiband_chip
+from asmspotter.detect.synthetic import multiband_chip, write_untrained_model
 from asmspotter.detect.train import fit
 from asmspotter.errors import InputError
-from asmspotter.layout import ModelFiles
 
 SIX = ("blue", "green", "red", "nir", "swir16", "swir22")
 
@@ -92,16 +90,8 @@ def test_recipe_options_are_checked() -> None:
 @pytest.fixture(scope="module")
 def tiny_rgb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A seeded, untrained tiny RGB model with its card (the start of warm starts)."""
-    d = tmp_path_factory.mktemp("rgbstart")
-    torch.manual_seed(3)
-    net = build_model(ModelConfig(widths=(8, 8, 8, 8), version=3))
-    files = ModelFiles(d, "tiny-rgb")
-    save_weights(net, files.weights)
-    card = ModelCard(
-        "tiny-rgb", files.weights.name, sha256_of(files.weights), net.bands, 0.5, 0.5, 0.5
-    )
-    files.card.write_text(json.dumps(card.to_dict()))
-    return files.card
+    config = ModelConfig(widths=(8, 8, 8, 8), version=3)
+    return write_untrained_model(tmp_path_factory.mktemp("rgbstart"), "tiny-rgb", config, seed=3)
 
 
 def _chips(n: int, seed: int) -> ChipArrays:

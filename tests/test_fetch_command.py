@@ -89,16 +89,13 @@ def _loopback_catalogue(
 
 def _red_nir_model(folder: Path) -> Path:
     """Write the weights and card of an untrained network on red and nir; return the card."""
-    from asmspotter.detect.card import ModelCard, sha256_of
-    from asmspotter.detect.model import ModelConfig, build_model, save_weights
-    from asmspotter.geoio import write_json
+    from asmspotter.detect.model import ModelConfig
+    from asmspotter.detect.synthetic import write_untrained_model
 
     config = ModelConfig(
         bands=("red", "nir"), widths=(4, 4, 4, 4), mean=(0.05, 0.3), std=(0.03, 0.1)
     )
-    weights = save_weights(build_model(config), folder / "red-nir.pt")
-    card = ModelCard("red-nir", weights.name, sha256_of(weights), ("red", "nir"), 0.5, 0.5, 0.5)
-    return write_json(folder / "red-nir.card.json", card.to_dict())
+    return write_untrained_model(folder, "red-nir", config)
 
 
 def test_fetch_and_run_get_the_bands_of_the_model(
@@ -203,16 +200,11 @@ SIX = ("blue", "green", "red", "nir", "swir16", "swir22")
 
 def _l1c_six_band_model(folder: Path) -> Path:
     """Write an untrained six-band network whose card says it reads Level-1C; return the card."""
-    from asmspotter.detect.card import ModelCard, sha256_of
-    from asmspotter.detect.model import ModelConfig, build_model, save_weights
-    from asmspotter.geoio import write_json
+    from asmspotter.detect.model import ModelConfig
+    from asmspotter.detect.synthetic import write_untrained_model
 
     config = ModelConfig(bands=SIX, widths=(4, 4, 4, 4), mean=(0.1,) * 6, std=(0.1,) * 6)
-    weights = save_weights(build_model(config), folder / "six-l1c.pt")
-    card = ModelCard(
-        "six-l1c", weights.name, sha256_of(weights), SIX, 0.5, 0.5, 0.5, reflectance_max=1.0
-    )
-    return write_json(folder / "six-l1c.card.json", {**card.to_dict(), "level": "L1C"})
+    return write_untrained_model(folder, "six-l1c", config, reflectance_max=1.0, level="L1C")
 
 
 def _nir_error(composite: Path, truth: np.ndarray, scenes: object) -> float:

@@ -8,18 +8,24 @@
 - :func:`make_scene`: a forest-like RGB scene in reflectance with bright "mining" patches.
 - :func:`write_composite`: such a scene written as a composite COG (either radiometry),
   in a real UTM CRS, through :func:`asmspotter.geoio.write_cog`.
+- :func:`write_untrained_model`: a seeded, untrained network and its card, a model that
+  commands load by its card like a shipped one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from asmspotter.bands import DISPLAY_REFLECTANCE_MAX, L2A_BANDS, TRUE_COLOUR
 from asmspotter.detect.chips import CHIP_SIZE, write_gallery
-from asmspotter.layout import RADIOMETRY_TAG
+from asmspotter.layout import RADIOMETRY_TAG, ModelFiles
+
+if TYPE_CHECKING:
+    from asmspotter.detect.model import ModelConfig
 
 #: Surface reflectance per L2A band of rainforest, of bare sediment in mining workings, and of
 #: a look-alike (the sediment's visible colour, vegetation-like infrared).
@@ -204,3 +210,35 @@ def make_multiband_scene(
     ] = True
     scene = np.where(truth, spec["mining"], np.where(fake, spec["lookalike"], scene))
     return scene.astype(np.float32), truth
+
+
+def write_untrained_model(
+    folder: Path, name: str, config: ModelConfig, *, seed: int | None = None, **card: Any
+) -> Path:
+    """Write an untrained network of ``config`` and its card as ``<folder>/<name>.*``.
+
+    Args:
+        folder: where the weights and the card go (:class:`~asmspotter.layout.ModelFiles`).
+        name: the model's name.
+        config: the network's configuration (bands, widths, normalisation, version).
+        seed: torch's seed for the initial weights (None: torch's current state).
+        **card: other :class:`~asmspotter.detect.card.ModelCard` fields
+            (``reflectance_max``, ``level``, ...); the chip top-k fraction and both
+            thresholds are 0.5.
+
+    Returns:
+        The card's path.
+
+    """
+    import torch
+
+    from asmspotter.detect.card import ModelCard, sha256_of
+    from asmspotter.detect.model import build_model, save_weights
+    from asmspotter.geoio import write_json
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    files = ModelFiles(folder, name)
+    weights = save_weights(build_model(config), files.weights)
+    fields = ModelCard(name, weights.name, sha256_of(weights), config.bands, 0.5, 0.5, 0.5, **card)
+    return write_json(files.card, fields.to_dict())
