@@ -35,6 +35,7 @@ import psutil
 
 from asmspotter import paths
 from asmspotter.app.launch import (
+    OFFLINE_CHROMIUM_ARGS,
     AppProcess,
     choose_period,
     figure,
@@ -93,7 +94,9 @@ def measure_app(
     for run in range(runs):
         waited = app.wait_idle()
         since = time.time()
-        shown = open_offline(browser, app.url + "?region=madre-de-dios", ".asm-panel-numbers td")
+        shown = open_offline(
+            browser, app.url + "?region=madre-de-dios", ".asm-panel-numbers td", intercept=False
+        )
         page = shown.page
         page.wait_for_selector(f".asm-map path[fill='{colours['2021']}']", state="attached")
         interactive = shown.seconds + 0.0
@@ -157,7 +160,7 @@ def measure_floor(browser: object, workdir: Path) -> float:
     try:
         time.sleep(3)
         wait_idle(proc.pid)
-        shown = open_offline(browser, f"http://127.0.0.1:{port}/", ".floor")
+        shown = open_offline(browser, f"http://127.0.0.1:{port}/", ".floor", intercept=False)
         shown.page.close()
         return shown.seconds
     finally:
@@ -194,7 +197,7 @@ def main() -> int:
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp, sync_playwright() as pw:
         work = Path(tmp)
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=list(OFFLINE_CHROMIUM_ARGS))
         env = {paths.OUTPUT_ENV: str(work / "reports"), paths.CACHE_ENV: str(work / "cache")}
         with AppProcess(work / "server.log", env) as app:
             figures = measure_app(browser, app, args.runs, args.switches)

@@ -33,7 +33,8 @@ from rasterio.transform import Affine
 from asmspotter import layout, paths
 from asmspotter.analyse import analyse_region
 from asmspotter.app import display, panel
-from asmspotter.app.cache import BACKGROUND_NICE, warm_up
+from asmspotter.app.cache import warm_up
+from asmspotter.app.priority import BACKGROUND_NICE
 from asmspotter.app.raster import composite_image
 from asmspotter.app.source import detector_model
 from asmspotter.app.state import (

@@ -14,6 +14,8 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +35,13 @@ from asmspotter.app.launch import (
     choose_period,
     count_paths,
     figure,
+    kernels,
     open_offline,
+    page_kernel,
     toggle_layer,
 )
 from asmspotter.app.panel import format_ha
+from asmspotter.app.priority import BACKGROUND_NICE, SERVING_NICE, group_nice
 from asmspotter.catalogue import load_catalogue
 from asmspotter.cli import main
 from asmspotter.detect.synthetic import make_scene, write_composite
@@ -287,4 +292,30 @@ def test_refused_address_is_a_message(server: Server, chromium: Any) -> None:
     message = shown.page.inner_text(".asm-message")
     assert message.startswith("unknown region 'atlantis'; known regions: madre-de-dios")
     assert "Traceback" not in shown.page.inner_text("body")
+    shown.page.close()
+
+
+def test_kernels_wait_for_their_page_at_the_lowest_priority(server: Server, chromium: Any) -> None:
+    # each kernel runs in a session (scheduling group) of its own: nice values of its
+    # threads do not count against other sessions, the group's does (asmspotter.app.priority)
+    if group_nice() is None:
+        pytest.skip("this system has no scheduler autogroups (/proc/self/autogroup)")
+    assert server.app.process is not None
+    server.app.wait_idle()
+    waiting = kernels(server.app.process.pid)
+    assert waiting, "Voila keeps kernels started ahead of time"
+    for pid in waiting.values():
+        assert os.getsid(pid) == pid  # a session of its own
+    before = {kid: group_nice(pid) for kid, pid in waiting.items()}
+    shown = open_offline(chromium, server.url + "?region=madre-de-dios", ".asm-panel-numbers td")
+    serving = page_kernel(shown.page)
+    assert before[serving] == BACKGROUND_NICE  # it waited for its page at the lowest priority
+    assert group_nice(waiting[serving]) == SERVING_NICE  # and serves it at normal priority
+    # the kernel Voila starts to refill its pool waits at the lowest priority too
+    deadline = time.monotonic() + 120
+    while not (refill := set(kernels(server.app.process.pid)) - set(waiting)):
+        assert time.monotonic() < deadline, "Voila did not refill its pool"
+        time.sleep(0.5)
+    for kid in refill:
+        assert group_nice(kernels(server.app.process.pid)[kid]) == BACKGROUND_NICE
     shown.page.close()

@@ -131,6 +131,7 @@ def show_app(
 
     """
     from asmspotter.app.cache import RegionCache, warm_up
+    from asmspotter.app.priority import serve_at_normal_priority
     from asmspotter.errors import AsmSpotterError
 
     path = catalogue or os.environ.get(CATALOGUE_ENV) or None
@@ -139,6 +140,7 @@ def show_app(
     if os.environ.get(PREHEAT_ENV) == "True":
         cache, loading = warm_up(path, first)
     query = request_query()  # in a preheated kernel: waits for the page
+    serve_at_normal_priority()
     import ipywidgets as widgets
 
     from asmspotter.app.panel import esc

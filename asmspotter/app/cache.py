@@ -1,12 +1,12 @@
 """The regions' analyses and map shapes, loaded once per kernel, optionally ahead of time.
 
 A kernel that Voila starts before any page asks for it (a preheated kernel) does all its
-work ahead in one background thread at the lowest CPU priority (:func:`warm_up`): it
-imports the app's modules, reads the catalogue and loads every region while it waits for
-its page, so the page finds its region ready. Voila starts such a kernel again each time a
-page takes one; at the lowest priority that refill does not slow the pages being served on
-the same cores. A region the page asks for before its turn is loaded at once instead of
-waiting.
+work ahead in one background thread (:func:`warm_up`): it imports the app's modules, reads
+the catalogue and loads every region while it waits for its page, so the page finds its
+region ready. Voila starts such a kernel again each time a page takes one; that kernel
+runs at the lowest CPU priority until its own page arrives (:mod:`asmspotter.app.priority`),
+so the refill does not slow the pages being served on the same cores. A region the page
+asks for before its turn is loaded at once instead of waiting.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from asmspotter.app.priority import BACKGROUND_NICE, set_thread_nice
 from asmspotter.app.source import RegionAnalysis, available_sources, load_analysis
 from asmspotter.app.state import Source
 from asmspotter.catalogue import Catalogue, Region, load_catalogue
@@ -27,17 +28,6 @@ if TYPE_CHECKING:  # imported where used: importing this module stays light (see
     from asmspotter.app.display import RegionDisplay
 
 Key = tuple[str, str]
-
-#: CPU priority (nice) of the work done ahead: a kernel waiting for its page yields the CPU
-#: to the pages being served (Linux; elsewhere it works at normal priority).
-BACKGROUND_NICE = 19
-
-
-def _set_priority(thread_id: int, nice: int) -> None:
-    """Set a thread's CPU priority (Linux only; where the system refuses, leave it)."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, thread_id, nice)
 
 
 def _shapes_of(analysis: RegionAnalysis) -> RegionDisplay:
@@ -72,7 +62,7 @@ class RegionCache:
 
     def _lower_priority(self) -> None:
         self._worker = threading.get_native_id()
-        _set_priority(self._worker, BACKGROUND_NICE)
+        set_thread_nice(self._worker, BACKGROUND_NICE)
 
     @contextlib.contextmanager
     def urgent(self) -> Iterator[None]:
@@ -80,17 +70,17 @@ class RegionCache:
 
         For a page that came before its kernel finished the work ahead and so waits for
         it. Raising a priority needs privileges (or ``RLIMIT_NICE``) on Linux; without
-        them the work stays at :data:`BACKGROUND_NICE`.
+        them the work stays at :data:`~asmspotter.app.priority.BACKGROUND_NICE`.
         """
         worker = self._worker
         if worker is None or not sys.platform.startswith("linux"):
             yield
             return
-        _set_priority(worker, os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        set_thread_nice(worker, os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         try:
             yield
         finally:
-            _set_priority(worker, BACKGROUND_NICE)
+            set_thread_nice(worker, BACKGROUND_NICE)
 
     def preload(self, wanted: Iterable[tuple[Region, Source]]) -> None:
         """Start loading these regions in a background thread, in this order, at low priority."""
@@ -146,9 +136,10 @@ def warm_up(
 ) -> tuple[RegionCache, Future[Catalogue]]:
     """Start the work a kernel started ahead of time does before its page comes.
 
-    In the cache's background thread, at :data:`BACKGROUND_NICE`: import the app's widget
-    modules, read the catalogue, then load every region (``first`` first). The caller's
-    thread is left free (it waits for its page at normal priority).
+    In the cache's background thread, at the lowest priority within the kernel (see
+    :mod:`asmspotter.app.priority`): import the app's widget modules, read the catalogue,
+    then load every region (``first`` first). The caller's thread is left free (it waits
+    for its page).
 
     Args:
         catalogue: catalogue YAML (None: ``data/regions.yaml``).

@@ -8,6 +8,7 @@ go to 127.0.0.1 blocked and recorded, so a page that needs the internet is caugh
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -26,6 +27,15 @@ from asmspotter import paths
 START_TIMEOUT_S = 120.0
 #: Requests a page may make: this machine's loopback address only.
 LOOPBACK = re.compile(r"(https?|wss?)://127\.0\.0\.1[:/]")
+#: Chromium switches for a browser that cannot reach any host by name but 127.0.0.1 (every
+#: other name fails to resolve), with no GPU: off-machine requests fail in the browser
+#: itself, so a page need not pass each request through Playwright (see
+#: :func:`open_offline`'s ``intercept``).
+OFFLINE_CHROMIUM_ARGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+)
 
 
 def free_port() -> int:
@@ -141,6 +151,25 @@ def wait_idle(pid: int, quiet_s: float = 3.0, limit_s: float = 600.0) -> float:
     return time.monotonic() - start
 
 
+def kernels(pid: int) -> dict[str, int]:
+    """Return the kernels a server process started: kernel id to process id."""
+    import psutil  # a dependency of ipykernel
+
+    found = {}
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            command = " ".join(child.cmdline())
+        except psutil.NoSuchProcess:
+            continue
+        if "ipykernel" in command and (match := _CONNECTION_FILE.search(command)):
+            found[match.group(1)] = child.pid
+    return found
+
+
+#: A kernel's connection file on its command line, which names the kernel's id.
+_CONNECTION_FILE = re.compile(r"kernel-([0-9a-f-]{36})\.json")
+
+
 @dataclass
 class OfflinePage:
     """A browser page of the app, what it asked for off this machine, and its load time.
@@ -157,7 +186,9 @@ class OfflinePage:
     seconds: float = 0.0
 
 
-def open_offline(browser: Any, url: str, ready: str, timeout_s: float = 120.0) -> OfflinePage:
+def open_offline(
+    browser: Any, url: str, ready: str, timeout_s: float = 120.0, intercept: bool = True
+) -> OfflinePage:
     """Open ``url`` in a Playwright ``browser`` with every off-loopback request refused.
 
     Args:
@@ -165,6 +196,12 @@ def open_offline(browser: Any, url: str, ready: str, timeout_s: float = 120.0) -
         url: the page's address.
         ready: CSS selector whose visibility marks the page as ready.
         timeout_s: how long any single wait may take.
+        intercept: True: Playwright holds every request and refuses those off 127.0.0.1
+            (strict, but each request makes a round trip through this process, which
+            costs a page of about 100 scripts 0.5 s on two cores). False: requests are
+            only recorded, and the browser must be launched with
+            :data:`OFFLINE_CHROMIUM_ARGS` to refuse them (as a user's browser would load
+            the page; for timing).
 
     """
     page = browser.new_page(viewport={"width": 1400, "height": 950})
@@ -179,7 +216,14 @@ def open_offline(browser: Any, url: str, ready: str, timeout_s: float = 120.0) -
             shown.blocked.append(target)
             request.abort()
 
-    page.route("**/*", route)
+    def record(request: Any) -> None:
+        if not LOOPBACK.match(request.url) and not request.url.startswith("data:"):
+            shown.blocked.append(request.url)
+
+    if intercept:
+        page.route("**/*", route)
+    else:
+        page.on("request", record)
     start = time.monotonic()
     page.goto(url)
     page.wait_for_selector(ready, state="visible")
@@ -188,6 +232,13 @@ def open_offline(browser: Any, url: str, ready: str, timeout_s: float = 120.0) -
 
 
 # --- reading the app's page (browser tests and benchmark) ---------------------------------
+
+
+def page_kernel(page: Any) -> str:
+    """Return the id of the kernel serving a Voila page."""
+    config = json.loads(page.text_content("#jupyter-config-data"))
+    return str(config["kernelId"])
+
 
 #: True once paths of every ``present`` colour and none of the ``absent`` colours are drawn
 #: and the cumulative figure reads ``v``.

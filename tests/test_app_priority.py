@@ -1,0 +1,62 @@
+"""Scheduling-group priority of the app's kernels (Linux autogroups)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from asmspotter import paths
+from asmspotter.app.priority import (
+    BACKGROUND_NICE,
+    SERVING_NICE,
+    group_nice,
+    set_group_nice,
+)
+
+pytestmark = pytest.mark.skipif(
+    group_nice() is None, reason="this system has no scheduler autogroups (/proc/self/autogroup)"
+)
+
+#: A process in a session of its own that, once told, goes back to normal priority.
+CHILD = (
+    "import sys\n"
+    "from asmspotter.app.priority import group_nice, serve_at_normal_priority\n"
+    "print(group_nice(), flush=True)\n"
+    "sys.stdin.readline()\n"
+    "serve_at_normal_priority()\n"
+    "print(group_nice(), flush=True)\n"
+)
+
+
+def test_a_kernel_starts_low_and_serves_at_normal_priority() -> None:
+    env = {**os.environ, "PYTHONPATH": str(paths.source_checkout() or "")}
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,  # as jupyter_client starts a kernel
+    )
+    assert child.stdin is not None and child.stdout is not None
+    mine = group_nice()
+    try:
+        assert int(child.stdout.readline()) == SERVING_NICE  # a new session's group
+        assert set_group_nice(BACKGROUND_NICE, child.pid)  # what the app's server does
+        assert group_nice(child.pid) == BACKGROUND_NICE
+        assert group_nice() == mine  # this session's group is not touched
+        child.stdin.write("page\n")
+        child.stdin.flush()
+        assert int(child.stdout.readline()) == SERVING_NICE  # its page came
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_refused_group_is_reported() -> None:
+    assert set_group_nice(BACKGROUND_NICE, pid=2**22 + 1) is False  # no such process
+    assert group_nice(2**22 + 1) is None
+    assert set_group_nice(99) is False  # out of range: the system refuses it
