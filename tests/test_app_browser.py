@@ -31,6 +31,7 @@ from rasterio.transform import Affine
 
 from asmspotter import layout, paths
 from asmspotter.app.launch import (
+    OFFLINE_CHROMIUM_ARGS,
     AppProcess,
     choose_period,
     count_paths,
@@ -319,3 +320,25 @@ def test_kernels_wait_for_their_page_at_the_lowest_priority(server: Server, chro
     for kid in refill:
         assert group_nice(kernels(server.app.process.pid)[kid]) == BACKGROUND_NICE
     shown.page.close()
+
+
+def test_a_browser_with_the_offline_switches_reaches_only_this_machine(
+    server: Server, chromium: Any
+) -> None:
+    # what benchmarks/bench_app.py times pages with: no request held by Playwright, the
+    # browser itself refuses every other host, and every request is recorded
+    from playwright.sync_api import Error
+
+    browser = chromium.browser_type.launch(
+        executable_path=CHROMIUM, args=list(OFFLINE_CHROMIUM_ARGS)
+    )
+    try:
+        shown = open_offline(browser, server.url, ".asm-landing", intercept=False)
+        assert shown.blocked == []
+        shown.page.evaluate("fetch('http://example.org/tile.png').catch(() => null)")
+        shown.page.wait_for_timeout(500)
+        assert shown.blocked == ["http://example.org/tile.png"]
+        with pytest.raises(Error, match="ERR_NAME_NOT_RESOLVED"):
+            shown.page.goto(server.url.replace("127.0.0.1", "localhost"))
+    finally:
+        browser.close()
