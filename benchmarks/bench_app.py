@@ -168,6 +168,19 @@ def measure_floor(browser: object, workdir: Path) -> float:
         proc.wait(timeout=30)
 
 
+def cpu_reference_s() -> float:
+    """Seconds one core takes for a fixed pure-Python loop: how fast this machine is now.
+
+    The 2-core machine's speed drifts (the same loop took 3.8-7.0 s within an hour), so
+    the page times are printed with it.
+    """
+    start = time.perf_counter()
+    total = 0
+    for i in range(5_000_000):
+        total += i * i
+    return time.perf_counter() - start
+
+
 def summary(
     name: str, values: list[float], unit: str, target: float, better: Callable[[float, float], bool]
 ) -> str:
@@ -195,6 +208,7 @@ def main() -> int:
     from playwright.sync_api import sync_playwright
 
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"CPU reference loop before: {cpu_reference_s():.2f} s")
     with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp, sync_playwright() as pw:
         work = Path(tmp)
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=list(OFFLINE_CHROMIUM_ARGS))
@@ -204,6 +218,7 @@ def main() -> int:
         floor = measure_floor(browser, work)
         browser.close()
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"CPU reference loop after: {cpu_reference_s():.2f} s")
     below = float.__le__
     print(summary("time to interactive", figures["interactive"], "s", TARGET_INTERACTIVE_S, below))
     print(

@@ -1,20 +1,37 @@
-"""The app server's kernels start at the lowest CPU priority (see :mod:`.priority`).
+"""The app server's kernels: started at the lowest CPU priority, and refilled when pages rest.
 
-Voila starts its kernels through :class:`BackgroundKernelManager` (set in ``voila.json``):
-a kernel's scheduling group gets :data:`~asmspotter.app.priority.BACKGROUND_NICE` as soon
-as its process exists, so its start (the interpreter, ``ipykernel``, the app's imports and
-regions) takes only CPU time that pages being served leave over. The kernel itself goes
-back to normal priority when its page arrives
-(:func:`~asmspotter.app.priority.serve_at_normal_priority`).
+Voila keeps a pool of kernels started ahead of time and, each time a page takes one, starts
+another. Two things keep that refill off the pages being served on the same cores:
+
+* :class:`BackgroundKernelManager` sets a new kernel's scheduling group to
+  :data:`~asmspotter.app.priority.BACKGROUND_NICE` as soon as its process exists, so its
+  start (the interpreter, ``ipykernel``, the app's imports and regions) takes only CPU time
+  the pages leave over; the kernel goes back to normal priority when its page arrives
+  (:func:`~asmspotter.app.priority.serve_at_normal_priority`);
+* :class:`AppKernelManager` (Voila's ``multi_kernel_manager_class``, set in ``voila.json``)
+  holds a refill back until no page was asked for during
+  :attr:`~AppKernelManager.refill_quiet_s` seconds (at most
+  :attr:`~AppKernelManager.refill_hold_max_s`), because Voila's server renders the app
+  notebook for a new kernel on the event loop that serves the pages. A page that finds no
+  kernel ready in the pool releases the refills at once: it waits for one of them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
-from jupyter_server.services.kernels.kernelmanager import ServerKernelManager
+from jupyter_server.services.kernels.kernelmanager import (
+    AsyncMappingKernelManager,
+    ServerKernelManager,
+)
+from traitlets import Float, default
 
 from asmspotter.app.priority import BACKGROUND_NICE, set_group_nice
+
+#: What Voila sets in the environment of a kernel it starts for its pool.
+POOL_ENV = ("VOILA_PREHEAT", "True")
 
 
 class BackgroundKernelManager(ServerKernelManager):
@@ -25,3 +42,59 @@ class BackgroundKernelManager(ServerKernelManager):
         pid = getattr(self.provisioner, "pid", None)
         if isinstance(pid, int):
             set_group_nice(BACKGROUND_NICE, pid)
+
+
+class AppKernelManager(AsyncMappingKernelManager):
+    """Kernels of the app server (see the module's description)."""
+
+    refill_quiet_s = Float(
+        6.0,
+        config=True,
+        help="Seconds without a page request before a kernel for the pool is started "
+        "(a page loads within about 5 s).",
+    )
+    refill_hold_max_s = Float(
+        60.0, config=True, help="Longest a kernel for the pool is held back by pages."
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._last_page = -float("inf")
+        self._page_waits = False  # the last page found no kernel ready: refill now
+
+    @default("kernel_manager_class")
+    def _default_kernel_manager_class(self) -> str:
+        return f"{BackgroundKernelManager.__module__}.{BackgroundKernelManager.__name__}"
+
+    def page_requested(self) -> None:
+        """Note that a page was asked for now (the app's page handler calls it)."""
+        self._last_page = time.monotonic()
+        self._page_waits = not self.kernel_ready()
+
+    def kernel_ready(self) -> bool:
+        """Return whether the next page finds a started kernel in Voila's pool."""
+        pools: dict[str, list[asyncio.Task[Any]]] = getattr(self, "_pools", {})
+        return all(pool and pool[0].done() for pool in pools.values())
+
+    async def pages_rested(self) -> float:
+        """Wait until no page was asked for during :attr:`refill_quiet_s` seconds.
+
+        Returns:
+            The seconds waited (at most :attr:`refill_hold_max_s`).
+
+        """
+        start = time.monotonic()
+        deadline = start + self.refill_hold_max_s
+        while (now := time.monotonic()) < deadline and not self._page_waits:
+            left = self._last_page + self.refill_quiet_s - now
+            if left <= 0:
+                break
+            await asyncio.sleep(min(left, deadline - now, 0.25))
+        return time.monotonic() - start
+
+    async def start_kernel(self, *args: Any, **kwargs: Any) -> str:  # type: ignore[override]
+        """Start a kernel; one for Voila's pool waits until pages rest (a page's: at once)."""
+        env = kwargs.get("env") or {}
+        if env.get(POOL_ENV[0]) == POOL_ENV[1]:
+            await self.pages_rested()
+        return str(await super().start_kernel(*args, **kwargs))

@@ -33,6 +33,7 @@ from voila.tornado.handler import TornadoVoilaHandler
 
 from asmspotter import layout
 from asmspotter.app import APP_IP_ENV, CATALOGUE_ENV, DEFAULT_PORT, REGION_ENV
+from asmspotter.app.kernels import AppKernelManager
 from asmspotter.app.panel import BRIEFING_ROUTE
 from asmspotter.app.state import QUERY_KEYS, parse_query
 from asmspotter.errors import DataError, InputError
@@ -98,6 +99,8 @@ class AppPageHandler(_PlainErrors, TornadoVoilaHandler):
             parse_query(self.request.query)
         except InputError as exc:
             raise tornado.web.HTTPError(400, reason=str(exc)[:200]) from None
+        if isinstance(self.kernel_manager, AppKernelManager):
+            self.kernel_manager.page_requested()  # a pool refill waits until pages rest
         await super().prepare()
 
 
