@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from asmspotter.app.kernels import AppKernelManager, BackgroundKernelManager
+from asmspotter.app.kernels import AppKernelManager, BackgroundKernelManager, for_pool
 
 
 @pytest.fixture
@@ -57,3 +57,9 @@ def test_a_refill_is_held_back_for_a_limited_time(tmp_path: Path) -> None:
     )
     manager.page_requested()
     assert 0.35 <= asyncio.run(manager.pages_rested()) < 30
+
+
+def test_only_kernels_for_the_pool_start_at_the_lowest_priority() -> None:
+    assert for_pool({"env": {"VOILA_PREHEAT": "True", "PATH": "/usr/bin"}})
+    assert not for_pool({"env": {"VOILA_PREHEAT": "False"}})  # a page waits for it
+    assert not for_pool({})

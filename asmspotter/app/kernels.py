@@ -34,13 +34,23 @@ from asmspotter.app.priority import BACKGROUND_NICE, set_group_nice
 POOL_ENV = ("VOILA_PREHEAT", "True")
 
 
+def for_pool(kwargs: dict[str, Any]) -> bool:
+    """Return whether a kernel started with these arguments is one for Voila's pool."""
+    env = kwargs.get("env") or {}
+    return bool(env.get(POOL_ENV[0]) == POOL_ENV[1])
+
+
 class BackgroundKernelManager(ServerKernelManager):
-    """A kernel manager whose kernel starts in a scheduling group at the lowest priority."""
+    """A kernel manager whose kernel for the pool starts at the lowest priority.
+
+    A kernel started for a page that found the pool empty keeps normal priority: the page
+    waits for it.
+    """
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
         await super()._async_launch_kernel(kernel_cmd, **kw)
         pid = getattr(self.provisioner, "pid", None)
-        if isinstance(pid, int):
+        if isinstance(pid, int) and for_pool(kw):
             set_group_nice(BACKGROUND_NICE, pid)
 
 
@@ -94,7 +104,6 @@ class AppKernelManager(AsyncMappingKernelManager):
 
     async def start_kernel(self, *args: Any, **kwargs: Any) -> str:  # type: ignore[override]
         """Start a kernel; one for Voila's pool waits until pages rest (a page's: at once)."""
-        env = kwargs.get("env") or {}
-        if env.get(POOL_ENV[0]) == POOL_ENV[1]:
+        if for_pool(kwargs):
             await self.pages_rested()
         return str(await super().start_kernel(*args, **kwargs))
