@@ -118,8 +118,9 @@ def show_app(
     done ahead in a background thread at the lowest CPU priority (importing the widgets,
     reading the catalogue, loading every region, the one named by the arguments or by
     ``asmspotter app --region`` first), while this thread waits for the page's request;
-    Voila starts such a kernel each time a page takes one, and at that priority it does not
-    slow the pages being served. Then what the page's address asks for
+    Voila starts such a kernel each time a page takes one, and until its page arrives the
+    whole kernel runs at the lowest priority (:mod:`asmspotter.app.priority`), so it does
+    not slow the pages being served. Then what the page's address asks for
     (``?region=madre-de-dios&period=2021``) is shown. Every value is checked against the
     catalogue; a refused one is shown as a message.
 
