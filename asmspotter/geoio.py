@@ -8,9 +8,9 @@ written complete into a temporary folder beside their folder and swapped in as a
 (:func:`publish_folder`), so readers never see files of two runs side by side.
 
 Temporary names carry the writer's process id (``.<name>.partial-<pid>-...``,
-``.<name>.publish-<pid>-...``): :func:`remove_leftovers` removes those of processes that
-died (kill -9, power cut) and never those of a process still writing. Writes the file
-system refuses (disk full, no permission, read-only) become one-line
+``.<name>.publish-<pid>-...``): :func:`asmspotter.leftovers.remove_leftovers` removes those
+of processes that died (kill -9, power cut) and never those of a process still writing.
+Writes the file system refuses (disk full, no permission, read-only) become one-line
 :class:`~asmspotter.errors.OutputError` s that name the destination.
 """
 
@@ -30,7 +30,6 @@ import secrets
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,13 +41,14 @@ from asmspotter.errors import AsmSpotterError, DataError, OutputError, first_lin
 
 log = logging.getLogger(__name__)
 
-#: Kinds of temporary names: files being written, folders being published, a folder
-#: replaced by a publication (removed once the new one is in place), work files.
+#: Kinds of temporary names (:data:`TEMP_NAME`): files being written, folders being
+#: published, a folder replaced by a publication (removed once the new one is in place),
+#: work files.
 TEMP_KINDS: tuple[str, ...] = ("partial", "publish", "old", "work")
-_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|publish|old|work)-(?P<rest>.+)$")
-_PID = re.compile(r"^(?P<pid>\d+)-")
+TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|publish|old|work)-(?P<rest>.+)$")
+PID_PREFIX = re.compile(r"^(?P<pid>\d+)-")
 #: Staging folders of detections written by older versions (no process id in the name).
-_LEGACY_NAME = re.compile(r"^\.detect-partial-")
+LEGACY_NAME = re.compile(r"^\.detect-partial-")
 #: Temporary names without a process id (written by older versions) are removed when they
 #: have not changed for this long.
 LEGACY_LEFTOVER_AGE_S = 3600.0
@@ -59,7 +59,8 @@ _WRITER_MODULES = ("rasterio", "pyogrio", "fiona", "osgeo", "shapefile")
 def temp_prefix(name: str, kind: str) -> str:
     """Return the prefix of a temporary name for ``name`` of one of :data:`TEMP_KINDS`.
 
-    The prefix holds this process's id, so that :func:`remove_leftovers` can tell the
+    The prefix holds this process's id, so that
+    :func:`~asmspotter.leftovers.remove_leftovers` can tell the
     leftovers of dead processes from the files of a live one.
     """
     assert kind in TEMP_KINDS, kind
@@ -208,7 +209,7 @@ def _foreign_entries(folder: Path, allowed: set[str]) -> list[str]:
     for entry in folder.iterdir():
         name = entry.name
         base = name[: -len(".aux.xml")] if name.endswith(".aux.xml") else name
-        if base in allowed or _TEMP_NAME.match(name):
+        if base in allowed or TEMP_NAME.match(name):
             continue
         out.append(name)
     return sorted(out)
@@ -225,9 +226,10 @@ def publish_folder(
     Write every file of the set into the yielded folder (with the writers of this module);
     when the block succeeds, the folder is swapped in for ``path`` atomically (Linux
     ``renameat2``; elsewhere the old folder is moved aside first, and
-    :func:`remove_leftovers` puts it back if the process dies in between), and the old
-    folder is removed. On any error or interrupt the old folder stays as it was and the
-    new one is removed, so readers see either the old set or the new set, never a mix.
+    :func:`~asmspotter.leftovers.remove_leftovers` puts it back if the process dies in
+    between), and the old folder is removed. On any error or interrupt the old folder
+    stays as it was and the new one is removed, so readers see either the old set or the
+    new set, never a mix.
 
     Args:
         path: the published folder (created with its parents if absent).
@@ -315,101 +317,6 @@ def _exchange_or_move(staging: Path, final: Path) -> None:
     os.rename(final, aside / final.name)
     os.rename(staging, final)
     shutil.rmtree(aside, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------------------
-# leftovers of killed runs
-# --------------------------------------------------------------------------------------
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's live process
-    return True
-
-
-def _abandoned(path: Path, rest: str, now: float) -> bool:
-    m = _PID.match(rest)
-    if m is not None:
-        return not _pid_alive(int(m.group("pid")))
-    try:
-        return now - path.lstat().st_mtime > LEGACY_LEFTOVER_AGE_S
-    except FileNotFoundError:
-        return False
-
-
-def remove_leftovers(folder: str | os.PathLike[str], depth: int = 2) -> list[Path]:
-    """Remove the temporary files and folders that dead processes left below ``folder``.
-
-    A temporary name (see :func:`temp_prefix`) whose process is no longer running is a
-    leftover: a file half written, a folder half published. A folder that was moved aside
-    by a publication that died before the new folder was in place is put back instead (it
-    is the last complete version). Temporary names of live processes are never touched,
-    so this is safe while another process writes.
-
-    Args:
-        folder: where to look (absent: nothing to do).
-        depth: how many folder levels below ``folder`` to look into.
-
-    Returns:
-        The leftovers removed (or put back).
-
-    """
-    root = Path(folder)
-    if not root.is_dir():
-        return []
-    removed: list[Path] = []
-    now = time.time()
-    level = [root]
-    for _ in range(depth + 1):
-        below: list[Path] = []
-        for parent in level:
-            try:
-                entries = list(parent.iterdir())
-            except OSError:
-                continue
-            for entry in entries:
-                m = _TEMP_NAME.match(entry.name)
-                if m is None and _LEGACY_NAME.match(entry.name):
-                    if _abandoned(entry, "", now):
-                        shutil.rmtree(entry, ignore_errors=True)
-                        removed.append(entry)
-                    continue
-                if m is None:
-                    if entry.is_dir() and not entry.is_symlink():
-                        below.append(entry)
-                    continue
-                if not _abandoned(entry, m.group("rest"), now):
-                    continue
-                if m.group("kind") == "old" and _restore_aside(entry, parent / m.group("name")):
-                    removed.append(entry)
-                    continue
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    with contextlib.suppress(FileNotFoundError):
-                        entry.unlink()
-                removed.append(entry)
-        level = below
-    if removed:
-        log.info("removed %d leftover(s) of killed runs below %s", len(removed), root)
-    return removed
-
-
-def _restore_aside(aside: Path, final: Path) -> bool:
-    """Put back a folder a dead publication moved aside, when nothing replaced it."""
-    inner = aside / final.name
-    if final.exists() or not inner.is_dir():
-        return False
-    os.rename(inner, final)
-    shutil.rmtree(aside, ignore_errors=True)
-    return True
 
 
 def file_digest(path: str | os.PathLike[str]) -> dict[str, Any]:

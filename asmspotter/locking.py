@@ -7,7 +7,7 @@ after ``timeout`` seconds, naming it). The lock is released by the kernel when i
 process ends, even after kill -9, so a killed run never blocks the next one.
 
 Whoever takes the lock first cleans up: the leftovers of killed runs below the region's
-cache and output folders (:func:`asmspotter.geoio.remove_leftovers`) are removed then.
+cache and output folders (:func:`asmspotter.leftovers.remove_leftovers`) are removed then.
 The lock is re-entrant within a thread (the chain holds it while each stage takes it
 again); other threads of the same process wait as other processes do.
 
@@ -198,9 +198,9 @@ def clean_region(region: str) -> list[Path]:
     """Remove the leftovers of killed runs below a region's cache and output folders.
 
     Only temporary files and folders of processes that are no longer running are removed
-    (:func:`asmspotter.geoio.remove_leftovers`).
+    (:func:`asmspotter.leftovers.remove_leftovers`).
     """
-    from asmspotter.geoio import remove_leftovers
+    from asmspotter.leftovers import remove_leftovers
 
     removed: list[Path] = []
     for folder in layout.region_folders(region):

@@ -159,7 +159,8 @@ def test_publish_folder_never_replaces_a_folder_of_other_files(tmp_path: Path) -
 def test_remove_leftovers_of_dead_processes_only(tmp_path: Path) -> None:
     import os
 
-    from asmspotter.geoio import remove_leftovers, temp_prefix
+    from asmspotter.geoio import temp_prefix
+    from asmspotter.leftovers import remove_leftovers
 
     dead = _dead_pid()
     period = tmp_path / "region" / "2019"
@@ -183,7 +184,7 @@ def test_remove_leftovers_of_dead_processes_only(tmp_path: Path) -> None:
 
 
 def test_a_folder_moved_aside_by_a_killed_publication_is_put_back(tmp_path: Path) -> None:
-    from asmspotter.geoio import remove_leftovers
+    from asmspotter.leftovers import remove_leftovers
 
     dead = _dead_pid()
     aside = tmp_path / f".analysis.old-{dead}-1234"
