@@ -31,16 +31,21 @@ CHILD = (
 )
 
 
-def test_a_kernel_starts_low_and_serves_at_normal_priority() -> None:
+def session_child() -> subprocess.Popen[str]:
+    """Start :data:`CHILD` in a session of its own, as jupyter_client starts a kernel."""
     env = {**os.environ, "PYTHONPATH": str(paths.source_checkout() or "")}
-    child = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-c", CHILD],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         env=env,
-        start_new_session=True,  # as jupyter_client starts a kernel
+        start_new_session=True,
     )
+
+
+def test_a_kernel_starts_low_and_serves_at_normal_priority() -> None:
+    child = session_child()
     assert child.stdin is not None and child.stdout is not None
     mine = group_nice()
     try:
@@ -51,6 +56,20 @@ def test_a_kernel_starts_low_and_serves_at_normal_priority() -> None:
         child.stdin.write("page\n")
         child.stdin.flush()
         assert int(child.stdout.readline()) == SERVING_NICE  # its page came
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_group_the_app_did_not_lower_is_left_as_it_is() -> None:
+    child = session_child()
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        assert int(child.stdout.readline()) == SERVING_NICE
+        assert set_group_nice(5, child.pid)  # someone else's choice
+        child.stdin.write("page\n")
+        child.stdin.flush()
+        assert int(child.stdout.readline()) == 5
     finally:
         child.kill()
         child.wait()

@@ -141,7 +141,8 @@ def show_app(
     if os.environ.get(PREHEAT_ENV) == "True":
         cache, loading = warm_up(path, first)
     query = request_query()  # in a preheated kernel: waits for the page
-    serve_at_normal_priority()
+    if cache is not None:  # a kernel of the app server's pool: it waited at low priority
+        serve_at_normal_priority()
     import ipywidgets as widgets
 
     from asmspotter.app.panel import esc

@@ -88,6 +88,9 @@ def set_group_nice(nice: int, pid: int | None = None) -> bool:
 
 
 def serve_at_normal_priority() -> None:
-    """Give this kernel the CPU share of any process again: its page has arrived."""
-    if group_nice() not in (None, SERVING_NICE):
+    """Give this kernel the CPU share of any process again: its page has arrived.
+
+    Only a group at :data:`BACKGROUND_NICE` (where the app server put it) is changed.
+    """
+    if group_nice() == BACKGROUND_NICE:
         set_group_nice(SERVING_NICE)
