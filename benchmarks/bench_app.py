@@ -43,6 +43,7 @@ from asmspotter.app.launch import (
     choose_period,
     figure,
     free_port,
+    kernels,
     open_offline,
     toggle_layer,
     wait_idle,
@@ -60,12 +61,10 @@ TARGET_KERNEL_MB = 1024.0
 def kernel_peaks_mb(pid: int) -> list[float]:
     """Return the peak resident memory (VmHWM) of each kernel of the server, in MiB."""
     peaks = []
-    for child in psutil.Process(pid).children(recursive=True):
+    for kernel in kernels(pid).values():
         try:
-            if "ipykernel" not in " ".join(child.cmdline()):
-                continue
-            status = Path(f"/proc/{child.pid}/status").read_text()
-        except (psutil.NoSuchProcess, OSError):
+            status = Path(f"/proc/{kernel}/status").read_text()
+        except OSError:
             continue
         for line in status.splitlines():
             if line.startswith("VmHWM:"):
@@ -76,10 +75,9 @@ def kernel_peaks_mb(pid: int) -> list[float]:
 def kernels_started(pid: int, since: float, until: float) -> int:
     """Return how many kernels of the server started between two ``time.time()`` values."""
     count = 0
-    for child in psutil.Process(pid).children(recursive=True):
+    for kernel in kernels(pid).values():
         try:
-            if "ipykernel" in " ".join(child.cmdline()) and since <= child.create_time() <= until:
-                count += 1
+            count += since <= psutil.Process(kernel).create_time() <= until
         except psutil.NoSuchProcess:
             continue
     return count
