@@ -3,10 +3,16 @@
 Tests that need the shared real data take the ``shared_data`` fixture: it returns the
 folder (``ASMSPOTTER_SHARED_DATA``, default ``../shared/data``) or skips the test with
 the reason when it is absent. CI has the data, so there these tests run.
+
+Tests of the app kernels' scheduling priority take ``autogroups``: it skips them where a
+process in a new session (as jupyter_client starts a kernel) is not scheduled in an
+autogroup. The test process itself may well not be in one (on CI it runs in the machine's
+first session, whose ``/proc/self/autogroup`` reads empty) while its kernels are.
 """
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +20,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from asmspotter import paths
+from asmspotter.app.priority import group_nice
 
 if TYPE_CHECKING:
     from asmspotter.testing.stac_server import StacServer
@@ -29,6 +36,19 @@ def shared_data() -> Path:
             f"(set {paths.SHARED_DATA_ENV} to run tests on real data)"
         )
     return paths.shared_data_dir()
+
+
+@pytest.fixture(scope="session")
+def autogroups() -> None:
+    """Skip the test where a new session is not scheduled in an autogroup."""
+    child = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        nice = group_nice(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    if nice is None:
+        pytest.skip("a new session gets no scheduler autogroup here (/proc/<pid>/autogroup)")
 
 
 @pytest.fixture()

@@ -296,11 +296,10 @@ def test_refused_address_is_a_message(server: Server, chromium: Any) -> None:
     shown.page.close()
 
 
+@pytest.mark.usefixtures("autogroups")
 def test_kernels_wait_for_their_page_at_the_lowest_priority(server: Server, chromium: Any) -> None:
     # each kernel runs in a session (scheduling group) of its own: nice values of its
     # threads do not count against other sessions, the group's does (asmspotter.app.priority)
-    if group_nice() is None:
-        pytest.skip("this system has no scheduler autogroups (/proc/self/autogroup)")
     assert server.app.process is not None
     server.app.wait_idle()
     waiting = kernels(server.app.process.pid)

@@ -17,13 +17,15 @@ So the server sets a new kernel's group to :data:`BACKGROUND_NICE` as it starts 
 (:mod:`asmspotter.app.kernels`), the kernel's background thread also runs at that nice
 within its group, and the kernel sets its group back to :data:`SERVING_NICE` when its page
 arrives (:func:`serve_at_normal_priority`). Elsewhere (no autogroups, another system) these
-calls do nothing.
+calls do nothing. That includes a process whose scheduling group is not an autogroup,
+such as one in a container's own CPU cgroup: its ``/proc/<pid>/autogroup`` reads empty.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -35,6 +37,8 @@ SERVING_NICE = 0
 #: Tries of a group's nice value when the system asks to wait (it allows one change per
 #: 0.1 s to unprivileged processes).
 _TRIES = 5
+#: What ``/proc/<pid>/autogroup`` holds for a process scheduled in an autogroup.
+_AUTOGROUP_LINE = re.compile(r"/autogroup-\d+ nice (-?\d+)")
 
 
 def set_thread_nice(thread_id: int, nice: int) -> None:
@@ -49,7 +53,7 @@ def _autogroup(pid: int | None) -> Path:
 
 
 def group_nice(pid: int | None = None) -> int | None:
-    """Return the nice value of a process's scheduling group (None where there is none).
+    """Return the nice value of a process's autogroup (None where it is not in one).
 
     Args:
         pid: the process (None: this one).
@@ -59,7 +63,8 @@ def group_nice(pid: int | None = None) -> int | None:
         text = _autogroup(pid).read_text()
     except OSError:
         return None
-    return int(text.split("nice")[-1])
+    match = _AUTOGROUP_LINE.match(text)
+    return int(match.group(1)) if match else None
 
 
 def set_group_nice(nice: int, pid: int | None = None) -> bool:
@@ -70,10 +75,12 @@ def set_group_nice(nice: int, pid: int | None = None) -> bool:
         pid: the process (None: this one).
 
     Returns:
-        True if the group now has that value; False where there are no autogroups or the
-        system refused.
+        True if the group now has that value; False where the process is not scheduled in
+        an autogroup (the value would have no effect) or the system refused.
 
     """
+    if group_nice(pid) is None:
+        return False
     path = _autogroup(pid)
     for _ in range(_TRIES):
         try:
