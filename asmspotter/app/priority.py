@@ -17,8 +17,9 @@ So the server sets a new kernel's group to :data:`BACKGROUND_NICE` as it starts 
 (:mod:`asmspotter.app.kernels`), the kernel's background thread also runs at that nice
 within its group, and the kernel sets its group back to :data:`SERVING_NICE` when its page
 arrives (:func:`serve_at_normal_priority`). Elsewhere (no autogroups, another system) these
-calls do nothing. That includes a process whose scheduling group is not an autogroup,
-such as one in a container's own CPU cgroup: its ``/proc/<pid>/autogroup`` reads empty.
+calls do nothing. That includes a process whose session has no autogroup of its own,
+such as one in the machine's first session (a child of PID 1 that never called ``setsid``):
+its ``/proc/<pid>/autogroup`` reads empty.
 """
 
 from __future__ import annotations
