@@ -33,7 +33,7 @@ from rasterio.transform import Affine
 from asmspotter import layout, paths
 from asmspotter.analyse import analyse_region
 from asmspotter.app import display, panel
-from asmspotter.app.cache import warm_up
+from asmspotter.app.cache import preload_order, warm_up
 from asmspotter.app.priority import BACKGROUND_NICE
 from asmspotter.app.raster import composite_image
 from asmspotter.app.source import detector_model
@@ -313,7 +313,7 @@ def test_composite_image_is_web_mercator_with_transparent_gaps(
 
 def test_preload_readies_every_region_with_data(workdirs: dict[str, Path], tmp_path: Path) -> None:
     app = App(load_catalogue(write_region(tmp_path)))
-    app.preload()  # what a kernel Voila starts ahead of time does before a page asks
+    app.cache.preload(preload_order(app.catalogue))  # what warm_up queues before a page asks
     pending = list(app.cache._pending.values())
     assert len(pending) == 1
     loaded, shapes = pending[0].result(timeout=120)  # loaded in the background thread

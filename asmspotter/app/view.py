@@ -15,7 +15,7 @@ from typing import Any, TypeVar, cast
 import ipywidgets as widgets
 
 from asmspotter.app import display, panel
-from asmspotter.app.cache import RegionCache, preload_order
+from asmspotter.app.cache import RegionCache
 from asmspotter.app.mapview import BASEMAP_NAME, RegionMap
 from asmspotter.app.source import (
     RegionAnalysis,
@@ -280,15 +280,6 @@ class App:
     def shapes(self, analysis: RegionAnalysis) -> display.RegionDisplay:
         """Return (and keep for the session) what the map of an analysis draws."""
         return self.cache.shapes(analysis)
-
-    def preload(self, first: str | None = None) -> None:
-        """Start loading every region's analysis and map shapes in the background.
-
-        Voila runs this in kernels it starts ahead of time, so that whichever region a page
-        asks for is ready when it comes; ``first`` (a region id) is loaded first. A region
-        that cannot be loaded is reported when a page asks for it.
-        """
-        self.cache.preload(preload_order(self.catalogue, first))
 
     @guarded
     def show_landing(self) -> None:
