@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from asmspotter.app.state import (
@@ -60,10 +61,21 @@ __all__ = [
     "Request",
     "Selection",
     "parse_query",
+    "preheated",
     "request_query",
     "show_app",
     "visible_layers",
 ]
+
+
+def preheated(env: Mapping[str, str] | None = None) -> bool:
+    """Return whether an environment is that of a kernel Voila starts ahead of time.
+
+    Args:
+        env: a kernel's environment (None: this process's).
+
+    """
+    return (os.environ if env is None else env).get(PREHEAT_ENV) == "True"
 
 
 def request_query() -> str:
@@ -72,7 +84,7 @@ def request_query() -> str:
     In a kernel Voila started ahead of time (preheated), this waits until a page asks for
     it, so everything done before the call is ready when the page arrives.
     """
-    if os.environ.get(PREHEAT_ENV) == "True":
+    if preheated():
         _wait_for_page()
     return os.environ.get(QUERY_ENV, "")
 
@@ -138,7 +150,7 @@ def show_app(
     path = catalogue or os.environ.get(CATALOGUE_ENV) or None
     first = region or os.environ.get(REGION_ENV) or None
     cache: RegionCache | None = None
-    if os.environ.get(PREHEAT_ENV) == "True":
+    if preheated():
         cache, loading = warm_up(path, first)
     query = request_query()  # in a preheated kernel: waits for the page
     if cache is not None:  # a kernel of the app server's pool: it waited at low priority

@@ -28,16 +28,13 @@ from jupyter_server.services.kernels.kernelmanager import (
 )
 from traitlets import Float, default
 
+from asmspotter.app import preheated
 from asmspotter.app.priority import BACKGROUND_NICE, set_group_nice
-
-#: What Voila sets in the environment of a kernel it starts for its pool.
-POOL_ENV = ("VOILA_PREHEAT", "True")
 
 
 def for_pool(kwargs: dict[str, Any]) -> bool:
     """Return whether a kernel started with these arguments is one for Voila's pool."""
-    env = kwargs.get("env") or {}
-    return bool(env.get(POOL_ENV[0]) == POOL_ENV[1])
+    return preheated(kwargs.get("env") or {})
 
 
 class BackgroundKernelManager(ServerKernelManager):
