@@ -125,19 +125,15 @@ class FusedMiningNet(MiningNet):
         self.plain = source
         self.register_buffer("mean", source.get_buffer("mean").clone())
         self.register_buffer("std", source.get_buffer("std").clone())
-        self.encoder = [_blocks(s) for s in (source.stem, source.down1, source.down2)]
-        self.encoder.append(_blocks(source.down3))
+        # every weight in oneDNN's blocked layout once (_packed), not reordered on every call
+        stages = (source.stem, source.down1, source.down2, source.down3)
+        self.encoder = [[_packed(c) for c in _blocks(stage)] for stage in stages]
         fuse2, fuse1 = _blocks(source.fuse2), _blocks(source.fuse1)
-        self.reduce2, self.skip2 = _merge(fuse2[0], _conv(source.lat2))
-        self.reduce1, self.skip1 = _merge(fuse1[0], _conv(source.lat1))
-        self.conv2, self.conv1 = fuse2[1:], fuse1[1:]
-        self.skip0, self.logits = _conv(source.lat0), _conv(source.head)
-        # weights in oneDNN's blocked layout once, not reordered on every call
-        self.encoder = [[_packed(c) for c in stage] for stage in self.encoder]
-        self.conv2, self.conv1 = [_packed(c) for c in self.conv2], [_packed(c) for c in self.conv1]
-        self.reduce2, self.skip2 = _packed(self.reduce2), _packed(self.skip2)
-        self.reduce1, self.skip1 = _packed(self.reduce1), _packed(self.skip1)
-        self.skip0, self.logits = _packed(self.skip0), _packed(self.logits)
+        self.reduce2, self.skip2 = map(_packed, _merge(fuse2[0], _conv(source.lat2)))
+        self.reduce1, self.skip1 = map(_packed, _merge(fuse1[0], _conv(source.lat1)))
+        self.conv2 = [_packed(c) for c in fuse2[1:]]
+        self.conv1 = [_packed(c) for c in fuse1[1:]]
+        self.skip0, self.logits = _packed(_conv(source.lat0)), _packed(_conv(source.head))
         self.eval()
 
     @staticmethod
