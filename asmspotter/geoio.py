@@ -47,11 +47,6 @@ log = logging.getLogger(__name__)
 TEMP_KINDS: tuple[str, ...] = ("partial", "publish", "old", "work")
 TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|publish|old|work)-(?P<rest>.+)$")
 PID_PREFIX = re.compile(r"^(?P<pid>\d+)-")
-#: Staging folders of detections written by older versions (no process id in the name).
-LEGACY_NAME = re.compile(r"^\.detect-partial-")
-#: Temporary names without a process id (written by older versions) are removed when they
-#: have not changed for this long.
-LEGACY_LEFTOVER_AGE_S = 3600.0
 #: Libraries whose exceptions, raised while writing, mean that the file system refused.
 _WRITER_MODULES = ("rasterio", "pyogrio", "fiona", "osgeo", "shapefile")
 

@@ -11,13 +11,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import time
 from pathlib import Path
 
-from asmspotter.geoio import LEGACY_LEFTOVER_AGE_S, LEGACY_NAME, PID_PREFIX, TEMP_NAME
+from asmspotter.geoio import PID_PREFIX, TEMP_NAME
 
 log = logging.getLogger(__name__)
+
+#: Staging folders of detections written by older versions (no process id in the name).
+LEGACY_NAME = re.compile(r"^\.detect-partial-")
+#: Temporary names without a process id (written by older versions) are removed when they
+#: have not changed for this long.
+LEGACY_LEFTOVER_AGE_S = 3600.0
 
 
 def _pid_alive(pid: int) -> bool:
@@ -45,10 +52,10 @@ def _abandoned(path: Path, rest: str, now: float) -> bool:
 def remove_leftovers(folder: str | os.PathLike[str], depth: int = 2) -> list[Path]:
     """Remove the temporary files and folders that dead processes left below ``folder``.
 
-    A temporary name (see :func:`temp_prefix`) whose process is no longer running is a
-    leftover: a file half written, a folder half published. A folder that was moved aside
-    by a publication that died before the new folder was in place is put back instead (it
-    is the last complete version). Temporary names of live processes are never touched,
+    A temporary name (see :func:`~asmspotter.geoio.temp_prefix`) whose process is no
+    longer running is a leftover: a file half written, a folder half published. A folder
+    that was moved aside by a publication that died before the new folder was in place is
+    put back instead (it is the last complete version). Temporary names of live processes are never touched,
     so this is safe while another process writes.
 
     Args:
