@@ -55,8 +55,8 @@ def remove_leftovers(folder: str | os.PathLike[str], depth: int = 2) -> list[Pat
     A temporary name (see :func:`~asmspotter.geoio.temp_prefix`) whose process is no
     longer running is a leftover: a file half written, a folder half published. A folder
     that was moved aside by a publication that died before the new folder was in place is
-    put back instead (it is the last complete version). Temporary names of live processes are never touched,
-    so this is safe while another process writes.
+    put back instead (it is the last complete version). Temporary names of live processes
+    are never touched, so this is safe while another process writes.
 
     Args:
         folder: where to look (absent: nothing to do).
