@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 TEMP_KINDS: tuple[str, ...] = ("partial", "publish", "old", "work")
 TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|publish|old|work)-(?P<rest>.+)$")
 PID_PREFIX = re.compile(r"^(?P<pid>\d+)-")
+#: Block side (px) of the COGs written (their overviews halve until one block holds them).
+COG_BLOCK = 256
 #: Libraries whose exceptions, raised while writing, mean that the file system refused.
 _WRITER_MODULES = ("rasterio", "pyogrio", "fiona", "osgeo", "shapefile")
 
@@ -424,7 +426,7 @@ def write_cog(
     band_names: Sequence[str] | None = None,
     tags: Mapping[str, str] | None = None,
     compress: str = "DEFLATE",
-    blocksize: int = 256,
+    blocksize: int = COG_BLOCK,
 ) -> Path:
     """Write a (bands, rows, cols) or (rows, cols) array as a Cloud Optimized GeoTIFF.
 
@@ -477,7 +479,7 @@ def write_cog(
 
 
 def translate_to_cog(
-    src: Any, path: str | os.PathLike[str], *, compress: str = "DEFLATE", blocksize: int = 256
+    src: Any, path: str | os.PathLike[str], *, compress: str = "DEFLATE", blocksize: int = COG_BLOCK
 ) -> Path:
     """Copy an open rasterio dataset (or a GeoTIFF path) to a COG, atomically.
 

@@ -28,8 +28,6 @@ from asmspotter.scale.grid import PixelBox, RasterGrid
 
 #: GDAL block cache (MiB) while mosaicking.
 GDAL_CACHE_MB = 128
-#: Block side (px) of the mosaic COGs, as the single-process COGs have.
-COG_BLOCK = 256
 #: How tiles are resampled into a mosaic's overviews when theirs do not line up (coarser
 #: levels than a tile's coarsest; GDAL's rounding of sizes): as the COG driver resamples.
 OVERVIEW_RESAMPLING = "cubic"
@@ -79,7 +77,7 @@ class _Level:
         return self.grid.width / self.full.width, self.grid.height / self.full.height
 
 
-def overview_factors(width: int, height: int, block: int = COG_BLOCK) -> list[int]:
+def overview_factors(width: int, height: int, block: int = geoio.COG_BLOCK) -> list[int]:
     """Return the overview factors GDAL's COG driver gives a raster: halving until a block."""
     out, factor = [], 1
     while max(overview_size(width, height, factor)) > block:
@@ -227,4 +225,4 @@ def mosaic_cog(vrt: Path, cog: Path) -> Path:
 
     env: dict[str, Any] = {"GDAL_CACHEMAX": GDAL_CACHE_MB}
     with rasterio.Env(**env):
-        return geoio.translate_to_cog(vrt, cog, blocksize=COG_BLOCK)
+        return geoio.translate_to_cog(vrt, cog, blocksize=geoio.COG_BLOCK)
